@@ -1,0 +1,232 @@
+"""The shared Python interpreter's entry points: `load` a bundle, `handle` events (guest side).
+
+componentize-py builds this module into the firebox interpreter component once per
+firebox version. Importing it pre-imports the standard library (the snapshot holds it);
+each instance then gets one function's bundle through `load` and serves `handle` calls
+with Lambda's Python programming model.
+"""
+
+from __future__ import annotations
+
+import decimal
+import importlib
+import json
+import os
+import random
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import firebox_guest_stdlib  # noqa: F401 - imported for its effect: the stdlib snapshot
+import wit_world
+from componentize_py_types import Err
+from firebox_guest_bundle import TASK_ROOT
+from firebox_guest_bundle import install as install_bundle
+from firebox_guest_logs import LogBudget, LogStream
+from firebox_guest_logs import install as install_logs
+from wit_world.imports import host
+from wit_world.imports.types import FunctionConfig, InvocationContext
+
+Handler = Callable[[Any, Any], Any]
+
+
+class LambdaContext:
+    """The `context` argument of a handler, with the attributes of Lambda's Python runtime."""
+
+    def __init__(self, config: FunctionConfig, call: InvocationContext) -> None:
+        self.function_name = config.function_name
+        self.function_version = config.function_version
+        self.invoked_function_arn = call.invoked_function_arn or config.invoked_function_arn
+        # Lambda's runtime exposes the memory size as a string (from an env var).
+        self.memory_limit_in_mb = str(config.memory_limit_mb)
+        self.aws_request_id = call.aws_request_id
+        self.log_group_name = config.log_group_name
+        self.log_stream_name = config.log_stream_name
+        self.identity = json.loads(call.identity) if call.identity else None
+        self.client_context = json.loads(call.client_context) if call.client_context else None
+        self._deadline_ms = call.deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Return the milliseconds left before the invocation times out (never negative)."""
+        return max(0, self._deadline_ms - host.monotonic_ms())
+
+    def __repr__(self) -> str:
+        return (
+            f"LambdaContext(function_name={self.function_name!r},"
+            f" aws_request_id={self.aws_request_id!r})"
+        )
+
+
+def _error(error_type: str, message: str, stack: list[str], request_id: str = "") -> bytes:
+    payload = {
+        "errorMessage": message,
+        "errorType": error_type,
+        "requestId": request_id,
+        "stackTrace": stack,
+    }
+    return json.dumps(payload).encode()
+
+
+def _stack(exc: BaseException) -> list[str]:
+    # Drop this module's own frames, as Lambda's runtime drops its bootstrap frames.
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    return traceback.format_list(frames)
+
+
+def _exception_error(exc: BaseException, request_id: str = "") -> bytes:
+    try:
+        return _error(type(exc).__name__, str(exc), _stack(exc), request_id)
+    except BaseException:
+        return _error(type(exc).__name__, "(error message unavailable)", [], request_id)
+
+
+def _json_default(value: object) -> Any:
+    # Lambda's Python runtime serializes Decimal (common with DynamoDB) as a number.
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+class _State:
+    config: FunctionConfig
+    handler: Handler
+    budget: LogBudget
+    streams: tuple[LogStream, LogStream]
+
+
+_state: _State | None = None
+
+
+def _set_environment(config: FunctionConfig, handler: str) -> None:
+    os.environ.clear()
+    os.environ.update(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": config.function_name,
+            "AWS_LAMBDA_FUNCTION_VERSION": config.function_version,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_limit_mb),
+            "AWS_LAMBDA_LOG_GROUP_NAME": config.log_group_name,
+            "AWS_LAMBDA_LOG_STREAM_NAME": config.log_stream_name,
+            "AWS_EXECUTION_ENV": "firebox_python",
+            "LAMBDA_TASK_ROOT": TASK_ROOT,
+            "LAMBDA_RUNTIME_DIR": "/var/runtime",
+            "_HANDLER": handler,
+            "TZ": ":UTC",
+            "LANG": "en_US.UTF-8",
+            "PYTHONPATH": TASK_ROOT,
+        }
+    )
+    os.environ.update(dict(config.environment))
+
+
+def _resolve(handler: str) -> Handler:
+    module_name, _, function_name = handler.rpartition(".")
+    if not module_name or not function_name:
+        raise Err(
+            _error(
+                "Runtime.MalformedHandlerName",
+                f"Bad handler '{handler}': not enough values to unpack (expected 2, got 1)",
+                [],
+            )
+        )
+    module_name = module_name.replace("/", ".")
+    try:
+        module = importlib.import_module(module_name)
+    except SyntaxError as exc:
+        raise Err(
+            _error(
+                "Runtime.UserCodeSyntaxError",
+                f"Syntax error in module '{module_name}': {exc}",
+                _stack(exc),
+            )
+        ) from None
+    except ImportError as exc:
+        raise Err(
+            _error(
+                "Runtime.ImportModuleError",
+                f"Unable to import module '{module_name}': {exc}",
+                _stack(exc),
+            )
+        ) from None
+    except BaseException as exc:
+        raise Err(_exception_error(exc)) from None
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise Err(
+            _error(
+                "Runtime.HandlerNotFound",
+                f"Handler '{function_name}' missing on module '{module_name}'",
+                [],
+            )
+        )
+    return function  # type: ignore[no-any-return]
+
+
+class WitWorld(wit_world.WitWorld):
+    """The exports of the `firebox:function/function` world."""
+
+    def load(self, bundle: bytes, handler: str, config: FunctionConfig) -> None:
+        global _state
+        if _state is not None:
+            raise Err(_error("Runtime.AlreadyLoaded", "this instance already holds a function", []))
+        state = _State()
+        state.config = config
+        state.budget = LogBudget(config.max_log_bytes)
+        state.streams = install_logs(state.budget)
+        _set_environment(config, handler)
+        # The snapshot froze one PRNG state into every instance; reseed from WASI random.
+        random.seed()
+        try:
+            install_bundle(bundle)
+        except Exception as exc:
+            raise Err(_error("Runtime.InvalidBundle", f"Invalid code bundle: {exc}", [])) from None
+        try:
+            state.handler = _resolve(handler)
+        finally:
+            for stream in state.streams:
+                stream.flush()
+        _state = state
+
+    def handle(self, event: bytes, context: InvocationContext) -> bytes:
+        state = _state
+        if state is None:
+            raise Err(_error("Runtime.NotLoaded", "no function was loaded", []))
+        request_id = context.aws_request_id
+        state.budget.reset(request_id)
+        try:
+            try:
+                payload = json.loads(event) if event else None
+            except ValueError as exc:
+                raise Err(
+                    _error(
+                        "Runtime.UnmarshalError", f"Unable to parse event: {exc}", [], request_id
+                    )
+                ) from None
+            try:
+                result = state.handler(payload, LambdaContext(state.config, context))
+            except SystemExit as exc:
+                raise Err(
+                    _error(
+                        "Runtime.ExitError",
+                        f"RequestId: {request_id} Error: Runtime exited with error: exit status {exc.code}",
+                        [],
+                        request_id,
+                    )
+                ) from None
+            except BaseException as exc:
+                raise Err(_exception_error(exc, request_id)) from None
+            try:
+                return json.dumps(result, default=_json_default).encode()
+            except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+                raise Err(
+                    _error(
+                        "Runtime.MarshalError",
+                        f"Unable to marshal response: {exc}",
+                        [],
+                        request_id,
+                    )
+                ) from None
+        finally:
+            for stream in state.streams:
+                stream.flush()
+            sys.stdout.flush()

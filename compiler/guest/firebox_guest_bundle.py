@@ -1,0 +1,123 @@
+"""An in-memory meta-path importer over a function's code bundle (guest side).
+
+The bundle is a zip archive laid out like a Lambda deployment package: the handler's
+modules and vendored packages at its root. Nothing is read from a filesystem at run
+time; each module's source is inflated on first import.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import io
+import sys
+import types
+import zipfile
+from collections.abc import Sequence
+
+#: Where the bundle appears to live, like Lambda's LAMBDA_TASK_ROOT (for `__file__`).
+TASK_ROOT = "/var/task"
+
+
+class BundleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds and loads modules, packages and namespace packages from a zip bundle."""
+
+    def __init__(self, bundle: bytes) -> None:
+        self._zip = zipfile.ZipFile(io.BytesIO(bundle))
+        self._files = {info.filename: info for info in self._zip.infolist() if not info.is_dir()}
+        self._dirs: set[str] = set()
+        for name in self._files:
+            parts = name.split("/")[:-1]
+            for i in range(1, len(parts) + 1):
+                self._dirs.add("/".join(parts[:i]))
+
+    def read(self, relative: str) -> bytes:
+        """Return the bytes of a bundle file; raises `OSError` when there is none."""
+        info = self._files.get(relative.lstrip("/"))
+        if info is None:
+            raise FileNotFoundError(relative)
+        return self._zip.read(info)
+
+    def has_module(self, fullname: str) -> bool:
+        """Return True when `fullname` is a module or package of the bundle."""
+        base = fullname.replace(".", "/")
+        return f"{base}.py" in self._files or base in self._dirs
+
+    # -- MetaPathFinder ------------------------------------------------------------
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Sequence[str] | None,
+        target: types.ModuleType | None = None,
+    ) -> importlib.machinery.ModuleSpec | None:
+        base = fullname.replace(".", "/")
+        if f"{base}/__init__.py" in self._files:
+            spec = importlib.machinery.ModuleSpec(
+                fullname, self, origin=f"{TASK_ROOT}/{base}/__init__.py", is_package=True
+            )
+            spec.submodule_search_locations = [f"{TASK_ROOT}/{base}"]
+        elif f"{base}.py" in self._files:
+            spec = importlib.machinery.ModuleSpec(fullname, self, origin=f"{TASK_ROOT}/{base}.py")
+        elif base in self._dirs:
+            # A namespace package: a folder of modules without __init__.py.
+            spec = importlib.machinery.ModuleSpec(fullname, None, is_package=True)
+            spec.submodule_search_locations = [f"{TASK_ROOT}/{base}"]
+            return spec
+        else:
+            return None
+        spec.has_location = True
+        return spec
+
+    def invalidate_caches(self) -> None:
+        return None
+
+    # -- Loader --------------------------------------------------------------------
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        spec = module.__spec__
+        assert spec is not None and spec.origin is not None
+        source = self.get_data(spec.origin)
+        code = compile(source, spec.origin, "exec", dont_inherit=True)
+        exec(code, module.__dict__)
+
+    def get_data(self, path: str) -> bytes:
+        """Return a bundle file's bytes by its `/var/task/...` or relative path."""
+        if path.startswith(TASK_ROOT + "/"):
+            path = path[len(TASK_ROOT) + 1 :]
+        return self.read(path)
+
+    def get_source(self, fullname: str) -> str | None:
+        # Used by linecache, so tracebacks in stackTrace show the failing line.
+        module = sys.modules.get(fullname)
+        spec = getattr(module, "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        if origin is None:
+            base = fullname.replace(".", "/")
+            origin = base + ".py" if f"{base}.py" in self._files else base + "/__init__.py"
+        try:
+            return self.get_data(origin).decode("utf-8", errors="replace")
+        except OSError:
+            return None
+
+    def get_filename(self, fullname: str) -> str:
+        base = fullname.replace(".", "/")
+        if f"{base}/__init__.py" in self._files:
+            return f"{TASK_ROOT}/{base}/__init__.py"
+        return f"{TASK_ROOT}/{base}.py"
+
+    def is_package(self, fullname: str) -> bool:
+        return f"{fullname.replace('.', '/')}/__init__.py" in self._files
+
+
+def install(bundle: bytes) -> BundleFinder:
+    """Put a finder for `bundle` first on `sys.meta_path` and cut filesystem lookups."""
+    finder = BundleFinder(bundle)
+    sys.meta_path.insert(0, finder)
+    # No filesystem exists at run time: keep PathFinder from probing one.
+    sys.path[:] = [TASK_ROOT]
+    sys.path_importer_cache[TASK_ROOT] = None
+    return finder

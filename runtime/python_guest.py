@@ -1,0 +1,311 @@
+"""Python functions on the shared interpreter component: load a bundle, run calls (engine layer).
+
+One `PythonProgram` per function version holds the compiled interpreter component, the
+function's code bundle and its configuration; `instantiate()` makes a ready
+`PythonInstance` (new Store, limits, WASI without capabilities, `load` export called),
+off the request path. A `PythonInstance` belongs to one thread at a time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import wasmtime
+from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, EPOCH_TICK_S, MiB
+from firebox.runtime.errors import (
+    FireboxError,
+    GuestTrap,
+    HandlerError,
+    InvalidArtifact,
+    MemoryLimitExceeded,
+    OutOfFuel,
+    TimedOut,
+)
+from wasmtime.component import Component, Func, Linker, Variant
+
+#: Fuel and wall time allowed for `load` (importing the handler's modules). Lambda allows
+#: 10 s for its init phase; importing a large vendored package in the guest takes ~1e8 fuel.
+LOAD_FUEL = int(os.environ.get("FIREBOX_PYTHON_LOAD_FUEL", 20_000_000_000))
+LOAD_TIMEOUT_S = float(os.environ.get("FIREBOX_PYTHON_LOAD_TIMEOUT_S", 10.0))
+
+#: Log text the host accepts per call beyond the guest's own budget (the marker, a last
+#: partial line); the guest enforces `max_log_bytes`, this bounds a guest that does not.
+_LOG_SLACK_BYTES = 4096
+
+_WORLD = "firebox:function/"  # exports are world-level: plain `load` / `handle`
+
+
+class LogSink(Protocol):
+    """Where an invocation's log output (print, logging, stderr) goes."""
+
+    def write(self, text: str) -> None:
+        """Append `text` (one or more lines, newline-terminated) to the log stream."""
+
+
+class _NullSink:
+    def write(self, text: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class PythonFunctionConfig:
+    """Static configuration of one Python function version, as the guest's `context` sees it."""
+
+    function_name: str
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = ""
+    memory_mb: int = DEFAULT_MEMORY_MB
+    environment: Mapping[str, str] = field(default_factory=dict)
+    log_group_name: str = ""
+    log_stream_name: str = ""
+    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
+
+    def to_wit(self) -> Any:
+        """Return the `function-config` record for the `load` export."""
+        arn = self.invoked_function_arn or (
+            f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
+        )
+        return _record(
+            function_name=self.function_name,
+            function_version=self.function_version,
+            invoked_function_arn=arn,
+            memory_limit_mb=self.memory_mb,
+            log_group_name=self.log_group_name or f"/aws/lambda/{self.function_name}",
+            log_stream_name=self.log_stream_name or f"firebox/[{self.function_version}]",
+            environment=[(str(k), str(v)) for k, v in self.environment.items()],
+            max_log_bytes=self.max_log_bytes,
+        )
+
+
+class _Record:
+    """An attribute bag: wasmtime-py lowers a WIT record from its kebab-case attributes."""
+
+
+def _record(**fields: Any) -> _Record:
+    record = _Record()
+    for name, value in fields.items():
+        setattr(record, name.replace("_", "-"), value)
+    return record
+
+
+class _CallState:
+    """What the host imports need to know about the call running in one Store."""
+
+    __slots__ = ("log_budget", "sink")
+
+    def __init__(self) -> None:
+        self.sink: LogSink = _NullSink()
+        self.log_budget = 0
+
+
+# Host functions receive a StoreContext; the Store's context pointer identifies the
+# instance. A dict lookup keeps one Linker per program instead of one per instance.
+_STATES: dict[int | None, _CallState] = {}
+
+
+def _store_key(store: wasmtime.Store | wasmtime.StoreContext) -> int | None:
+    return ctypes.cast(store._context(), ctypes.c_void_p).value
+
+
+def _host_log(store: wasmtime.StoreContext, level: Any, message: str) -> None:
+    # Host functions must not raise: wasmtime-py passes exceptions through a global
+    # that another thread can steal. Swallow everything.
+    try:
+        state = _STATES.get(_store_key(store))
+        if state is None or state.log_budget <= 0:
+            return
+        text = message[: state.log_budget]
+        state.log_budget -= len(text)
+        state.sink.write(text)
+    except Exception:
+        pass
+
+
+def _host_monotonic_ms(store: wasmtime.StoreContext) -> int:
+    return int(time.monotonic() * 1000)
+
+
+def _classify(error: Exception, *, fuel: int, timeout_s: float, memory_limit: int) -> FireboxError:
+    """Map a trap of a component call to firebox's typed error."""
+    text = str(error)
+    if "all fuel consumed" in text or "out of fuel" in text:
+        return OutOfFuel(fuel)
+    if "interrupt" in text:
+        return TimedOut(timeout_s)
+    if "memory" in text and ("limit" in text or "grow" in text or "allocat" in text):
+        return MemoryLimitExceeded(memory_limit)
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return GuestTrap(first_line)
+
+
+def _handler_error(raw: bytes) -> HandlerError:
+    try:
+        payload = json.loads(raw)
+        if not isinstance(payload, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        payload = {
+            "errorMessage": raw.decode("utf-8", "replace")[:4096],
+            "errorType": "Runtime.InvalidErrorPayload",
+            "stackTrace": [],
+        }
+    return HandlerError(payload)
+
+
+class PythonProgram:
+    """A Python function version, ready to make instances of the interpreter component."""
+
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        component: Component,
+        bundle: bytes,
+        handler: str,
+        config: PythonFunctionConfig,
+    ) -> None:
+        self.engine = engine
+        self.component = component
+        self.bundle = bundle
+        self.handler = handler
+        self.config = config
+        self._wit_config = config.to_wit()
+        self._linker = Linker(engine)
+        self._linker.add_wasip2()
+        with self._linker.root() as root, root.add_instance("firebox:function/host@1.0.0") as host:
+            host.add_func("log", _host_log)
+            host.add_func("monotonic-ms", _host_monotonic_ms)
+
+    def instantiate(self) -> PythonInstance:
+        """Return a new instance with the function's bundle loaded.
+
+        Raises `HandlerError` when the function's code fails to load (import error,
+        missing handler, exception at module level: Lambda's init errors),
+        `MemoryLimitExceeded`/`OutOfFuel`/`TimedOut`/`GuestTrap` when loading traps, and
+        `InvalidArtifact` when the component does not implement the firebox world.
+        """
+        memory_limit = self.config.memory_mb * MiB
+        store = wasmtime.Store(self.engine)
+        store.set_limits(memory_size=memory_limit)
+        store.set_wasi(wasmtime.WasiConfig())  # no filesystem, env, args or network
+        store.set_fuel(LOAD_FUEL)
+        store.set_epoch_deadline(max(1, math.ceil(LOAD_TIMEOUT_S / EPOCH_TICK_S)))
+        key = _store_key(store)
+        state = _CallState()
+        _STATES[key] = state
+        try:
+            try:
+                instance = self._linker.instantiate(store, self.component)
+            except wasmtime.WasmtimeError as exc:
+                if "memory" in str(exc) or "minimum" in str(exc):
+                    raise MemoryLimitExceeded(memory_limit) from exc
+                raise InvalidArtifact(f"cannot instantiate the interpreter: {exc}") from exc
+            load = instance.get_func(store, "load")
+            handle = instance.get_func(store, "handle")
+            if load is None or handle is None:
+                raise InvalidArtifact("the component does not export firebox's load/handle")
+            state.log_budget = self.config.max_log_bytes + _LOG_SLACK_BYTES
+            try:
+                result = load(store, self.bundle, self.handler, self._wit_config)
+                load.post_return(store)
+            except wasmtime.WasmtimeError as exc:
+                raise _classify(
+                    exc, fuel=LOAD_FUEL, timeout_s=LOAD_TIMEOUT_S, memory_limit=memory_limit
+                ) from exc
+            if isinstance(result, Variant) and result.tag == "err":
+                raise _handler_error(result.payload)
+            if result is not None and not isinstance(result, Variant):
+                raise _handler_error(result)
+        except BaseException:
+            _STATES.pop(key, None)
+            store.close()
+            raise
+        state.sink = _NullSink()
+        return PythonInstance(store, key, state, handle, memory_limit, self.config.max_log_bytes)
+
+
+class PythonInstance:
+    """One live interpreter instance with a function loaded; used by one thread at a time."""
+
+    def __init__(
+        self,
+        store: wasmtime.Store,
+        key: int | None,
+        state: _CallState,
+        handle: Func,
+        memory_limit: int,
+        max_log_bytes: int,
+    ) -> None:
+        self._max_log_bytes = max_log_bytes
+        self._store: wasmtime.Store | None = store
+        self._key = key
+        self._state = state
+        self._handle = handle
+        self._memory_limit = memory_limit
+        #: False once the instance trapped (a trapped component cannot be entered again).
+        self.reusable = True
+        #: Fuel the last call used (for metering); 0 before the first call.
+        self.last_fuel_used = 0
+
+    def call(
+        self,
+        event: bytes,
+        request_id: str,
+        deadline: float,
+        fuel: int,
+        log: LogSink,
+    ) -> bytes:
+        """Run the handler on `event` (JSON bytes) and return its JSON-encoded result.
+
+        `deadline` is a `time.monotonic()` instant. Raises `HandlerError` (the handler
+        raised, or its result is not JSON-serializable; also MemoryError/RecursionError),
+        `TimedOut`, `OutOfFuel`, `MemoryLimitExceeded`, `GuestTrap` (the instance is then
+        no longer reusable), or `GuestTrap` when called on a closed or trapped instance.
+        """
+        store = self._store
+        if store is None or not self.reusable:
+            raise GuestTrap("instance is closed or trapped and cannot be called again")
+        now = time.monotonic()
+        timeout_s = max(0.0, deadline - now)
+        store.set_fuel(fuel)
+        store.set_epoch_deadline(max(1, math.ceil(timeout_s / EPOCH_TICK_S)))
+        context = _record(
+            aws_request_id=request_id,
+            deadline_ms=int(deadline * 1000),
+            invoked_function_arn="",
+            client_context=None,
+            identity=None,
+        )
+        self._state.sink = log
+        self._state.log_budget = self._max_log_bytes + _LOG_SLACK_BYTES
+        try:
+            result = self._handle(store, event, context)
+            self._handle.post_return(store)
+        except wasmtime.WasmtimeError as exc:
+            self.reusable = False
+            self.last_fuel_used = fuel
+            raise _classify(
+                exc, fuel=fuel, timeout_s=timeout_s, memory_limit=self._memory_limit
+            ) from exc
+        finally:
+            self._state.sink = _NullSink()
+        self.last_fuel_used = fuel - store.get_fuel()
+        if isinstance(result, Variant):
+            if result.tag == "err":
+                raise _handler_error(result.payload)
+            return bytes(result.payload)
+        return bytes(result)
+
+    def close(self) -> None:
+        """Release the Store (and the instance's memory); idempotent."""
+        store, self._store = self._store, None
+        self.reusable = False
+        _STATES.pop(self._key, None)
+        if store is not None:
+            store.close()
