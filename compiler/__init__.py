@@ -1,0 +1,1 @@
+"""firebox.compiler: handler source to Wasm artifacts, one backend per toolchain."""

@@ -1,0 +1,91 @@
+"""Every tunable default of the node, each with a FIREBOX_* environment override (config layer)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+
+
+MiB = 1024 * 1024
+
+# Function defaults, as Lambda's: 128 MiB, 3 s. Fuel is a CPU budget: ~1e9 units is a
+# few seconds of tight wasm on these machines, so it rarely binds before the timeout.
+DEFAULT_MEMORY_MB = 128
+DEFAULT_TIMEOUT_S = 3.0
+DEFAULT_FUEL = 2_000_000_000
+# Lambda's synchronous payload limit is 6 MB each way.
+DEFAULT_MAX_REQUEST_BYTES = 6 * MiB
+DEFAULT_MAX_RESPONSE_BYTES = 6 * MiB
+# A guest that prints forever gets its log truncated here, not the node's memory.
+DEFAULT_MAX_LOG_BYTES = 256 * 1024
+
+# Platform maxima: a function cannot ask for more than this.
+MAX_MEMORY_MB = 4096
+MAX_TIMEOUT_S = 900.0
+
+# The epoch ticker's period; timeouts are enforced to this granularity.
+EPOCH_TICK_S = 0.01
+# Extra time the node waits for a worker to report a timed-out call before it answers
+# the caller itself and condemns the worker (a guest blocked in a host call).
+TIMEOUT_GRACE_S = 0.15
+# How long a condemned worker may take to finish its other calls before it is killed.
+KILL_GRACE_S = 1.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The settings of one firebox node, read from the environment with defaults."""
+
+    data_dir: Path
+    workers: int = field(default_factory=lambda: _env_int("FIREBOX_WORKERS", os.cpu_count() or 2))
+    worker_threads: int = field(default_factory=lambda: _env_int("FIREBOX_WORKER_THREADS", 16))
+    # Pooling allocator slots per worker; each slot reserves virtual memory for one
+    # linear memory of up to `max_memory_mb`.
+    pool_slots: int = field(default_factory=lambda: _env_int("FIREBOX_POOL_SLOTS", 256))
+    max_memory_mb: int = field(default_factory=lambda: _env_int("FIREBOX_MAX_MEMORY_MB", 1024))
+    # Ready instances kept per function when it sets no `provisioned` of its own.
+    default_provisioned: int = field(
+        default_factory=lambda: _env_int("FIREBOX_DEFAULT_PROVISIONED", 1)
+    )
+    # Maximum concurrent invocations per function when it sets no cap of its own.
+    default_concurrency: int = field(
+        default_factory=lambda: _env_int("FIREBOX_DEFAULT_CONCURRENCY", 64)
+    )
+    # Seconds a pool may sit unused before its extra ready instances are dropped.
+    idle_shrink_s: float = field(default_factory=lambda: _env_float("FIREBOX_IDLE_SHRINK_S", 60.0))
+    max_request_bytes: int = field(
+        default_factory=lambda: _env_int("FIREBOX_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)
+    )
+
+    @classmethod
+    def from_env(cls, data_dir: Path | str | None = None) -> NodeConfig:
+        """Return the node configuration, taking the data dir from the argument or FIREBOX_DATA_DIR."""
+        chosen = data_dir or os.environ.get("FIREBOX_DATA_DIR") or default_data_dir()
+        return cls(data_dir=Path(chosen).expanduser().resolve())
+
+
+def default_data_dir() -> Path:
+    """Return the default data directory (`~/.local/share/firebox`, or XDG_DATA_HOME)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "firebox"

@@ -1,0 +1,321 @@
+"""A live core-module instance under ABI v1, behind the interface pools use (guest layer).
+
+ABI v1 (docs/abi.md): the module exports `memory` and `firebox_alloc(len) -> ptr`; each
+handler export takes the input's (ptr, len) and returns the output's location packed in
+an i64 (`ptr << 32 | len`). The host provides `firebox.log(ptr, len)` and
+`firebox.fail(ptr, len)` (the call's output is then an error message), and WASI
+preview1 with stdout/stderr captured into the invocation's log and nothing else granted.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import wasmtime
+
+from firebox.runtime.capture import LogBuffer
+from firebox.runtime.errors import (
+    FireboxError,
+    GuestTrap,
+    HandlerError,
+    InvalidArtifact,
+    MemoryLimitExceeded,
+    OutOfFuel,
+    PayloadTooLarge,
+    ResponseTooLarge,
+    TimedOut,
+)
+from firebox.runtime.limits import Limits
+
+ALLOC_EXPORT = "firebox_alloc"
+INIT_EXPORT = "firebox_init"
+ABI_IMPORT_MODULE = "firebox"
+WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
+PAGE = 65536
+
+
+@dataclass
+class CallContext:
+    """What one invocation tells its guest: who is calling, until when, and where logs go."""
+
+    request_id: str
+    deadline: float  # time.monotonic() at which the call times out
+    log: LogBuffer
+    function_name: str = ""
+    function_version: str = "$LATEST"
+    invoked_arn: str = ""
+
+
+@dataclass
+class CallStats:
+    """What one call used: fuel units and the linear memory high-water mark."""
+
+    fuel: int = 0
+    memory_bytes: int = 0
+
+
+class GuestInstance(Protocol):
+    """A ready instance of a function: call it once (or again, if `reusable`), then close it."""
+
+    reusable: bool
+
+    def call(self, export: str, payload: bytes, ctx: CallContext) -> tuple[bytes, CallStats]:
+        """Run `export` on `payload`; return the output; raise an InvocationError subclass."""
+        ...
+
+    def close(self) -> None:
+        """Release the instance's Store."""
+        ...
+
+
+class GuestProgram(Protocol):
+    """A compiled function a worker can make ready instances of (shareable between threads)."""
+
+    def instantiate(self) -> GuestInstance:
+        """Return a new instance, set up and ready for its first call."""
+        ...
+
+
+@dataclass
+class _StoreState:
+    log: LogBuffer
+    failure: bytes | None = None
+    memory: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _read(caller: wasmtime.Caller, ptr: int, length: int) -> bytes | None:
+    memory = caller.get("memory")
+    if not isinstance(memory, wasmtime.Memory) or ptr < 0 or length < 0:
+        return None
+    if ptr + length > memory.data_len(caller):
+        return None
+    base = ctypes.addressof(memory.data_ptr(caller).contents)
+    return ctypes.string_at(base + ptr, length)
+
+
+def _state(caller: wasmtime.Caller) -> _StoreState:
+    # Caller has no data() of its own in wasmtime-py 50, but Store.data only needs a
+    # store context, which a Caller provides.
+    state: _StoreState = wasmtime.Store.data(caller)  # type: ignore[arg-type]
+    return state
+
+
+def _host_log(caller: wasmtime.Caller, ptr: int, length: int) -> None:
+    state = _state(caller)
+    data = _read(caller, ptr, length)
+    if data is not None:
+        state.log.write_bytes(data if data.endswith(b"\n") else data + b"\n")
+
+
+def _host_fail(caller: wasmtime.Caller, ptr: int, length: int) -> None:
+    state = _state(caller)
+    state.failure = _read(caller, ptr, length) or b"handler failed"
+
+
+def check_abi(module: wasmtime.Module) -> list[str]:
+    """Return the handler exports of a module, or raise InvalidArtifact naming what is missing."""
+    exports = {e.name: e.type for e in module.exports}
+    if not isinstance(exports.get("memory"), wasmtime.MemoryType):
+        raise InvalidArtifact("ABI v1: the module must export its linear memory as `memory`")
+    alloc = exports.get(ALLOC_EXPORT)
+    if not isinstance(alloc, wasmtime.FuncType) or [str(t) for t in alloc.params] != ["i32"]:
+        raise InvalidArtifact(f"ABI v1: the module must export `{ALLOC_EXPORT}(len: i32) -> i32`")
+    handlers = [
+        name
+        for name, ty in exports.items()
+        if isinstance(ty, wasmtime.FuncType)
+        and [str(t) for t in ty.params] == ["i32", "i32"]
+        and [str(t) for t in ty.results] == ["i64"]
+    ]
+    if not handlers:
+        raise InvalidArtifact(
+            "ABI v1: the module exports no handler; a handler is an exported function"
+            " (ptr: i32, len: i32) -> i64"
+        )
+    for imp in module.imports:
+        if imp.module not in (ABI_IMPORT_MODULE, *WASI_MODULES):
+            raise InvalidArtifact(
+                f"the module imports `{imp.module}.{imp.name}`, which firebox does not"
+                f" provide (available: `{ABI_IMPORT_MODULE}` and WASI preview1)"
+            )
+        if imp.module == ABI_IMPORT_MODULE and imp.name not in ("log", "fail"):
+            raise InvalidArtifact(f"unknown firebox host function `firebox.{imp.name}`")
+    return handlers
+
+
+def make_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
+    """Return a Linker with the `firebox` host module and WASI preview1 defined."""
+    linker = wasmtime.Linker(engine)
+    linker.define_wasi()
+    ty = wasmtime.FuncType([wasmtime.ValType.i32(), wasmtime.ValType.i32()], [])
+    linker.define_func(ABI_IMPORT_MODULE, "log", ty, _host_log, access_caller=True)
+    linker.define_func(ABI_IMPORT_MODULE, "fail", ty, _host_fail, access_caller=True)
+    return linker
+
+
+class CoreProgram:
+    """A compiled ABI v1 module with its limits and environment; makes ready instances."""
+
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        module: wasmtime.Module,
+        limits: Limits,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        check_abi(module)
+        self.engine = engine
+        self.limits = limits
+        self.env = dict(env or {})
+        self._pre = make_linker(engine).instantiate_pre(module)
+        self._has_init = any(e.name == INIT_EXPORT for e in module.exports)
+
+    def instantiate(self) -> CoreInstance:
+        """Return a new instance (fresh Store, limits applied, `firebox_init` run if exported)."""
+        state = _StoreState(log=LogBuffer(self.limits.max_log_bytes))
+        store = wasmtime.Store(self.engine, data=state)
+        self.limits.apply(store)
+        wasi = wasmtime.WasiConfig()
+        wasi.env = list(self.env.items())
+        # Output goes into the current invocation's bounded log, never to the node's stdout.
+        wasi.stdout_custom = lambda data: state.log.write_bytes(bytes(data))  # type: ignore[method-assign,assignment]
+        wasi.stderr_custom = lambda data: state.log.write_bytes(bytes(data))  # type: ignore[method-assign,assignment]
+        store.set_wasi(wasi)
+        try:
+            instance = self._pre.instantiate(store)
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            raise _map_error(exc, store, state, self.limits, self.limits.fuel) from None
+        return CoreInstance(store, instance, state, self.limits, self._has_init)
+
+
+class CoreInstance:
+    """One instantiated module in its own Store; not thread-safe (one call at a time)."""
+
+    def __init__(
+        self,
+        store: wasmtime.Store,
+        instance: wasmtime.Instance,
+        state: _StoreState,
+        limits: Limits,
+        has_init: bool,
+    ) -> None:
+        self.store = store
+        self.state = state
+        self.limits = limits
+        self.reusable = True
+        exports = instance.exports(store)
+        self._exports = exports
+        memory = exports["memory"]
+        alloc = exports[ALLOC_EXPORT]
+        assert isinstance(memory, wasmtime.Memory) and isinstance(alloc, wasmtime.Func)
+        self._memory = memory
+        self._alloc = alloc
+        state.memory = memory
+        if has_init:
+            init = exports[INIT_EXPORT]
+            assert isinstance(init, wasmtime.Func)
+            self._guard(lambda: init(store), self.limits.fuel)
+        self.init_log = state.log.text()
+
+    def call(self, export: str, payload: bytes, ctx: CallContext) -> tuple[bytes, CallStats]:
+        """Run handler `export` on `payload`; see GuestInstance.call."""
+        limits = self.limits
+        if len(payload) > limits.max_request_bytes:
+            raise PayloadTooLarge("Request payload", len(payload), limits.max_request_bytes)
+        try:
+            func = self._exports[export]
+        except KeyError:
+            raise InvalidArtifact(f"the module has no export named `{export}`") from None
+        if not isinstance(func, wasmtime.Func):
+            raise InvalidArtifact(f"`{export}` is not a function export")
+        store = self.store
+        self.state.log = ctx.log
+        self.state.failure = None
+        remaining = max(0.0, ctx.deadline - time.monotonic())
+        limits.arm(store)
+        store.set_epoch_deadline(max(1, int(remaining / 0.01)))
+
+        def run() -> bytes:
+            ptr = self._alloc(store, len(payload))
+            assert isinstance(ptr, int)
+            if payload:
+                if ptr <= 0 or ptr + len(payload) > self._memory.data_len(store):
+                    raise GuestTrap(f"{ALLOC_EXPORT} returned an out-of-bounds pointer {ptr}")
+                ctypes.memmove(self._base() + ptr, payload, len(payload))
+            packed = func(store, ptr, len(payload))
+            assert isinstance(packed, int)
+            out_ptr, out_len = (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
+            if out_len > limits.max_response_bytes:
+                raise ResponseTooLarge(out_len, limits.max_response_bytes)
+            if out_ptr + out_len > self._memory.data_len(store):
+                raise GuestTrap(f"handler returned an out-of-bounds output ({out_ptr}, {out_len})")
+            return ctypes.string_at(self._base() + out_ptr, out_len)
+
+        output = self._guard(run, limits.fuel)
+        stats = CallStats(
+            fuel=limits.fuel - store.get_fuel(), memory_bytes=self._memory.data_len(store)
+        )
+        if self.state.failure is not None:
+            message = self.state.failure.decode("utf-8", "replace")
+            raise HandlerError({"errorMessage": message, "errorType": "Error", "stackTrace": []})
+        return output, stats
+
+    def _base(self) -> int:
+        # memory_may_move is off in the engine, but re-read anyway: it is one ctypes call.
+        return ctypes.addressof(self._memory.data_ptr(self.store).contents)
+
+    def _guard(self, fn: Any, fuel: int) -> Any:
+        try:
+            return fn()
+        except FireboxError:
+            raise
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
+            self.reusable = False
+            raise _map_error(exc, self.store, self.state, self.limits, fuel) from None
+
+    def close(self) -> None:
+        """Drop the Store (and with it the instance's memory slot)."""
+        self.reusable = False
+        self._exports = None  # type: ignore[assignment]
+        store, self.store = self.store, None  # type: ignore[assignment]
+        if store is not None:
+            store.close()
+
+
+def _memory_bytes(store: wasmtime.Store, state: _StoreState) -> int:
+    try:
+        mem = state.memory
+        return int(mem.data_len(store)) if mem is not None else 0
+    except Exception:
+        return 0
+
+
+def _map_error(
+    exc: Exception, store: wasmtime.Store, state: _StoreState, limits: Limits, fuel: int
+) -> FireboxError:
+    """Translate a wasmtime trap or error into firebox's typed error."""
+    if isinstance(exc, wasmtime.ExitTrap):
+        return GuestTrap(f"the guest called exit({exc.code})")
+    code = getattr(exc, "trap_code", None)
+    text = str(exc)
+    if code == wasmtime.TrapCode.OUT_OF_FUEL or "all fuel consumed" in text:
+        return OutOfFuel(fuel)
+    if code == wasmtime.TrapCode.INTERRUPT or "interrupt" in text:
+        return TimedOut(limits.timeout_s)
+    if "memory minimum size" in text or "exceeds memory limits" in text:
+        return MemoryLimitExceeded(limits.memory_bytes)
+    memory = _memory_bytes(store, state)
+    if memory and memory + PAGE > limits.memory_bytes:
+        # memory.grow past the store limit returns -1 rather than trapping; a guest that
+        # then traps while at its cap ran out of memory (docs/abi.md explains the rule).
+        return MemoryLimitExceeded(limits.memory_bytes)
+    # wasmtime's text is "error while executing at wasm backtrace: ... Caused by: <why>";
+    # the last line is the reason a user can act on.
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(exc).__name__
+    name = code.name.lower().replace("_", " ") if code is not None else None
+    return GuestTrap(f"{name} ({reason})" if name else reason)

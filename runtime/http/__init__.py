@@ -1,0 +1,1 @@
+"""firebox.runtime.http: the Starlette front end (native API, triggers, errors)."""

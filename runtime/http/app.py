@@ -1,0 +1,104 @@
+"""The Starlette application: routes, authentication, the error table, node lifecycle (front-end layer)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from firebox.runtime.credentials import verify_bearer
+from firebox.runtime.errors import (
+    BadRequest,
+    FireboxError,
+    FunctionNotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+)
+from firebox.runtime.http import native
+from firebox.runtime.http.errors import error_response
+from firebox.runtime.http.triggers import trigger
+from firebox.runtime.node import Node
+
+log = logging.getLogger("firebox.http")
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+class AuthMiddleware:
+    """Requires admin credentials on /v1/*; /healthz and trigger routes decide for themselves."""
+
+    def __init__(self, app: ASGIApp, node: Node) -> None:
+        self.app = app
+        self.node = node
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            request = Request(scope)
+            try:
+                verify_bearer(request.headers.get("authorization"), self.node.known_keys())
+            except FireboxError as exc:
+                await error_response(exc, request.headers.get("accept"))(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def firebox_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FireboxError)
+    return error_response(exc, request.headers.get("accept"))
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error: FireboxError
+    if exc.status_code == 404:
+        error = FunctionNotFound(request.url.path)
+        error.message = f"no route for {request.url.path}"
+    elif exc.status_code == 405:
+        error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+    elif exc.status_code == 413:
+        error = PayloadTooLarge("Request body", 0, 0)
+    else:
+        error = BadRequest(str(exc.detail))
+    return error_response(error, request.headers.get("accept"))
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error serving %s %s", request.method, request.url.path)
+    return error_response(FireboxError(f"internal error: {type(exc).__name__}"))
+
+
+def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = None) -> Starlette:
+    """Return the ASGI app serving `node`; the node starts and stops with the app.
+
+    `on_start` runs once the node is up (the CLI deploys the bundled examples there).
+    """
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await node.start()
+        if on_start is not None:
+            await on_start(node)
+        try:
+            yield
+        finally:
+            await node.stop()
+
+    app = Starlette(
+        routes=[*native.routes(), Route("/{path:path}", trigger, methods=ALL_METHODS)],
+        exception_handlers={
+            FireboxError: firebox_error,
+            HTTPException: http_error,
+            Exception: unexpected_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.node = node
+    app.add_middleware(AuthMiddleware, node=node)
+    return app

@@ -1,0 +1,128 @@
+"""HTTP triggers: a request on a manifest route becomes Lambda's function-URL event (front-end layer).
+
+The event is payload format 2.0 (`rawPath`, `headers`, `queryStringParameters`, `body`,
+`isBase64Encoded`, `requestContext`), and the function's output is read as Lambda reads
+it: `{statusCode, headers, body, cookies, isBase64Encoded}`, or any other JSON value
+returned as a 200 `application/json` body.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from firebox.runtime.credentials import verify_bearer
+from firebox.runtime.errors import FunctionNotFound, MethodNotAllowed
+from firebox.runtime.http.errors import error_response
+from firebox.runtime.http.native import invocation_headers, node_of, read_body
+
+TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
+
+
+def function_url_event(request: Request, body: bytes, request_id: str, function: str) -> dict[str, Any]:
+    """Return Lambda's function-URL (payload format 2.0) event for a request."""
+    headers: dict[str, str] = {}
+    for key, value in request.headers.items():
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    query: dict[str, str] = {}
+    for key, value in request.query_params.multi_items():
+        query[key] = f"{query[key]},{value}" if key in query else value
+    content_type = headers.get("content-type", "")
+    is_text = not body or any(content_type.startswith(t) for t in TEXT_TYPES)
+    try:
+        text = body.decode() if is_text else None
+    except UnicodeDecodeError:
+        text = None
+    now = time.time()
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": request.url.path,
+        "rawQueryString": request.url.query,
+        "headers": headers,
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": function,
+            "domainName": headers.get("host", ""),
+            "domainPrefix": headers.get("host", "").split(".")[0],
+            "http": {
+                "method": request.method,
+                "path": request.url.path,
+                "protocol": f"HTTP/{request.scope.get('http_version', '1.1')}",
+                "sourceIp": request.client.host if request.client else "",
+                "userAgent": headers.get("user-agent", ""),
+            },
+            "requestId": request_id,
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": text is None,
+    }
+    if request.cookies:
+        event["cookies"] = [f"{k}={v}" for k, v in request.cookies.items()]
+    if query:
+        event["queryStringParameters"] = query
+    if body:
+        event["body"] = text if text is not None else base64.b64encode(body).decode()
+    return event
+
+
+def function_url_response(output: bytes, headers: dict[str, str]) -> Response:
+    """Turn a function's output into the HTTP response, as Lambda's function URLs do."""
+    try:
+        value = json.loads(output) if output else None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return Response(output, media_type="application/octet-stream", headers=headers)
+    if isinstance(value, dict) and "statusCode" in value:
+        out_headers = {str(k): str(v) for k, v in (value.get("headers") or {}).items()}
+        body = value.get("body", "")
+        if value.get("isBase64Encoded") and isinstance(body, str):
+            data = base64.b64decode(body)
+        elif isinstance(body, str):
+            data = body.encode()
+        else:
+            data = json.dumps(body).encode()
+            out_headers.setdefault("content-type", "application/json")
+        response = Response(data, status_code=int(value["statusCode"]), headers={**headers, **out_headers})
+        for cookie in value.get("cookies") or []:
+            response.raw_headers.append((b"set-cookie", str(cookie).encode()))
+        return response
+    return Response(output, media_type="application/json", headers=headers)
+
+
+async def trigger(request: Request) -> Response:
+    """Serve a request on a trigger route: 404 if no route, 405 if no route for the method."""
+    node = node_of(request)
+    path = request.url.path
+    if path.startswith("/v1/") or path == "/healthz":
+        # The path is one of the native API's, only the method is wrong.
+        raise MethodNotAllowed(f"{request.method} is not allowed on {path}")
+    matches = node.match_route(path)
+    if not matches:
+        raise FunctionNotFound(f"no function serves the route {path}")
+    route = next((r for r in matches if request.method in r.trigger.methods), None)
+    if route is None:
+        allowed = sorted({m for r in matches for m in r.trigger.methods})
+        return error_response(
+            MethodNotAllowed(f"{request.method} is not allowed on {path}; allowed: {', '.join(allowed)}"),
+            headers={"Allow": ", ".join(allowed)},
+        )
+    if route.trigger.auth == "key":
+        verify_bearer(request.headers.get("authorization"), node.known_keys())
+    fn = node.get(route.function)
+    body = await read_body(request, fn.spec["limits"]["max_request_bytes"])
+    request_id = str(uuid.uuid4())
+    event = json.dumps(function_url_event(request, body, request_id, fn.name)).encode()
+    result = await node.invoker.invoke(fn, event, route.trigger.export, request_id)
+    headers = invocation_headers(result, tail=False)
+    if result.error is not None:
+        return error_response(result.error, request.headers.get("accept"), headers)
+    return function_url_response(result.output, headers)

@@ -1,0 +1,69 @@
+"""Per-function limits and how they apply to a wasmtime Store (limits layer)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import wasmtime
+
+from firebox.runtime import config
+from firebox.runtime.engine import ticks_for
+from firebox.runtime.errors import InvalidManifest
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one invocation of a function may use."""
+
+    memory_mb: int = config.DEFAULT_MEMORY_MB
+    timeout_s: float = config.DEFAULT_TIMEOUT_S
+    fuel: int = config.DEFAULT_FUEL
+    max_request_bytes: int = config.DEFAULT_MAX_REQUEST_BYTES
+    max_response_bytes: int = config.DEFAULT_MAX_RESPONSE_BYTES
+    max_log_bytes: int = config.DEFAULT_MAX_LOG_BYTES
+
+    @property
+    def memory_bytes(self) -> int:
+        """The linear-memory cap in bytes."""
+        return self.memory_mb * config.MiB
+
+    def validate(self, max_memory_mb: int = config.MAX_MEMORY_MB) -> Limits:
+        """Return self if every value is in range; raises InvalidManifest naming the bad one."""
+        if not 1 <= self.memory_mb <= max_memory_mb:
+            raise InvalidManifest(
+                f"memory must be between 1 and {max_memory_mb} MB, got {self.memory_mb}"
+            )
+        if not 0 < self.timeout_s <= config.MAX_TIMEOUT_S:
+            raise InvalidManifest(
+                f"timeout must be between 0 and {config.MAX_TIMEOUT_S:.0f} seconds,"
+                f" got {self.timeout_s}"
+            )
+        if self.fuel <= 0:
+            raise InvalidManifest(f"fuel must be a positive integer, got {self.fuel}")
+        for name in ("max_request_bytes", "max_response_bytes", "max_log_bytes"):
+            if getattr(self, name) <= 0:
+                raise InvalidManifest(f"{name} must be positive, got {getattr(self, name)}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the limits as a plain dict (wire and registry form)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Limits:
+        """Build limits from a dict, ignoring absent keys (defaults apply)."""
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+    def apply(self, store: wasmtime.Store) -> None:
+        """Set the memory cap, the fuel budget and the epoch deadline on a new Store."""
+        store.set_limits(memory_size=self.memory_bytes)
+        store.set_fuel(self.fuel)
+        # Instantiation runs start functions: give them the whole timeout too.
+        store.set_epoch_deadline(ticks_for(self.timeout_s))
+
+    def arm(self, store: wasmtime.Store) -> None:
+        """Reset fuel and the epoch deadline right before a call."""
+        store.set_fuel(self.fuel)
+        store.set_epoch_deadline(ticks_for(self.timeout_s))

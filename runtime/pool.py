@@ -1,0 +1,204 @@
+"""Ready-instance pools: instances made ahead of demand, off the request path (pool layer).
+
+Each worker process keeps one `InstancePool` per function version it serves. A pool
+holds `min_ready` instances at all times (the function's provisioned concurrency), grows
+its target with the load it sees (up to its cap), and shrinks back after
+`idle_shrink_s` without a lease. A refill thread per worker instantiates replacements
+after every lease, so a request only pays for instantiation when the pool ran dry
+(a cold start, which the pool counts).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+
+from firebox.runtime.guest import GuestInstance, GuestProgram
+
+
+@dataclass
+class PoolStats:
+    """Counters one pool reports to the node."""
+
+    ready: int = 0
+    leased: int = 0
+    target: int = 0
+    cold_starts: int = 0
+    warm_starts: int = 0
+    instantiated: int = 0
+    discarded: int = 0
+
+
+class InstancePool:
+    """Ready instances of one function version inside one worker process."""
+
+    def __init__(
+        self,
+        program: GuestProgram,
+        *,
+        min_ready: int,
+        max_ready: int,
+        reuse: bool = False,
+        idle_shrink_s: float = 60.0,
+    ) -> None:
+        self.program = program
+        self.min_ready = max(0, min_ready)
+        self.max_ready = max(self.min_ready, max_ready)
+        self.reuse = reuse
+        self.idle_shrink_s = idle_shrink_s
+        self._ready: collections.deque[GuestInstance] = collections.deque()
+        self._lock = threading.Lock()
+        self._target = self.min_ready
+        self._last_lease = time.monotonic()
+        self._closed = False
+        self.stats = PoolStats(target=self._target)
+
+    def lease(self) -> tuple[GuestInstance, bool]:
+        """Return a ready instance and whether it was warm; instantiates one if none is ready.
+
+        Raises whatever instantiation raises (an InvocationError subclass) on a cold start.
+        """
+        with self._lock:
+            self._last_lease = time.monotonic()
+            self.stats.leased += 1
+            # Demand-driven growth: as many ready as are leased right now, within the cap.
+            self._target = min(self.max_ready, max(self._target, self.stats.leased))
+            if self._ready:
+                self.stats.warm_starts += 1
+                return self._ready.popleft(), True
+            self.stats.cold_starts += 1
+        try:
+            return self.program.instantiate(), False
+        except BaseException:
+            with self._lock:
+                self.stats.leased -= 1
+            raise
+
+    def release(self, instance: GuestInstance) -> None:
+        """Give an instance back: kept if the pool reuses healthy instances, else closed."""
+        with self._lock:
+            self.stats.leased -= 1
+            keep = (
+                self.reuse
+                and instance.reusable
+                and not self._closed
+                and len(self._ready) < self.max_ready
+            )
+            if keep:
+                self._ready.append(instance)
+        if not keep:
+            self.stats.discarded += 1
+            instance.close()
+
+    def deficit(self) -> int:
+        """Return how many instances the pool should make now to reach its target."""
+        with self._lock:
+            if self._closed:
+                return 0
+            if time.monotonic() - self._last_lease > self.idle_shrink_s:
+                self._target = self.min_ready
+            return max(0, self._target - len(self._ready))
+
+    def fill_one(self) -> bool:
+        """Instantiate one instance into the pool if it is short; return True if one was added."""
+        if self.deficit() <= 0:
+            return False
+        instance = self.program.instantiate()
+        with self._lock:
+            if self._closed or len(self._ready) >= self._target:
+                surplus = instance
+            else:
+                self._ready.append(instance)
+                self.stats.instantiated += 1
+                return True
+        surplus.close()
+        return False
+
+    def shrink(self) -> int:
+        """Close ready instances above the target; return how many were closed."""
+        self.deficit()  # updates the target after idleness
+        closed: list[GuestInstance] = []
+        with self._lock:
+            while len(self._ready) > self._target:
+                closed.append(self._ready.pop())
+        for instance in closed:
+            instance.close()
+        return len(closed)
+
+    def snapshot(self) -> PoolStats:
+        """Return a copy of the pool's counters with the current ready count."""
+        with self._lock:
+            return PoolStats(
+                ready=len(self._ready),
+                leased=self.stats.leased,
+                target=self._target,
+                cold_starts=self.stats.cold_starts,
+                warm_starts=self.stats.warm_starts,
+                instantiated=self.stats.instantiated,
+                discarded=self.stats.discarded,
+            )
+
+    def close(self) -> None:
+        """Close every ready instance; leased ones are closed when released."""
+        with self._lock:
+            self._closed = True
+            ready = list(self._ready)
+            self._ready.clear()
+        for instance in ready:
+            instance.close()
+
+
+class PoolFiller:
+    """The background thread that keeps every pool of a worker at its target."""
+
+    def __init__(self, period_s: float = 0.5) -> None:
+        self._pools: dict[str, InstancePool] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._period = period_s
+        self._stop = False
+        self.errors: dict[str, str] = {}
+        self._thread = threading.Thread(target=self._run, name="firebox-pool-filler", daemon=True)
+        self._thread.start()
+
+    def add(self, key: str, pool: InstancePool) -> None:
+        """Start keeping `pool` filled, and fill it now."""
+        with self._lock:
+            self._pools[key] = pool
+        self.poke()
+
+    def remove(self, key: str) -> InstancePool | None:
+        """Stop filling the pool of `key` and return it."""
+        with self._lock:
+            return self._pools.pop(key, None)
+
+    def poke(self) -> None:
+        """Wake the filler (after a lease took an instance)."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop the filler thread."""
+        self._stop = True
+        self._wake.set()
+
+    def _run(self) -> None:
+        pools: list[tuple[str, InstancePool]] = []
+        while not self._stop:
+            self._wake.wait(self._period)
+            self._wake.clear()
+            worked = True
+            while worked and not self._stop:
+                worked = False
+                with self._lock:
+                    pools = list(self._pools.items())
+                for key, pool in pools:
+                    try:
+                        if pool.fill_one():
+                            worked = True
+                            self.errors.pop(key, None)
+                    except Exception as exc:  # a pool that cannot instantiate stays empty
+                        self.errors[key] = str(exc)
+            for _, pool in pools:
+                pool.shrink()

@@ -1,0 +1,1 @@
+"""firebox.runtime.storage: registry, queue and key-value backends behind small interfaces."""

@@ -1,0 +1,275 @@
+"""The node's worker processes: start, dispatch, watch deadlines, kill and replace (dispatch layer)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import zlib
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from firebox.runtime.config import KILL_GRACE_S, TIMEOUT_GRACE_S, NodeConfig
+from firebox.runtime.engine import EngineSettings
+from firebox.runtime.errors import (
+    FireboxError,
+    ServiceUnavailable,
+    TimedOut,
+    WorkerLost,
+    error_from_dict,
+)
+from firebox.runtime.wire import HEADER, pack, unpack
+
+log = logging.getLogger("firebox.supervisor")
+
+WORKER_START_TIMEOUT_S = 30.0
+
+
+class WorkerProcess:
+    """One worker process and the socket the node talks to it over."""
+
+    def __init__(self, index: int, config: NodeConfig, settings: EngineSettings) -> None:
+        self.index = index
+        self.config = config
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.pid = 0
+        self.alive = False
+        self.inflight = 0
+        self.loaded: set[str] = set()
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self.exited: asyncio.Event = asyncio.Event()
+
+    async def start(self) -> None:
+        """Spawn the process and wait until it reports ready."""
+        parent, child = socket.socketpair()
+        cmd = [
+            sys.executable,
+            "-m",
+            "firebox.runtime.worker",
+            "--fd",
+            str(child.fileno()),
+            "--data-dir",
+            str(self.config.data_dir),
+            "--settings",
+            json.dumps(asdict(self.settings)),
+            "--threads",
+            str(self.config.worker_threads),
+            "--idle-shrink-s",
+            str(self.config.idle_shrink_s),
+        ]
+        self.proc = subprocess.Popen(cmd, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
+        child.close()
+        self.pid = self.proc.pid
+        reader, self._writer = await asyncio.open_unix_connection(sock=parent)
+        self.exited = asyncio.Event()
+        ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[0] = ready
+        self._reader_task = asyncio.create_task(self._read(reader))
+        try:
+            await asyncio.wait_for(ready, WORKER_START_TIMEOUT_S)
+        except (TimeoutError, FireboxError):
+            self.kill()
+            raise ServiceUnavailable(f"worker {self.index} failed to start") from None
+        self.alive = True
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                header = await reader.readexactly(HEADER.size)
+                (length,) = HEADER.unpack(header)
+                msg = unpack(await reader.readexactly(length))
+                future = self._pending.pop(int(msg.get("id") or 0), None)
+                if future is not None and not future.done():
+                    future.set_result(msg)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            self.alive = False
+            lost = WorkerLost(
+                f"worker process {self.pid} exited while running this invocation; retry"
+            )
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(lost)
+            self._pending.clear()
+            if self._writer is not None:
+                self._writer.close()
+            if self.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await asyncio.to_thread(self.proc.wait)
+            self.exited.set()
+
+    def send(self, msg: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+        """Send a request and return the future of its reply."""
+        if not self.alive or self._writer is None:
+            raise WorkerLost(f"worker {self.index} is not running")
+        request_id = next(self._ids)
+        msg["id"] = request_id
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        self._writer.write(pack(msg))
+        return future
+
+    async def request(self, msg: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
+        """Send a request and return its reply; raises its error as a typed FireboxError."""
+        reply = await asyncio.wait_for(self.send(msg), timeout)
+        if not reply.get("ok"):
+            raise error_from_dict(reply.get("error") or {})
+        return reply
+
+    def pending(self, request_id: int) -> bool:
+        """Return True if the request is still unanswered."""
+        return request_id in self._pending
+
+    def kill(self) -> None:
+        """Kill the process at once (SIGKILL); the reader fails what it still held."""
+        self.alive = False
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, signal.SIGKILL)
+
+
+class Supervisor:
+    """Owns the node's worker processes and dispatches invocations to them."""
+
+    def __init__(self, config: NodeConfig, settings: EngineSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self.workers = [WorkerProcess(i, config, settings) for i in range(config.workers)]
+        self.specs: dict[str, dict[str, Any]] = {}
+        self.restarts = 0
+        self.compiled = 0
+        self._watchers: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Start every worker and watch them for exits."""
+        await asyncio.gather(*(w.start() for w in self.workers))
+        self._watchers = [asyncio.create_task(self._watch(w)) for w in self.workers]
+
+    async def stop(self) -> None:
+        """Stop every worker."""
+        self._stopping = True
+        for task in self._watchers:
+            task.cancel()
+        for worker in self.workers:
+            worker.kill()
+        await asyncio.gather(*(w.exited.wait() for w in self.workers if w.proc is not None))
+
+    async def _watch(self, worker: WorkerProcess) -> None:
+        while not self._stopping:
+            await worker.exited.wait()
+            if self._stopping:
+                return
+            log.warning("worker %d (pid %d) exited; starting a replacement", worker.index, worker.pid)
+            self.restarts += 1
+            worker.loaded.clear()
+            worker.inflight = 0
+            try:
+                await worker.start()
+            except FireboxError:
+                await asyncio.sleep(1.0)
+                continue
+            for key, spec in list(self.specs.items()):
+                if self.home(key) is worker:
+                    with contextlib.suppress(FireboxError, TimeoutError):
+                        await self._load_on(worker, key, spec)
+
+    def home(self, key: str) -> WorkerProcess:
+        """Return the worker a function's ready pool lives on (a stable hash of its key)."""
+        return self.workers[zlib.crc32(key.encode()) % len(self.workers)]
+
+    def choose(self, key: str) -> WorkerProcess:
+        """Return the worker to run the next call of `key`: home, unless another is less busy."""
+        home = self.home(key)
+        best = home if home.alive else None
+        for worker in self.workers:
+            if worker.alive and (best is None or worker.inflight < best.inflight):
+                best = worker
+        if best is None:
+            raise ServiceUnavailable("no worker process is running; retry shortly")
+        return best
+
+    async def _load_on(self, worker: WorkerProcess, key: str, spec: dict[str, Any]) -> None:
+        reply = await worker.request({"op": "load", "fn": key, "spec": spec}, timeout=600)
+        self.compiled += int(reply.get("compiled", 0))
+        worker.loaded.add(key)
+
+    async def load(self, key: str, spec: dict[str, Any]) -> None:
+        """Compile a function version on its home worker and fill its ready pool there."""
+        self.specs[key] = spec
+        await self._load_on(self.home(key), key, spec)
+
+    async def unload(self, key: str) -> None:
+        """Drop a function version's pools on every worker."""
+        self.specs.pop(key, None)
+        for worker in self.workers:
+            if key in worker.loaded and worker.alive:
+                worker.loaded.discard(key)
+                with contextlib.suppress(FireboxError, TimeoutError):
+                    await worker.request({"op": "unload", "fn": key}, timeout=10)
+
+    async def invoke(self, key: str, msg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Run one invocation on a worker and return its reply (which may carry a guest error).
+
+        Answers TimedOut on time even when the guest is stuck in a host call: the worker
+        that overstays is then killed and replaced. Raises WorkerLost if the worker died.
+        """
+        worker = self.choose(key)
+        msg["op"] = "invoke"
+        msg["fn"] = key
+        if key not in worker.loaded:
+            msg["spec"] = self.specs.get(key)
+        worker.inflight += 1
+        try:
+            future = worker.send(msg)
+            request_id = msg["id"]
+            try:
+                reply = await asyncio.wait_for(asyncio.shield(future), timeout_s + TIMEOUT_GRACE_S)
+            except TimeoutError:
+                asyncio.get_running_loop().call_later(
+                    KILL_GRACE_S, self._condemn, worker, request_id
+                )
+                future.add_done_callback(_consume)
+                raise TimedOut(timeout_s) from None
+            worker.loaded.add(key)
+            return reply
+        finally:
+            worker.inflight -= 1
+
+    def _condemn(self, worker: WorkerProcess, request_id: int) -> None:
+        if worker.pending(request_id):
+            log.warning(
+                "worker %d (pid %d) is stuck past a deadline; killing it", worker.index, worker.pid
+            )
+            worker.kill()
+
+    async def stats(self) -> list[dict[str, Any]]:
+        """Return each live worker's stats (pools, cache, memory)."""
+        replies = await asyncio.gather(
+            *(w.request({"op": "stats"}, timeout=10) for w in self.workers if w.alive),
+            return_exceptions=True,
+        )
+        return [r for r in replies if isinstance(r, dict)]
+
+    def data_dir(self) -> Path:
+        """Return the node's data directory."""
+        return self.config.data_dir
+
+
+def _consume(future: asyncio.Future[dict[str, Any]]) -> None:
+    if not future.cancelled():
+        future.exception()
