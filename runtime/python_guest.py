@@ -145,7 +145,9 @@ def _classify(error: Exception, *, fuel: int, timeout_s: float, memory_limit: in
     return GuestTrap(first_line)
 
 
-def _handler_error(raw: bytes) -> HandlerError:
+def _handler_error(raw: Any) -> HandlerError:
+    if not isinstance(raw, bytes):
+        raw = str(raw).encode()
     try:
         payload = json.loads(raw)
         if not isinstance(payload, dict):
@@ -299,8 +301,11 @@ class PythonInstance:
         if isinstance(result, Variant):
             if result.tag == "err":
                 raise _handler_error(result.payload)
-            return bytes(result.payload)
-        return bytes(result)
+            result = result.payload
+        if not isinstance(result, bytes):
+            self.reusable = False
+            raise GuestTrap(f"handle returned {type(result).__name__}, not bytes")
+        return result
 
     def close(self) -> None:
         """Release the Store (and the instance's memory); idempotent."""

@@ -75,10 +75,17 @@ def _stack(exc: BaseException) -> list[str]:
 
 
 def _exception_error(exc: BaseException, request_id: str = "") -> bytes:
+    error_type, message = type(exc).__name__, ""
     try:
-        return _error(type(exc).__name__, str(exc), _stack(exc), request_id)
-    except BaseException:
-        return _error(type(exc).__name__, "(error message unavailable)", [], request_id)
+        message = str(exc)
+        if isinstance(exc, OverflowError) and "index-sized integer" in message:
+            # wasm32 CPython rejects sizes past 2**31 before allocating; on Lambda's 64-bit
+            # CPython the same `bytearray(10**10)` is a MemoryError, so report it as one.
+            error_type = "MemoryError"
+            message += " (more memory than a WebAssembly guest can address)"
+        return _error(error_type, message, _stack(exc), request_id)
+    except BaseException:  # e.g. MemoryError while formatting
+        return _error(error_type, message or "(error message unavailable)", [], request_id)
 
 
 def _json_default(value: object) -> Any:
@@ -208,7 +215,8 @@ class WitWorld(wit_world.WitWorld):
                 raise Err(
                     _error(
                         "Runtime.ExitError",
-                        f"RequestId: {request_id} Error: Runtime exited with error: exit status {exc.code}",
+                        f"RequestId: {request_id} Error: Runtime exited with error:"
+                        f" exit status {exc.code}",
                         [],
                         request_id,
                     )
