@@ -67,7 +67,9 @@ class InstancePool:
             self._target = min(self.max_ready, max(self._target, self.stats.leased))
             if self._ready:
                 self.stats.warm_starts += 1
-                return self._ready.popleft(), True
+                # Most recently used first: in reuse mode that is the warmest instance
+                # (new instances are added on the left by the filler).
+                return self._ready.pop(), True
             self.stats.cold_starts += 1
         try:
             return self.program.instantiate(), False
@@ -110,7 +112,7 @@ class InstancePool:
             if self._closed or len(self._ready) >= self._target:
                 surplus = instance
             else:
-                self._ready.append(instance)
+                self._ready.appendleft(instance)
                 self.stats.instantiated += 1
                 return True
         surplus.close()
@@ -122,7 +124,7 @@ class InstancePool:
         closed: list[GuestInstance] = []
         with self._lock:
             while len(self._ready) > self._target:
-                closed.append(self._ready.pop())
+                closed.append(self._ready.popleft())
         for instance in closed:
             instance.close()
         return len(closed)

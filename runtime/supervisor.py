@@ -154,6 +154,7 @@ class Supervisor:
         self.compiled = 0
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
+        self._worker_up = asyncio.Event()
 
     async def start(self) -> None:
         """Start every worker and watch them for exits."""
@@ -175,7 +176,6 @@ class Supervisor:
             if self._stopping:
                 return
             log.warning("worker %d (pid %d) exited; starting a replacement", worker.index, worker.pid)
-            self.restarts += 1
             worker.loaded.clear()
             worker.inflight = 0
             try:
@@ -183,6 +183,8 @@ class Supervisor:
             except FireboxError:
                 await asyncio.sleep(1.0)
                 continue
+            self.restarts += 1
+            self._worker_up.set()
             for key, spec in list(self.specs.items()):
                 if self.home(key) is worker:
                     with contextlib.suppress(FireboxError, TimeoutError):
@@ -192,16 +194,30 @@ class Supervisor:
         """Return the worker a function's ready pool lives on (a stable hash of its key)."""
         return self.workers[zlib.crc32(key.encode()) % len(self.workers)]
 
-    def choose(self, key: str) -> WorkerProcess:
+    def choose(self, key: str) -> WorkerProcess | None:
         """Return the worker to run the next call of `key`: home, unless another is less busy."""
         home = self.home(key)
         best = home if home.alive else None
         for worker in self.workers:
             if worker.alive and (best is None or worker.inflight < best.inflight):
                 best = worker
-        if best is None:
-            raise ServiceUnavailable("no worker process is running; retry shortly")
         return best
+
+    async def acquire(self, key: str, wait_s: float) -> WorkerProcess:
+        """Return a live worker for `key`, waiting up to `wait_s` while all are restarting.
+
+        Raises ServiceUnavailable if none comes back in time.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while (worker := self.choose(key)) is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise ServiceUnavailable("no worker process is running; retry shortly")
+            self._worker_up.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._worker_up.wait(), remaining)
+        return worker
 
     async def _load_on(self, worker: WorkerProcess, key: str, spec: dict[str, Any]) -> None:
         reply = await worker.request({"op": "load", "fn": key, "spec": spec}, timeout=600)
@@ -228,7 +244,7 @@ class Supervisor:
         Answers TimedOut on time even when the guest is stuck in a host call: the worker
         that overstays is then killed and replaced. Raises WorkerLost if the worker died.
         """
-        worker = self.choose(key)
+        worker = await self.acquire(key, WORKER_START_TIMEOUT_S)
         msg["op"] = "invoke"
         msg["fn"] = key
         if key not in worker.loaded:

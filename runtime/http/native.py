@@ -135,7 +135,9 @@ async def invoke(request: Request) -> Response:
         payload = body
     export = request.query_params.get("export")
     result = await node.invoke(fn.name, payload, export)
-    accept = request.headers.get("accept") or content_type
+    accept = request.headers.get("accept")
+    if not accept or accept.strip() == "*/*":
+        accept = content_type  # answer in the encoding the caller used
     headers = invocation_headers(result, request.query_params.get("log") == "tail")
     if result.error is not None:
         return error_response(result.error, accept, headers)

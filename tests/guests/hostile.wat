@@ -18,6 +18,9 @@
         (i32.add (i32.div_u (i32.sub (global.get $heap) (i32.mul (memory.size) (i32.const 65536))) (i32.const 65536)) (i32.const 1))))))
     (local.get $ptr))
   (func $empty (result i64) (i64.const 0))
+  ;; Well-behaved: returns its input (to show a function is healthy after a breach).
+  (func (export "handle") (param $ptr i32) (param $len i32) (result i64)
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len))))
   ;; Loops forever: ends by the epoch deadline (timeout) or by fuel.
   (func (export "spin") (param i32 i32) (result i64)
     (loop $l (br $l)) (unreachable))
@@ -59,6 +62,13 @@
       (drop (call $fd_write (i32.const 1) (i32.const 600) (i32.const 1) (i32.const 608)))
       (br $l))
     (call $empty))
+  ;; Busy but finite: ~20M loop iterations (tens of ms), then returns its input.
+  (func (export "busy") (param $ptr i32) (param $len i32) (result i64)
+    (local $i i32)
+    (loop $l
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 20000000))))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (i64.extend_i32_u (local.get $len))))
   ;; Counts calls in a global: 1 on a fresh instance, more if an instance is reused.
   (func (export "count") (param i32 i32) (result i64)
     (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
