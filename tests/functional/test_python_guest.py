@@ -1,7 +1,5 @@
 """Python handlers on the shared interpreter component: real componentize-py, real wasmtime."""
 
-# ruff: noqa: E501 - the AWS documentation example is kept verbatim, long comment included
-
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +13,7 @@ from typing import Any
 
 import pytest
 import wasmtime
-from firebox.compiler.errors import InvalidHandler, NativeDependencyError
+from firebox.compiler.errors import DependencyInstallError, InvalidHandler, NativeDependencyError
 from firebox.compiler.interpreter import build_interpreter
 from firebox.compiler.python import bundle_python_function, validate_bundle
 from firebox.runtime.errors import HandlerError, OutOfFuel, TimedOut
@@ -364,3 +362,12 @@ def test_instance_reusable_after_handler_error(make: Make) -> None:
         call(instance, 0)
     assert instance.reusable
     assert call(instance, 5) == 2
+
+
+def test_requirements_are_installed_into_the_bundle(make: Make) -> None:
+    source = "import six\ndef handler(event, context):\n    return six.PY3\n"
+    try:
+        program = make(source, files={"requirements.txt": "six==1.17.0\n"})
+    except DependencyInstallError as exc:  # needs PyPI (or a configured index)
+        pytest.skip(f"no package index reachable: {exc}")
+    assert call(program.instantiate()) is True
