@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
-
 from firebox.compiler.errors import CompileError
 
 MANIFEST = "firebox.toml"
@@ -45,7 +44,7 @@ def wasm_from_file(path: Path) -> bytes:
         raise CompileError(f"module file {path} does not exist")
     if path.suffix == ".wat":
         try:
-            return wasmtime.wat2wasm(path.read_text())
+            return bytes(wasmtime.wat2wasm(path.read_text()))
         except wasmtime.WasmtimeError as exc:
             raise CompileError(f"{path} is not valid WAT: {str(exc).strip()}") from None
     return path.read_bytes()

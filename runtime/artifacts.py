@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import wasmtime
-
+import wasmtime.component
 from firebox.runtime.engine import WASMTIME_VERSION, EngineSettings
 from firebox.runtime.errors import InvalidArtifact
 
@@ -134,7 +134,7 @@ class CompiledCache:
             except wasmtime.WasmtimeError:
                 path.unlink(missing_ok=True)  # stale or corrupt: recompile below
         module = compile_module(engine, wasm.read_bytes())
-        _write_atomic(path, module.serialize())
+        _write_atomic(path, bytes(module.serialize()))
         self._count(hit=False)
         return module
 
@@ -154,7 +154,7 @@ class CompiledCache:
             component = wasmtime.component.Component(engine, wasm.read_bytes())
         except wasmtime.WasmtimeError as exc:
             raise InvalidArtifact(f"invalid component: {_first_line(exc)}") from None
-        _write_atomic(path, component.serialize())
+        _write_atomic(path, bytes(component.serialize()))
         self._count(hit=False)
         return component
 

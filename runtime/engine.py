@@ -9,9 +9,8 @@ import threading
 from dataclasses import asdict, dataclass
 
 import wasmtime
-from wasmtime import _ffi as ffi
-
 from firebox.runtime.config import EPOCH_TICK_S, MiB
+from wasmtime import _ffi as ffi
 
 WASMTIME_VERSION = importlib.metadata.version("wasmtime")
 

@@ -64,8 +64,7 @@ class PayloadTooLarge(FireboxError):
 
     def __init__(self, what: str, size: int, limit: int) -> None:
         super().__init__(
-            f"{what} of {size} bytes exceeds the limit of {limit} bytes"
-            f" ({limit / MiB:.2f} MiB)"
+            f"{what} of {size} bytes exceeds the limit of {limit} bytes ({limit / MiB:.2f} MiB)"
         )
         self.size = size
         self.limit = limit

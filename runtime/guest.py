@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import wasmtime
-
 from firebox.runtime.capture import LogBuffer
 from firebox.runtime.errors import (
     FireboxError,
@@ -100,7 +99,7 @@ def _read(caller: wasmtime.Caller, ptr: int, length: int) -> bytes | None:
 def _state(caller: wasmtime.Caller) -> _StoreState:
     # Caller has no data() of its own in wasmtime-py 50, but Store.data only needs a
     # store context, which a Caller provides.
-    state: _StoreState = wasmtime.Store.data(caller)  # type: ignore[arg-type]
+    state: _StoreState = wasmtime.Store.data(caller)  # type: ignore[arg-type,assignment]
     return state
 
 
@@ -182,8 +181,8 @@ class CoreProgram:
         wasi = wasmtime.WasiConfig()
         wasi.env = list(self.env.items())
         # Output goes into the current invocation's bounded log, never to the node's stdout.
-        wasi.stdout_custom = lambda data: state.log.write_bytes(bytes(data))  # type: ignore[method-assign,assignment]
-        wasi.stderr_custom = lambda data: state.log.write_bytes(bytes(data))  # type: ignore[method-assign,assignment]
+        wasi.stdout_custom = lambda data: state.log.write_bytes(bytes(data))
+        wasi.stderr_custom = lambda data: state.log.write_bytes(bytes(data))
         store.set_wasi(wasi)
         try:
             instance = self._pre.instantiate(store)

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import wasmtime
-
 from firebox.runtime import config
 from firebox.runtime.engine import ticks_for
 from firebox.runtime.errors import InvalidManifest

@@ -101,7 +101,9 @@ def parse_toml(text: str) -> dict[str, Any]:
         raise InvalidManifest(f"firebox.toml is not valid TOML: {exc}") from None
 
 
-def parse_manifest(data: dict[str, Any], max_memory_mb: int = config.MAX_MEMORY_MB) -> FunctionConfig:
+def parse_manifest(
+    data: dict[str, Any], max_memory_mb: int = config.MAX_MEMORY_MB
+) -> FunctionConfig:
     """Validate a manifest dict and return its FunctionConfig; raises InvalidManifest."""
     if not isinstance(data, dict):
         raise InvalidManifest("the manifest must be a table/object")
@@ -112,20 +114,22 @@ def parse_manifest(data: dict[str, Any], max_memory_mb: int = config.MAX_MEMORY_
         )
     name = _typed(data, "name", str, "")
     if not NAME_RE.match(name):
-        raise InvalidManifest(
-            f"`name` must be 1-64 letters, digits, '-' or '_', got {name!r}"
-        )
+        raise InvalidManifest(f"`name` must be 1-64 letters, digits, '-' or '_', got {name!r}")
     kind = _typed(data, "runtime", str, "module")
     if kind.startswith("python"):
         kind = "python"
     if kind not in KINDS:
-        raise InvalidManifest(f"`runtime` must be one of {', '.join(KINDS)} (or python3.x), got {kind!r}")
+        raise InvalidManifest(
+            f"`runtime` must be one of {', '.join(KINDS)} (or python3.x), got {kind!r}"
+        )
     limits = Limits(
         memory_mb=_typed(data, "memory", int, config.DEFAULT_MEMORY_MB),
         timeout_s=float(_typed(data, "timeout", (int, float), config.DEFAULT_TIMEOUT_S)),
         fuel=_typed(data, "fuel", int, config.DEFAULT_FUEL),
         max_request_bytes=_typed(data, "max_request_bytes", int, config.DEFAULT_MAX_REQUEST_BYTES),
-        max_response_bytes=_typed(data, "max_response_bytes", int, config.DEFAULT_MAX_RESPONSE_BYTES),
+        max_response_bytes=_typed(
+            data, "max_response_bytes", int, config.DEFAULT_MAX_RESPONSE_BYTES
+        ),
         max_log_bytes=_typed(data, "max_log_bytes", int, config.DEFAULT_MAX_LOG_BYTES),
     ).validate(max_memory_mb)
     env = _typed(data, "environment", dict, {})
@@ -180,8 +184,10 @@ def _parse_trigger(data: Any, index: int) -> HttpTrigger:
     route = data.get("route")
     if not isinstance(route, str) or not ROUTE_RE.match(route):
         raise InvalidManifest(f"{where}: `route` must be a path starting with '/', got {route!r}")
-    if any(route == p or route.startswith(p + "/") or route.startswith(p) and p.endswith("-")
-           for p in RESERVED_PREFIXES):
+    if any(
+        route == p or route.startswith(p + "/") or (route.startswith(p) and p.endswith("-"))
+        for p in RESERVED_PREFIXES
+    ):
         raise InvalidManifest(f"{where}: route {route!r} is reserved for firebox's own APIs")
     methods = data.get("methods", [data["method"]] if "method" in data else ["GET", "POST"])
     if isinstance(methods, str):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
-
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache, artifact_kind, compile_module
 from firebox.runtime.config import NodeConfig
 from firebox.runtime.credentials import Credentials, load_or_create
@@ -127,7 +126,7 @@ class Node:
         kind = artifact_kind(code)
         if kind != "module":
             raise InvalidArtifact(
-                "components are deployed with `runtime = \"python\"` (or another component"
+                'components are deployed with `runtime = "python"` (or another component'
                 " runtime); a plain WebAssembly function must be a core module (ABI v1)"
             )
         engine, cache = self._compile_engine()
@@ -213,7 +212,7 @@ class Node:
         except KeyError:
             raise FunctionNotFound(name) from None
 
-    def list(self) -> list[Deployed]:
+    def all(self) -> list[Deployed]:
         """Return every deployed function, by name."""
         return [self.functions[n] for n in sorted(self.functions)]
 

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
-
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.errors import InvalidArtifact
 from firebox.runtime.guest import CoreProgram, GuestProgram

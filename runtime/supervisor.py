@@ -175,7 +175,9 @@ class Supervisor:
             await worker.exited.wait()
             if self._stopping:
                 return
-            log.warning("worker %d (pid %d) exited; starting a replacement", worker.index, worker.pid)
+            log.warning(
+                "worker %d (pid %d) exited; starting a replacement", worker.index, worker.pid
+            )
             worker.loaded.clear()
             worker.inflight = 0
             try:

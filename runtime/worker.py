@@ -10,6 +10,7 @@ instead when a call overstays its deadline.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -23,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.capture import LogBuffer
 from firebox.runtime.engine import EngineSettings, get_engine
@@ -154,10 +154,9 @@ class Worker:
             traceback.print_exc(file=sys.stderr)
             reply = {"ok": False, "error": InvocationError(f"internal error: {exc}").to_dict()}
         reply["id"] = msg.get("id")
-        try:
+        # If the node is gone, the main loop sees EOF and exits.
+        with contextlib.suppress(OSError):
             self.send(reply)
-        except OSError:
-            pass  # the node is gone; the main loop sees EOF and exits
 
     def serve(self) -> None:
         """Read requests until the node closes the socket."""

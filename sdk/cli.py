@@ -23,7 +23,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
     import uvicorn
-
     from firebox.compiler.build import build_function
     from firebox.runtime.config import NodeConfig
     from firebox.runtime.credentials import credentials_path
@@ -48,7 +47,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def deploy_bundled(node: Node) -> None:
         for path in args.deploy:
-            for item in sorted(Path(path).iterdir()) if _is_collection(Path(path)) else [Path(path)]:
+            for item in (
+                sorted(Path(path).iterdir()) if _is_collection(Path(path)) else [Path(path)]
+            ):
                 try:
                     built = build_function(item)
                     fn = await node.deploy(built.manifest, built.code)
@@ -94,7 +95,13 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         _print(args, result.error.to_dict(), f"error: {result.error.code}: {result.error.message}")
         return 1
     payload = result.payload
-    _print(args, payload, json.dumps(payload) if not isinstance(payload, bytes) else payload.decode("utf-8", "replace"))
+    _print(
+        args,
+        payload,
+        json.dumps(payload)
+        if not isinstance(payload, bytes)
+        else payload.decode("utf-8", "replace"),
+    )
     return 0
 
 
@@ -128,7 +135,9 @@ def cmd_rm(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `firebox` command."""
     p = argparse.ArgumentParser(prog="firebox", description="Serverless functions on WebAssembly.")
-    p.add_argument("--endpoint", help="node URL (default: FIREBOX_ENDPOINT or http://127.0.0.1:8080)")
+    p.add_argument(
+        "--endpoint", help="node URL (default: FIREBOX_ENDPOINT or http://127.0.0.1:8080)"
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -136,8 +145,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--data-dir", help="default: FIREBOX_DATA_DIR or ~/.local/share/firebox")
-    s.add_argument("--deploy", action="append", default=[], metavar="PATH",
-                   help="deploy a function folder (or a folder of them) at start; repeatable")
+    s.add_argument(
+        "--deploy",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="deploy a function folder (or a folder of them) at start; repeatable",
+    )
     s.set_defaults(fn=cmd_serve)
 
     s = sub.add_parser("deploy", help="build and upload a function (folder or .wat/.wasm)")

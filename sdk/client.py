@@ -16,9 +16,14 @@ from typing import Any
 
 import httpx
 import msgpack
-
 from firebox.runtime.config import default_data_dir
-from firebox.runtime.credentials import Credentials, bearer_token, credentials_path, read_env, read_file
+from firebox.runtime.credentials import (
+    Credentials,
+    bearer_token,
+    credentials_path,
+    read_env,
+    read_file,
+)
 from firebox.runtime.errors import FireboxError, Unauthorized, error_from_dict
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
@@ -88,7 +93,9 @@ class Client:
         timeout: float = 120.0,
         use_msgpack: bool = True,
     ) -> None:
-        self.endpoint = (endpoint or os.environ.get("FIREBOX_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+        self.endpoint = (endpoint or os.environ.get("FIREBOX_ENDPOINT") or DEFAULT_ENDPOINT).rstrip(
+            "/"
+        )
         self.credentials = credentials or find_credentials()
         self.use_msgpack = use_msgpack
         self._http = httpx.Client(
@@ -128,7 +135,9 @@ class Client:
     def deploy(self, manifest: dict[str, Any], code: bytes) -> dict[str, Any]:
         """Upload a function (manifest + wasm module or Python bundle); returns its description."""
         if self.use_msgpack:
-            result: dict[str, Any] = self._send("POST", "/v1/functions", {"manifest": manifest, "code": code})
+            result: dict[str, Any] = self._send(
+                "POST", "/v1/functions", {"manifest": manifest, "code": code}
+            )
         else:
             body = {"manifest": manifest, "code_base64": base64.b64encode(code).decode()}
             result = self._send("POST", "/v1/functions", body)
@@ -160,7 +169,9 @@ class Client:
         result: dict[str, Any] = self._send("GET", "/v1/node")
         return result
 
-    def invoke(self, name: str, event: Any = None, *, export: str | None = None, tail: bool = False) -> Invocation:
+    def invoke(
+        self, name: str, event: Any = None, *, export: str | None = None, tail: bool = False
+    ) -> Invocation:
         """Invoke a function with a JSON-able event; the function's own failure is in `.error`.
 
         Raises the typed error for failures before the function ran (FunctionNotFound,
@@ -177,7 +188,9 @@ class Client:
         else:
             content = json.dumps({} if event is None else event).encode()
             headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        response = self._http.post(f"/v1/functions/{name}/invoke", content=content, headers=headers, params=params)
+        response = self._http.post(
+            f"/v1/functions/{name}/invoke", content=content, headers=headers, params=params
+        )
         h = response.headers
         invocation = Invocation(
             request_id=h.get("x-firebox-request-id", ""),

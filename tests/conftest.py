@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 import wasmtime
-
 from firebox.runtime.credentials import Credentials, read_file
 from firebox.sdk.client import Client
 

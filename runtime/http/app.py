@@ -6,13 +6,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
-
 from firebox.runtime.credentials import verify_bearer
 from firebox.runtime.errors import (
     BadRequest,
@@ -25,6 +18,12 @@ from firebox.runtime.http import native
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.triggers import trigger
 from firebox.runtime.node import Node
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("firebox.http")
 

@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import msgpack
-
 from firebox.runtime.errors import BadRequest
 
 JSON = "application/json"
@@ -35,13 +34,14 @@ def decode(body: bytes, content_type: str | None) -> Any:
 def encode(value: Any, accept: str | None) -> tuple[bytes, str]:
     """Encode `value` as msgpack if `accept` asks for it, else JSON; return (body, media type)."""
     if is_msgpack(accept):
-        return msgpack.packb(value, use_bin_type=True), MSGPACK
+        return bytes(msgpack.packb(value, use_bin_type=True)), MSGPACK
     return json.dumps(value).encode(), JSON
 
 
 def json_to_msgpack(data: bytes) -> bytes:
     """Re-encode a guest's JSON output as msgpack (non-JSON output becomes a msgpack bin)."""
     try:
-        return msgpack.packb(json.loads(data), use_bin_type=True)
+        value = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        return msgpack.packb(data, use_bin_type=True)
+        value = data
+    return bytes(msgpack.packb(value, use_bin_type=True))

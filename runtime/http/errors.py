@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.responses import Response
-
 from firebox.runtime.errors import (
     BadRequest,
     Conflict,
@@ -27,6 +25,7 @@ from firebox.runtime.errors import (
     WorkerLost,
 )
 from firebox.runtime.http.codec import encode
+from starlette.responses import Response
 
 # Errors the caller caused are 4xx; errors the function caused are 5xx of the gateway
 # family (the node worked, the function did not), never a bare 500.

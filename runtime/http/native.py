@@ -6,16 +6,15 @@ import base64
 import json
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
 from firebox.runtime.errors import BadRequest, FireboxError, PayloadTooLarge
 from firebox.runtime.http.codec import decode, encode, is_msgpack, json_to_msgpack
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.invoke import Deployed, InvocationResult
 from firebox.runtime.manifest import parse_toml
 from firebox.runtime.node import Node
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 LOG_TAIL_BYTES = 4096
@@ -88,7 +87,7 @@ async def deploy(request: Request) -> Response:
 
 async def list_functions(request: Request) -> Response:
     """GET /v1/functions."""
-    return reply(request, {"functions": [describe(f) for f in node_of(request).list()]})
+    return reply(request, {"functions": [describe(f) for f in node_of(request).all()]})
 
 
 async def get_function(request: Request) -> Response:
@@ -142,7 +141,9 @@ async def invoke(request: Request) -> Response:
     if result.error is not None:
         return error_response(result.error, accept, headers)
     if is_msgpack(accept):
-        return Response(json_to_msgpack(result.output), media_type="application/msgpack", headers=headers)
+        return Response(
+            json_to_msgpack(result.output), media_type="application/msgpack", headers=headers
+        )
     return Response(result.output, media_type="application/json", headers=headers)
 
 

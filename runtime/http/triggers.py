@@ -14,18 +14,19 @@ import time
 import uuid
 from typing import Any
 
-from starlette.requests import Request
-from starlette.responses import Response
-
 from firebox.runtime.credentials import verify_bearer
 from firebox.runtime.errors import FunctionNotFound, MethodNotAllowed
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.native import invocation_headers, node_of, read_body
+from starlette.requests import Request
+from starlette.responses import Response
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
 
-def function_url_event(request: Request, body: bytes, request_id: str, function: str) -> dict[str, Any]:
+def function_url_event(
+    request: Request, body: bytes, request_id: str, function: str
+) -> dict[str, Any]:
     """Return Lambda's function-URL (payload format 2.0) event for a request."""
     headers: dict[str, str] = {}
     for key, value in request.headers.items():
@@ -91,7 +92,9 @@ def function_url_response(output: bytes, headers: dict[str, str]) -> Response:
         else:
             data = json.dumps(body).encode()
             out_headers.setdefault("content-type", "application/json")
-        response = Response(data, status_code=int(value["statusCode"]), headers={**headers, **out_headers})
+        response = Response(
+            data, status_code=int(value["statusCode"]), headers={**headers, **out_headers}
+        )
         for cookie in value.get("cookies") or []:
             response.raw_headers.append((b"set-cookie", str(cookie).encode()))
         return response
@@ -112,7 +115,9 @@ async def trigger(request: Request) -> Response:
     if route is None:
         allowed = sorted({m for r in matches for m in r.trigger.methods})
         return error_response(
-            MethodNotAllowed(f"{request.method} is not allowed on {path}; allowed: {', '.join(allowed)}"),
+            MethodNotAllowed(
+                f"{request.method} is not allowed on {path}; allowed: {', '.join(allowed)}"
+            ),
             headers={"Allow": ", ".join(allowed)},
         )
     if route.trigger.auth == "key":

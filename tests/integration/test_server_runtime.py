@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import msgpack
 import pytest
-
 from firebox.runtime.errors import (
     FunctionNotFound,
     GuestTrap,
@@ -24,6 +23,7 @@ from firebox.runtime.errors import (
     ResponseTooLarge,
     TimedOut,
 )
+
 from tests.conftest import Server, guest_wasm
 
 
@@ -39,11 +39,15 @@ def functions(server: Server) -> None:
         server,
         {
             "name": "transform",
-            "triggers": [{"type": "http", "route": "/wrap", "methods": ["POST"], "export": "handle"}],
+            "triggers": [
+                {"type": "http", "route": "/wrap", "methods": ["POST"], "export": "handle"}
+            ],
         },
         "transform",
     )
-    deploy(server, {"name": "hostile", "memory": 16, "timeout": 1.0, "max_log_bytes": 2000}, "hostile")
+    deploy(
+        server, {"name": "hostile", "memory": 16, "timeout": 1.0, "max_log_bytes": 2000}, "hostile"
+    )
     deploy(server, {"name": "starved", "fuel": 100_000, "timeout": 2.0}, "hostile")
     deploy(server, {"name": "reused", "isolation": "reuse"}, "hostile")
     deploy(server, {"name": "capped", "concurrency": 2, "provisioned": 1}, "hostile")
@@ -123,7 +127,9 @@ def test_error_statuses_are_clear(server: Server) -> None:
         assert r.status_code == 504
         assert r.json()["error"]["type"] == "TimedOut"
         assert r.headers["x-firebox-function-error"] == "TimedOut"
-        assert http.post("/v1/functions/hostile/invoke?export=trap", content=b"{}").status_code == 502
+        assert (
+            http.post("/v1/functions/hostile/invoke?export=trap", content=b"{}").status_code == 502
+        )
 
 
 def test_printing_forever_truncates_the_log(server: Server) -> None:
@@ -188,7 +194,9 @@ def test_worker_killed_from_outside_is_replaced(server: Server) -> None:
 def test_burst_above_concurrency_cap_gets_429s_and_no_errors(server: Server) -> None:
     def call(i: int) -> httpx.Response:
         with server.http() as http:
-            return http.post("/v1/functions/capped/invoke?export=busy", content=json.dumps({"i": i}))
+            return http.post(
+                "/v1/functions/capped/invoke?export=busy", content=json.dumps({"i": i})
+            )
 
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         responses = list(pool.map(call, range(32)))
@@ -209,7 +217,9 @@ def test_bad_input_gets_4xx(server: Server) -> None:
         with pytest.raises(InvalidArtifact, match="invalid WebAssembly module"):
             client.deploy({"name": "junk"}, b"\0asm\x01\x00\x00\x00\xff\xff")
         with pytest.raises(InvalidArtifact, match="ABI v1"):
-            client.deploy({"name": "junk"}, guest_wasm("echo").replace(b"firebox_alloc", b"firebox_allox"))
+            client.deploy(
+                {"name": "junk"}, guest_wasm("echo").replace(b"firebox_alloc", b"firebox_allox")
+            )
         with pytest.raises(InvalidManifest, match="unknown manifest key"):
             client.deploy({"name": "junk", "memroy": 5}, guest_wasm("echo"))
         with pytest.raises(InvalidManifest, match="memory"):

@@ -1,0 +1,166 @@
+"""Core-module guests and ready pools in-process, on real wasmtime (no server)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import wasmtime
+from firebox.runtime.artifacts import ArtifactStore, CompiledCache, sha256
+from firebox.runtime.capture import LogBuffer
+from firebox.runtime.engine import EngineSettings, EpochTicker, build_engine
+from firebox.runtime.errors import (
+    GuestTrap,
+    InvalidArtifact,
+    MemoryLimitExceeded,
+    OutOfFuel,
+    PayloadTooLarge,
+    TimedOut,
+)
+from firebox.runtime.guest import CallContext, CoreProgram
+from firebox.runtime.limits import Limits
+from firebox.runtime.pool import InstancePool, PoolFiller
+
+from tests.conftest import guest_wasm
+
+SETTINGS = EngineSettings(pool_slots=32, max_memory_mb=256)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[wasmtime.Engine]:
+    engine = build_engine(SETTINGS)
+    ticker = EpochTicker(engine)
+    yield engine
+    ticker.stop()
+
+
+def program(engine: wasmtime.Engine, guest: str, **limits: object) -> CoreProgram:
+    return CoreProgram(engine, wasmtime.Module(engine, guest_wasm(guest)), Limits(**limits))  # type: ignore[arg-type]
+
+
+def ctx(seconds: float = 2.0) -> CallContext:
+    return CallContext("req-1", time.monotonic() + seconds, LogBuffer(4096))
+
+
+def test_echo_and_stats(engine: wasmtime.Engine) -> None:
+    instance = program(engine, "echo").instantiate()
+    output, stats = instance.call("handle", b'{"a": 1}', ctx())
+    assert output == b'{"a": 1}'
+    assert stats.fuel > 0 and stats.memory_bytes == 65536
+    instance.close()
+
+
+def test_request_over_the_limit_is_refused_before_running(engine: wasmtime.Engine) -> None:
+    instance = program(engine, "echo", max_request_bytes=4).instantiate()
+    with pytest.raises(PayloadTooLarge, match="exceeds the limit of 4 bytes"):
+        instance.call("handle", b"12345", ctx())
+
+
+def test_minimum_memory_above_the_cap_fails_to_instantiate(engine: wasmtime.Engine) -> None:
+    wasm = wasmtime.wat2wasm(
+        '(module (memory (export "memory") 40) (func (export "firebox_alloc") (param i32) (result i32) i32.const 0)'
+        ' (func (export "handle") (param i32 i32) (result i64) i64.const 0))'
+    )
+    prog = CoreProgram(engine, wasmtime.Module(engine, wasm), Limits(memory_mb=1))
+    with pytest.raises(MemoryLimitExceeded, match="Memory limit of 1 MiB exceeded"):
+        prog.instantiate()
+
+
+def test_hostile_exports_map_to_typed_errors(engine: wasmtime.Engine) -> None:
+    prog = program(engine, "hostile", timeout_s=0.3, memory_mb=8)
+    cases = {"spin": TimedOut, "grow": MemoryLimitExceeded, "trap": GuestTrap, "recurse": GuestTrap}
+    for export, error in cases.items():
+        instance = prog.instantiate()
+        with pytest.raises(error):
+            instance.call(export, b"{}", ctx(0.3))
+        assert not instance.reusable
+        instance.close()
+    starved = program(engine, "hostile", fuel=10_000).instantiate()
+    with pytest.raises(OutOfFuel, match="10000 units"):
+        starved.call("spin", b"", ctx())
+
+
+def test_unknown_export_is_a_clear_error(engine: wasmtime.Engine) -> None:
+    with pytest.raises(InvalidArtifact, match="no export named `nope`"):
+        program(engine, "echo").instantiate().call("nope", b"", ctx())
+
+
+def test_module_without_the_abi_is_refused(engine: wasmtime.Engine) -> None:
+    wasm = wasmtime.wat2wasm('(module (memory (export "memory") 1))')
+    with pytest.raises(InvalidArtifact, match="firebox_alloc"):
+        CoreProgram(engine, wasmtime.Module(engine, wasm), Limits())
+
+
+def test_environment_reaches_wasi(engine: wasmtime.Engine) -> None:
+    prog = CoreProgram(engine, wasmtime.Module(engine, guest_wasm("echo")), Limits(), {"A": "b"})
+    assert prog.instantiate().call("handle", b"x", ctx())[0] == b"x"
+
+
+def test_pool_keeps_instances_ready_and_counts_cold_starts(engine: wasmtime.Engine) -> None:
+    pool = InstancePool(program(engine, "echo"), min_ready=2, max_ready=4, idle_shrink_s=0.2)
+    assert pool.snapshot().ready == 0
+    instance, warm = pool.lease()
+    assert not warm  # nothing was ready: a cold start
+    pool.release(instance)
+    while pool.fill_one():
+        pass
+    assert pool.snapshot().ready == 2
+    instance, warm = pool.lease()
+    assert warm
+    instance.call("handle", b"{}", ctx())
+    pool.release(instance)
+    snap = pool.snapshot()
+    assert (snap.cold_starts, snap.warm_starts, snap.ready) == (1, 1, 1)
+    pool.close()
+
+
+def test_pool_grows_with_load_and_shrinks_when_idle(engine: wasmtime.Engine) -> None:
+    pool = InstancePool(program(engine, "echo"), min_ready=1, max_ready=4, idle_shrink_s=0.2)
+    leased = [pool.lease()[0] for _ in range(3)]
+    while pool.fill_one():
+        pass
+    assert pool.snapshot().ready == 3  # target followed the 3 concurrent leases
+    for instance in leased:
+        pool.release(instance)
+    time.sleep(0.3)
+    pool.shrink()
+    assert pool.snapshot().ready == 1  # back to provisioned after idling
+    pool.close()
+
+
+def test_filler_thread_refills_after_a_lease(engine: wasmtime.Engine) -> None:
+    pool = InstancePool(program(engine, "echo"), min_ready=1, max_ready=2)
+    filler = PoolFiller(period_s=0.05)
+    filler.add("echo", pool)
+    deadline = time.monotonic() + 5
+    while pool.snapshot().ready < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    instance, warm = pool.lease()
+    assert warm
+    filler.poke()
+    while pool.snapshot().ready < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert pool.snapshot().ready >= 1
+    pool.release(instance)
+    filler.stop()
+    pool.close()
+
+
+def test_compiled_cache_hits_after_first_compile(engine: wasmtime.Engine, tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    wasm = guest_wasm("echo")
+    digest = store.put(wasm)
+    assert digest == sha256(wasm) and store.exists(digest)
+    cache = CompiledCache(tmp_path, SETTINGS)
+    cache.load_module(engine, digest, store.path(digest))
+    again = CompiledCache(tmp_path, SETTINGS)  # a "restarted" process
+    module = again.load_module(engine, digest, store.path(digest))
+    assert (cache.stats.misses, again.stats.hits, again.stats.misses) == (1, 1, 0)
+    assert (
+        CoreProgram(engine, module, Limits()).instantiate().call("handle", b"1", ctx())[0] == b"1"
+    )
+    # A cache for other engine settings is a different directory: never a wrong load.
+    other = CompiledCache(tmp_path, EngineSettings(pool_slots=32, max_memory_mb=128))
+    assert other.root != cache.root
