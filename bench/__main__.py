@@ -1,0 +1,67 @@
+"""`python -m bench [CASE ...] [--quick] [--out DIR]`: run, print and write the report (bench)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import report
+from bench.cases import CASES, CaseResult, load_case
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen cases (all by default); return the process exit status."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "cases",
+        nargs="*",
+        metavar="CASE",
+        help=f"cases to run (default: all of {', '.join(CASES)})",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer iterations: the whole run in well under 2 minutes",
+    )
+    parser.add_argument(
+        "--out", type=Path, help="output folder (default: bench/results/<timestamp>/)"
+    )
+    args = parser.parse_args(argv)
+    chosen = args.cases or list(CASES)
+    unknown = [name for name in chosen if name not in CASES]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
+
+    started = datetime.now(UTC)
+    out: Path = args.out or RESULTS / started.strftime("%Y%m%dT%H%M%SZ")
+    run = {
+        "started": started.isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": report.machine_info(),
+        "versions": report.versions(),
+        "settings": {"cases": chosen, "quick": args.quick, "out": str(out)},
+        "duration_s": 0.0,
+    }
+    print("\n".join(report.header_text(run)))
+    t0 = time.monotonic()
+    results: list[CaseResult] = []
+    for name in chosen:
+        print(f"running {name}{' (quick)' if args.quick else ''} ...", flush=True)
+        case_started = time.monotonic()
+        result = load_case(name)(args.quick)
+        result.config["duration_s"] = round(time.monotonic() - case_started, 2)
+        results.append(result)
+        print("\n".join(report.case_text(result)), flush=True)
+    run["duration_s"] = time.monotonic() - t0
+    results_path, report_path = report.write(out, run, results)
+    print(f"wrote {results_path} and {report_path} ({run['duration_s']:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

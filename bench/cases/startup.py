@@ -1,0 +1,360 @@
+"""Case `startup`: the ladder from compiling a guest to calling a ready instance (bench).
+
+Every rung uses firebox's own code on the same WAT echo guest (ABI v1) and the same
+~100-byte JSON payload: compile from scratch, load from the compiled cache, a fresh
+instance per call, a pooled ready instance, the floor (one instance called again and
+again), and the whole dispatch through a real worker process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import wasmtime
+from firebox.runtime.artifacts import ArtifactStore, CompiledCache, compile_module
+from firebox.runtime.capture import LogBuffer
+from firebox.runtime.config import NodeConfig
+from firebox.runtime.engine import EngineSettings, EpochTicker, build_engine
+from firebox.runtime.guest import CallContext, CoreInstance, CoreProgram
+from firebox.runtime.limits import Limits
+from firebox.runtime.pool import InstancePool, PoolFiller
+from firebox.runtime.supervisor import Supervisor
+
+from bench.cases import CaseResult
+from bench.measure import Row, interleave, ratio
+
+TITLE = "Startup ladder: WAT echo guest (ABI v1)"
+
+GUEST = Path(__file__).resolve().parents[2] / "tests" / "guests" / "echo.wat"
+EXPORT = "handle"
+# One payload for every rung, about 100 bytes of JSON, as a small API request would be.
+PAYLOAD = json.dumps(
+    {
+        "id": "bench-0001",
+        "user": {"name": "Ada Lovelace", "id": 1815},
+        "items": [1, 2, 3, 5, 8],
+        "note": "hello, firebox",
+    },
+    separators=(",", ":"),
+).encode()
+# A ready instance must show up within this long after the filler is poked.
+READY_TIMEOUT_S = 5.0
+CALL_TIMEOUT_S = 3.0
+
+# (full, quick) iteration counts per row; warm-up is a tenth of full, at least 5.
+ITERATIONS: dict[str, tuple[int, int]] = {
+    "compile": (500, 100),
+    "cached": (2000, 150),
+    "fresh": (5000, 300),
+    "pooled": (5000, 300),
+    "floor": (20000, 1000),
+    "worker": (3000, 200),
+}
+ROUNDS = (5, 2)
+
+LABELS = {
+    "compile": "(a) compile from scratch + instantiate + call",
+    "cached": "(b) load from compiled cache + instantiate + call",
+    "fresh": "(c) fresh instance per invocation (instantiate + call + close)",
+    "pooled": "(d) pooled ready instance (lease + call + release)",
+    "floor": "(e) floor: call again on one already-made instance",
+    "worker": "(f) via worker process (Supervisor.invoke, pooled)",
+}
+NOTES = {
+    "compile": "compile_module + CoreProgram (linker, instantiate_pre) + instantiate + call"
+    " + close",
+    "cached": "CompiledCache.load_module (deserialize_file, mmap) + CoreProgram + instantiate"
+    " + call + close",
+    "fresh": "CoreProgram.instantiate + call + close; the module is already compiled",
+    "pooled": "InstancePool.lease (asserted warm) + call + release (which closes the instance,"
+    " isolation fresh); a PoolFiller refills between iterations, outside the timing",
+    "floor": "CoreInstance.call on one instance kept across calls (isolation reuse)",
+    "worker": "asyncio Supervisor.invoke round trip to 1 worker process (msgpack over a"
+    " socketpair), pooled instance asserted warm; refilled between iterations",
+}
+
+
+def _ctx() -> CallContext:
+    return CallContext("bench", time.monotonic() + CALL_TIMEOUT_S, LogBuffer(64 * 1024))
+
+
+def _check(output: bytes) -> None:
+    if output != PAYLOAD:
+        raise AssertionError(f"the echo guest returned {output[:80]!r}, not the payload")
+
+
+def _wait_ready(pool: InstancePool, filler: PoolFiller) -> None:
+    filler.poke()
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while pool.snapshot().ready < 1:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the pool had no ready instance after {READY_TIMEOUT_S}s")
+        time.sleep(0.0002)
+
+
+def run(quick: bool) -> CaseResult:
+    """Measure every rung of the ladder and return the rows and their ratios."""
+    pick = 1 if quick else 0
+    counts = {key: value[pick] for key, value in ITERATIONS.items()}
+    warmups = {
+        key: max(5, value[0] // 10 if not quick else value[1] // 10)
+        for key, value in ITERATIONS.items()
+    }
+    settings = EngineSettings()
+    limits = Limits()
+    wasm = wasmtime.wat2wasm(GUEST.read_text())
+    rows = {key: Row(key, LABELS[key], notes=NOTES[key]) for key in LABELS}
+
+    with tempfile.TemporaryDirectory(prefix="firebox-bench-") as tmp:
+        root = Path(tmp)
+        store = ArtifactStore(root)
+        digest = store.put(wasm)
+        wasm_path = store.path(digest)
+        _in_process(
+            rows, counts, warmups, ROUNDS[pick], settings, limits, wasm, root, digest, wasm_path
+        )
+        asyncio.run(
+            _via_worker(
+                rows["worker"], counts["worker"], warmups["worker"], settings, limits, root, digest
+            )
+        )
+
+    med = {key: row.summary()["median_us"] for key, row in rows.items()}
+    p99 = {key: row.summary()["p99_us"] for key, row in rows.items()}
+    return CaseResult(
+        name="startup",
+        title=TITLE,
+        description=(
+            "Each row is one invocation of the same echo guest with the same payload,"
+            " measured in this process with firebox's own engine, cache, guest and pool code"
+            " (rows a-e, interleaved in rounds), then through a real worker process (row f)."
+        ),
+        rows=list(rows.values()),
+        ratios={
+            "pooled/floor": (ratio(med["pooled"], med["floor"]), "median (d) / (e); target <= 1.2"),
+            "fresh/floor": (ratio(med["fresh"], med["floor"]), "median (c) / (e)"),
+            "pooled/floor p99": (ratio(p99["pooled"], p99["floor"]), "p99 (d) / (e)"),
+            "cached/compile": (ratio(med["cached"], med["compile"]), "median (b) / (a)"),
+            "worker/pooled": (ratio(med["worker"], med["pooled"]), "median (f) / (d)"),
+            "worker/floor": (ratio(med["worker"], med["floor"]), "median (f) / (e)"),
+        },
+        config={
+            "guest": str(GUEST.relative_to(GUEST.parents[2])),
+            "wasm_bytes": len(wasm),
+            "export": EXPORT,
+            "payload_bytes": len(PAYLOAD),
+            "payload": PAYLOAD.decode(),
+            "engine_settings": asdict(settings),
+            "limits": limits.to_dict(),
+            "iterations": counts,
+            "warmup": warmups,
+            "rounds": ROUNDS[pick],
+            "clock": "time.perf_counter_ns",
+            "gc": "enabled (collected before each row's warm-up)",
+        },
+        peers={
+            "in-process (rows a-e)": {
+                "engine": "firebox.runtime.engine.build_engine + EpochTicker",
+                "cache": "CompiledCache in a temp dir",
+                "pool": "InstancePool(min_ready=1, max_ready=1, reuse=False) + PoolFiller",
+            },
+            "worker process (row f)": {
+                "supervisor": "Supervisor(NodeConfig(workers=1))",
+                "spec": {"provisioned": 1, "concurrency": 8, "isolation": "fresh"},
+            },
+        },
+    )
+
+
+def _in_process(
+    rows: dict[str, Row],
+    counts: dict[str, int],
+    warmups: dict[str, int],
+    rounds: int,
+    settings: EngineSettings,
+    limits: Limits,
+    wasm: bytes,
+    root: Path,
+    digest: str,
+    wasm_path: Path,
+) -> None:
+    engine = build_engine(settings)
+    ticker = EpochTicker(engine)
+    cache = CompiledCache(root, settings)
+    cache.load_module(engine, digest, wasm_path)  # the miss that fills the cache
+    program = CoreProgram(engine, compile_module(engine, wasm), limits)
+    pool = InstancePool(program, min_ready=1, max_ready=1, reuse=False)
+    filler = PoolFiller()
+    filler.add("echo", pool)
+    floor: CoreInstance = program.instantiate()
+    clock = time.perf_counter_ns
+
+    def compile_once(row: Row | None) -> None:
+        ctx = _ctx()
+        t0 = clock()
+        prog = CoreProgram(engine, compile_module(engine, wasm), limits)
+        inst = prog.instantiate()
+        out, _ = inst.call(EXPORT, PAYLOAD, ctx)
+        inst.close()
+        t1 = clock()
+        _check(out)
+        if row is not None:
+            row.samples_ns.append(t1 - t0)
+
+    def cached_once(row: Row | None) -> None:
+        ctx = _ctx()
+        t0 = clock()
+        prog = CoreProgram(engine, cache.load_module(engine, digest, wasm_path), limits)
+        inst = prog.instantiate()
+        out, _ = inst.call(EXPORT, PAYLOAD, ctx)
+        inst.close()
+        t1 = clock()
+        _check(out)
+        if row is not None:
+            row.samples_ns.append(t1 - t0)
+
+    def fresh_once(row: Row | None) -> None:
+        ctx = _ctx()
+        t0 = clock()
+        inst = program.instantiate()
+        out, _ = inst.call(EXPORT, PAYLOAD, ctx)
+        inst.close()
+        t1 = clock()
+        _check(out)
+        if row is not None:
+            row.samples_ns.append(t1 - t0)
+
+    def pooled_once(row: Row | None) -> None:
+        _wait_ready(pool, filler)
+        ctx = _ctx()
+        t0 = clock()
+        inst, warm = pool.lease()
+        out, _ = inst.call(EXPORT, PAYLOAD, ctx)
+        pool.release(inst)
+        t1 = clock()
+        if not warm:
+            raise AssertionError("the pool had no ready instance: this was a cold start")
+        _check(out)
+        if row is not None:
+            row.samples_ns.append(t1 - t0)
+
+    def floor_once(row: Row | None) -> None:
+        ctx = _ctx()
+        t0 = clock()
+        out, _ = floor.call(EXPORT, PAYLOAD, ctx)
+        t1 = clock()
+        _check(out)
+        if row is not None:
+            row.samples_ns.append(t1 - t0)
+
+    once: dict[str, Callable[[Row | None], None]] = {
+        "compile": compile_once,
+        "cached": cached_once,
+        "fresh": fresh_once,
+        "pooled": pooled_once,
+        "floor": floor_once,
+    }
+
+    def runner(fn: Callable[[Row | None], None]) -> Callable[[Row, int], None]:
+        def run_chunk(row: Row, n: int) -> None:
+            for _ in range(n):
+                fn(row)
+
+        return run_chunk
+
+    try:
+        for key, fn in once.items():
+            gc.collect()
+            for _ in range(warmups[key]):
+                fn(None)
+            rows[key].warmup = warmups[key]
+        hits = cache.stats.hits
+        interleave(
+            [(rows[key], runner(fn)) for key, fn in once.items()],
+            lambda row: counts[row.key],
+            rounds,
+        )
+        if cache.stats.hits - hits != counts["cached"] or cache.stats.misses != 1:
+            raise AssertionError(f"row (b) did not always hit the compiled cache: {cache.stats}")
+    finally:
+        filler.stop()
+        pool.close()
+        floor.close()
+        ticker.stop()
+
+
+async def _via_worker(
+    row: Row,
+    count: int,
+    warmup: int,
+    settings: EngineSettings,
+    limits: Limits,
+    root: Path,
+    digest: str,
+) -> None:
+    key = "echo:$LATEST"
+    spec: dict[str, Any] = {
+        "kind": "module",
+        "digest": digest,
+        "limits": limits.to_dict(),
+        "environment": {},
+        "provisioned": 1,
+        "concurrency": 8,
+        "isolation": "fresh",
+        "export": EXPORT,
+        "name": "echo",
+    }
+    sup = Supervisor(NodeConfig(data_dir=root, workers=1), settings)
+    await sup.start()
+    try:
+        await sup.load(key, spec)
+        clock = time.perf_counter_ns
+
+        async def wait_ready() -> None:
+            deadline = time.monotonic() + READY_TIMEOUT_S
+            while True:
+                stats = await sup.stats()
+                if stats and stats[0]["pools"][key]["ready"] >= 1:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError("the worker's pool had no ready instance in time")
+                await asyncio.sleep(0.0002)
+
+        async def once(record: bool) -> None:
+            await wait_ready()
+            msg = {
+                "request_id": "r",
+                "export": EXPORT,
+                "payload": PAYLOAD,
+                "limits": limits.to_dict(),
+                "timeout_s": CALL_TIMEOUT_S,
+                "name": "echo",
+                "version": "$LATEST",
+            }
+            t0 = clock()
+            reply = await sup.invoke(key, msg, CALL_TIMEOUT_S)
+            t1 = clock()
+            if not reply.get("ok"):
+                raise AssertionError(f"the worker answered an error: {reply.get('error')}")
+            if not reply.get("warm"):
+                raise AssertionError("the worker's pool had no ready instance: a cold start")
+            _check(bytes(reply["result"]))
+            if record:
+                row.samples_ns.append(t1 - t0)
+
+        gc.collect()
+        for _ in range(warmup):
+            await once(False)
+        row.warmup = warmup
+        for _ in range(count):
+            await once(True)
+    finally:
+        await sup.stop()
