@@ -64,7 +64,8 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 
 class ArtifactStore:
-    """Wasm files stored by sha256 under `<data>/artifacts/`; writes are atomic."""
+    """Artifacts (wasm modules, components, Python bundles) stored by sha256 under
+    `<data>/artifacts/`; writes are atomic."""
 
     def __init__(self, root: Path) -> None:
         self.root = root / "artifacts"
@@ -72,7 +73,7 @@ class ArtifactStore:
 
     def path(self, digest: str) -> Path:
         """Return where the artifact with this digest lives (it may not exist)."""
-        return self.root / digest[:2] / f"{digest}.wasm"
+        return self.root / digest[:2] / digest
 
     def put(self, data: bytes) -> str:
         """Store `data` (already validated) and return its digest; storing twice is a no-op."""
@@ -97,6 +98,10 @@ class ArtifactStore:
         """Remove the artifact if present."""
         self.path(digest).unlink(missing_ok=True)
 
+    def digests(self) -> list[str]:
+        """Return the digest of every stored artifact."""
+        return [p.name for p in self.root.glob("*/*") if not p.name.startswith(".")]
+
 
 @dataclass
 class CacheStats:
@@ -114,10 +119,16 @@ class CompiledCache:
     """
 
     def __init__(self, root: Path, settings: EngineSettings) -> None:
-        self.root = root / "compiled" / f"wasmtime-{WASMTIME_VERSION}-{settings.fingerprint()}"
+        # FIREBOX_COMPILED_CACHE shares one cache between nodes of a machine (keys make
+        # that safe); by default it lives in the data dir.
+        base = Path(os.environ.get("FIREBOX_COMPILED_CACHE") or root / "compiled")
+        self.root = base / f"wasmtime-{WASMTIME_VERSION}-{settings.fingerprint()}"
         self.root.mkdir(parents=True, exist_ok=True)
         self.stats = CacheStats()
         self._lock = threading.Lock()
+        # Components are big (the Python interpreter: ~60 MB compiled) and shared by every
+        # function that runs on them: load each once per process.
+        self._components: dict[str, wasmtime.component.Component] = {}
 
     def path(self, digest: str, kind: ArtifactKind) -> Path:
         """Return the cache file of an artifact (it may not exist)."""
@@ -141,7 +152,28 @@ class CompiledCache:
     def load_component(
         self, engine: wasmtime.Engine, digest: str, wasm: Path
     ) -> wasmtime.component.Component:
-        """Return the compiled component, from the cache when present."""
+        """Return the compiled component, from this process's memo or the disk cache."""
+        with self._lock:
+            memo = self._components.get(digest)
+        if memo is not None:
+            return memo
+        component = self._load_component(engine, digest, wasm)
+        with self._lock:
+            return self._components.setdefault(digest, component)
+
+    def ensure_component(self, engine: wasmtime.Engine, digest: str, wasm: Path) -> bool:
+        """Compile a component into the disk cache unless it is there; return True if compiled.
+
+        Unlike load_component, nothing is kept in memory (the node compiles for its workers).
+        """
+        if self.path(digest, "component").exists():
+            return False
+        self._load_component(engine, digest, wasm)
+        return True
+
+    def _load_component(
+        self, engine: wasmtime.Engine, digest: str, wasm: Path
+    ) -> wasmtime.component.Component:
         path = self.path(digest, "component")
         if path.exists():
             try:

@@ -26,6 +26,7 @@ class Deployed:
     spec: dict[str, Any]
     config: dict[str, Any]
     version: str = "$LATEST"
+    revision: int = 1
     inflight: int = 0
     throttles: int = 0
     invocations: int = 0

@@ -6,11 +6,17 @@ The HTTP front end calls this; it never touches wasmtime or the database itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import fcntl
+import hashlib
+import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import wasmtime
@@ -18,7 +24,13 @@ from firebox.runtime.artifacts import ArtifactStore, CompiledCache, artifact_kin
 from firebox.runtime.config import NodeConfig
 from firebox.runtime.credentials import Credentials, load_or_create
 from firebox.runtime.engine import EngineSettings, build_engine
-from firebox.runtime.errors import Conflict, FunctionNotFound, InvalidArtifact, InvalidManifest
+from firebox.runtime.errors import (
+    Conflict,
+    FireboxError,
+    FunctionNotFound,
+    InvalidArtifact,
+    ServiceUnavailable,
+)
 from firebox.runtime.guest import check_abi
 from firebox.runtime.invoke import Deployed, InvocationResult, Invoker
 from firebox.runtime.manifest import FunctionConfig, HttpTrigger, parse_manifest
@@ -54,6 +66,68 @@ def compile_route(route: str) -> re.Pattern[str]:
     return re.compile("^" + (body or "/") + "/?$")
 
 
+def function_spec(
+    name: str, kind: str, digest: str, bundle_digest: str | None, stored: dict[str, Any]
+) -> dict[str, Any]:
+    """Return the spec a worker needs to run a function (its wire form)."""
+    config = parse_manifest(stored)
+    return {
+        "name": name,
+        "kind": kind,
+        "digest": digest,
+        "bundle_digest": bundle_digest,
+        "handler": config.handler,
+        "limits": config.limits.to_dict(),
+        "environment": config.environment,
+        "provisioned": config.provisioned,
+        "concurrency": config.concurrency,
+        "isolation": config.isolation,
+        "export": config.export,
+    }
+
+
+def spec_key(name: str, spec: dict[str, Any]) -> str:
+    """Return the pool key of a spec: the same code and configuration share one pool."""
+    blob = json.dumps(spec, sort_keys=True).encode()
+    return f"{name}@{hashlib.sha256(blob).hexdigest()[:12]}"
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` (between processes of one machine)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _validate_bundle(bundle: bytes, handler: str) -> None:
+    from firebox.compiler.errors import CompileError
+    from firebox.compiler.python import validate_bundle
+
+    try:
+        validate_bundle(bundle, handler)
+    except CompileError as exc:
+        raise InvalidArtifact(str(exc)) from None
+
+
+def _log_failure(future: asyncio.Future[str]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("the Python interpreter could not be prepared: %s", future.exception())
+
+
 class Node:
     """Deploys, lists, deletes and invokes functions on this node."""
 
@@ -78,6 +152,7 @@ class Node:
         self._cache: CompiledCache | None = None
         self._deploy_lock = asyncio.Lock()
         self._loader: asyncio.Task[None] | None = None
+        self._interpreter: asyncio.Future[str] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -90,6 +165,10 @@ class Node:
             self.supervisor.specs[deployed.key] = deployed.spec
         self._rebuild_routes()
         self._loader = asyncio.create_task(self._load_all())
+        if os.environ.get("FIREBOX_PREPARE_PYTHON", "1") != "0":
+            # Build/compile the interpreter now, so the first Python deploy is fast.
+            self._interpreter = asyncio.ensure_future(asyncio.to_thread(self._prepare_interpreter))
+            self._interpreter.add_done_callback(_log_failure)
 
     async def _load_all(self) -> None:
         for deployed in list(self.functions.values()):
@@ -122,7 +201,7 @@ class Node:
             self._cache = CompiledCache(self.config.data_dir, settings)
         return self._engine, self._cache
 
-    def _validate_module(self, code: bytes) -> None:
+    def _validate_module(self, code: bytes) -> str:
         kind = artifact_kind(code)
         if kind != "module":
             raise InvalidArtifact(
@@ -136,28 +215,67 @@ class Node:
         path = cache.path(digest, "module")
         if not path.exists():
             cache.load_module(engine, digest, self.artifacts.path(digest))
+        return digest
+
+    # --- the shared Python interpreter ------------------------------------------------
+
+    def _prepare_interpreter(self) -> str:
+        """Build (once per firebox version) and compile (once per node) the interpreter."""
+        from firebox.compiler.interpreter import build_interpreter
+
+        path = build_interpreter()
+        digest = sha256_file(path)
+        if not self.artifacts.exists(digest):
+            self.artifacts.put(path.read_bytes())
+        engine, cache = self._compile_engine()
+        with file_lock(cache.root / ".compile.lock"):
+            cache.ensure_component(engine, digest, self.artifacts.path(digest))
+        return digest
+
+    async def interpreter(self) -> str:
+        """Return the digest of the compiled interpreter component, preparing it if needed."""
+        if self._interpreter is None:
+            self._interpreter = asyncio.ensure_future(asyncio.to_thread(self._prepare_interpreter))
+        try:
+            return await asyncio.shield(self._interpreter)
+        except Exception as exc:
+            self._interpreter = None
+            raise ServiceUnavailable(f"the Python interpreter is not available: {exc}") from exc
+
+    # --- deploy ---------------------------------------------------------------------
 
     async def deploy(self, manifest: dict[str, Any], code: bytes) -> Deployed:
         """Validate and store a function, then fill its ready pool; returns it as deployed.
 
-        Raises InvalidManifest, InvalidArtifact (nothing is stored then) or Conflict.
+        Raises InvalidManifest, InvalidArtifact (nothing new is kept then) or Conflict.
         """
         config = parse_manifest(manifest, self.config.max_memory_mb)
-        if config.kind != "module":
-            raise InvalidManifest(f"runtime {config.kind!r} is not supported by this node yet")
         async with self._deploy_lock:
             self._check_routes(config)
-            await asyncio.to_thread(self._validate_module, code)
-            digest = self.artifacts.put(code)
-            record = self.registry.put(config.name, config.kind, digest, config.to_dict(), None)
+            bundle_digest: str | None = None
+            if config.kind == "python":
+                await asyncio.to_thread(_validate_bundle, code, config.handler)
+                digest = await self.interpreter()
+                bundle_digest = self.artifacts.put(code)
+            else:
+                digest = await asyncio.to_thread(self._validate_module, code)
+            stored = config.to_dict()
+            spec = function_spec(config.name, config.kind, digest, bundle_digest, stored)
+            key = spec_key(config.name, spec)
+            try:
+                await self.supervisor.load(key, spec)
+            except FireboxError as exc:
+                await self.supervisor.unload(key)
+                self._collect_garbage(spec)
+                raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
+            record = self.registry.put(config.name, config.kind, digest, stored, bundle_digest)
             deployed = self._deployed(record)
             previous = self.functions.get(config.name)
-            await self.supervisor.load(deployed.key, deployed.spec)
             self.functions[config.name] = deployed
             self._rebuild_routes()
-            if previous is not None:
+            if previous is not None and previous.key != deployed.key:
                 await self.supervisor.unload(previous.key)
-                self._collect_garbage()
+                self._collect_garbage(previous.spec)
             return deployed
 
     def _check_routes(self, config: FunctionConfig) -> None:
@@ -182,25 +300,15 @@ class Node:
         self.routes = routes
 
     def _deployed(self, record: FunctionRecord) -> Deployed:
-        config = parse_manifest(record.config, self.config.max_memory_mb)
-        spec = {
-            "name": record.name,
-            "kind": record.kind,
-            "digest": record.digest,
-            "bundle_digest": record.bundle_digest,
-            "handler": config.handler,
-            "limits": config.limits.to_dict(),
-            "environment": config.environment,
-            "provisioned": config.provisioned,
-            "concurrency": config.concurrency,
-            "isolation": config.isolation,
-            "export": config.export,
-        }
+        spec = function_spec(
+            record.name, record.kind, record.digest, record.bundle_digest, record.config
+        )
         return Deployed(
             name=record.name,
-            key=f"{record.name}@{record.revision}",
+            key=spec_key(record.name, spec),
             spec=spec,
             config=record.config,
+            revision=record.revision,
         )
 
     # --- read, delete, invoke ------------------------------------------------------------
@@ -224,15 +332,18 @@ class Node:
             del self.functions[name]
             self._rebuild_routes()
             await self.supervisor.unload(deployed.key)
-            self._collect_garbage()
+            self._collect_garbage(deployed.spec)
 
-    def _collect_garbage(self) -> None:
+    def _collect_garbage(self, spec: dict[str, Any]) -> None:
+        """Delete the artifacts of `spec` (a replaced, deleted or failed version) that no
+        function references any more. The shared interpreter is never a candidate."""
+        candidates = {spec["bundle_digest"]} if spec["kind"] == "python" else {spec["digest"]}
         keep = self.registry.digests_in_use()
         for deployed in self.functions.values():
-            keep.add(deployed.spec["digest"])
-        for path in self.artifacts.root.glob("*/*.wasm"):
-            if path.stem not in keep:
-                path.unlink(missing_ok=True)
+            keep.update({deployed.spec["digest"], deployed.spec.get("bundle_digest")})
+        for digest in candidates - keep:
+            if digest:
+                self.artifacts.delete(digest)
 
     async def invoke(
         self, name: str, payload: bytes, export: str | None = None

@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.errors import InvalidArtifact
-from firebox.runtime.guest import CoreProgram, GuestProgram
+from firebox.runtime.guest import CallContext, CallStats, CoreProgram, GuestProgram
 from firebox.runtime.limits import Limits
+from firebox.runtime.python_guest import PythonFunctionConfig, PythonInstance, PythonProgram
+
+
+class PythonGuest:
+    """A PythonInstance behind the GuestInstance interface pools use."""
+
+    def __init__(self, instance: PythonInstance, limits: Limits) -> None:
+        self.instance = instance
+        self.limits = limits
+
+    @property
+    def reusable(self) -> bool:
+        """False once the instance trapped."""
+        return self.instance.reusable
+
+    def call(self, export: str, payload: bytes, ctx: CallContext) -> tuple[bytes, CallStats]:
+        """Run the handler (a Python function has one entry point, whatever `export` says)."""
+        output = self.instance.call(
+            payload, ctx.request_id, ctx.deadline, self.limits.fuel, ctx.log
+        )
+        return output, CallStats(fuel=self.instance.last_fuel_used)
+
+    def close(self) -> None:
+        """Release the instance's Store."""
+        self.instance.close()
+
+
+class PythonGuestProgram:
+    """A PythonProgram that makes PythonGuest instances."""
+
+    def __init__(self, program: PythonProgram, limits: Limits) -> None:
+        self.program = program
+        self.limits = limits
+
+    def instantiate(self) -> PythonGuest:
+        """Return a new instance with the function's code loaded."""
+        return PythonGuest(self.program.instantiate(), self.limits)
 
 
 def load_program(
@@ -25,20 +61,23 @@ def load_program(
     limits = Limits.from_dict(spec.get("limits", {}))
     env = dict(spec.get("environment", {}))
     kind = spec.get("kind", "module")
+    digest = spec["digest"]
+    if not artifacts.exists(digest):
+        raise InvalidArtifact(f"artifact {digest} is missing from the store")
     if kind == "module":
-        digest = spec["digest"]
         module = cache.load_module(engine, digest, artifacts.path(digest))
         return CoreProgram(engine, module, limits, env)
     if kind == "python":
-        from firebox.runtime.python_guest import load_python_program
-
-        return load_python_program(spec, engine, artifacts, cache, limits, env)
+        component = cache.load_component(engine, digest, artifacts.path(digest))
+        config = PythonFunctionConfig(
+            function_name=spec["name"],
+            function_version=spec.get("version", "$LATEST"),
+            invoked_function_arn=spec.get("arn", ""),
+            memory_mb=limits.memory_mb,
+            environment=env,
+            max_log_bytes=limits.max_log_bytes,
+        )
+        bundle = artifacts.get(spec["bundle_digest"])
+        program = PythonProgram(engine, component, bundle, spec["handler"], config)
+        return PythonGuestProgram(program, limits)
     raise InvalidArtifact(f"unknown function kind {kind!r}")
-
-
-def artifact_path(artifacts: ArtifactStore, digest: str) -> Path:
-    """Return the path of a stored artifact, raising InvalidArtifact if it is missing."""
-    path = artifacts.path(digest)
-    if not path.exists():
-        raise InvalidArtifact(f"artifact {digest} is missing from the store")
-    return path

@@ -90,7 +90,10 @@ class Worker:
 
     def op_load(self, msg: dict[str, Any]) -> dict[str, Any]:
         misses = self.cache.stats.misses
-        self.pool_for(msg["fn"], msg["spec"])
+        pool = self.pool_for(msg["fn"], msg["spec"])
+        # One instance made now proves the function initializes (a Python handler that
+        # fails to import fails its deploy) and makes the first invocation warm.
+        pool.fill_one()
         return {"compiled": self.cache.stats.misses - misses}
 
     def op_unload(self, msg: dict[str, Any]) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def describe(fn: Deployed) -> dict[str, Any]:
     return {
         "name": fn.name,
         "version": fn.version,
-        "revision": int(fn.key.rsplit("@", 1)[1]),
+        "revision": fn.revision,
         "runtime": fn.spec["kind"],
         "digest": fn.spec["digest"],
         "config": fn.config,
