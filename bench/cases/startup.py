@@ -110,7 +110,7 @@ def run(quick: bool) -> CaseResult:
     }
     settings = EngineSettings()
     limits = Limits()
-    wasm = wasmtime.wat2wasm(GUEST.read_text())
+    wasm = bytes(wasmtime.wat2wasm(GUEST.read_text()))
     rows = {key: Row(key, LABELS[key], notes=NOTES[key]) for key in LABELS}
 
     with tempfile.TemporaryDirectory(prefix="firebox-bench-") as tmp:
