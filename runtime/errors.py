@@ -144,10 +144,10 @@ class ResponseTooLarge(InvocationError):
 
     code = "ResponseTooLarge"
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int | None, limit: int) -> None:
+        of = f" of {size} bytes" if size is not None else ""
         super().__init__(
-            f"Response payload of {size} bytes exceeds the limit of {limit} bytes"
-            f" ({limit / MiB:.2f} MiB)"
+            f"Response payload{of} exceeds the limit of {limit} bytes ({limit / MiB:.2f} MiB)"
         )
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
-from firebox.runtime.errors import InvalidArtifact
+from firebox.runtime.errors import GuestTrap, InvalidArtifact, ResponseTooLarge
 from firebox.runtime.guest import CallContext, CallStats, CoreProgram, GuestProgram
 from firebox.runtime.limits import Limits
 from firebox.runtime.python_guest import PythonFunctionConfig, PythonInstance, PythonProgram
@@ -26,9 +26,19 @@ class PythonGuest:
 
     def call(self, export: str, payload: bytes, ctx: CallContext) -> tuple[bytes, CallStats]:
         """Run the handler (a Python function has one entry point, whatever `export` says)."""
-        output = self.instance.call(
-            payload, ctx.request_id, ctx.deadline, self.limits.fuel, ctx.log
-        )
+        limit = self.limits.max_response_bytes
+        try:
+            output = self.instance.call(
+                payload, ctx.request_id, ctx.deadline, self.limits.fuel, ctx.log
+            )
+        except GuestTrap as exc:
+            # wasmtime refuses to copy a huge result out of the component (its hostcall
+            # budget is a few MiB above our default limit): that is an oversized response.
+            if "too much data is being copied" in exc.message:
+                raise ResponseTooLarge(None, limit) from None
+            raise
+        if len(output) > limit:
+            raise ResponseTooLarge(len(output), limit)
         return output, CallStats(fuel=self.instance.last_fuel_used)
 
     def close(self) -> None:

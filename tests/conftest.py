@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from firebox.runtime.credentials import Credentials, read_file
 from firebox.sdk.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
+SESSION_CACHE = Path(tempfile.mkdtemp(prefix="firebox-test-compiled-"))
 GUESTS = Path(__file__).resolve().parent / "guests"
 EXAMPLES = ROOT / "examples"
 
@@ -53,6 +55,11 @@ class Server:
             "FIREBOX_WORKERS": "2",
             "FIREBOX_POOL_SLOTS": "64",
             "FIREBOX_MAX_MEMORY_MB": "512",
+            # One compiled cache for every test node (its keys make sharing safe), so the
+            # Python interpreter is compiled once per test session, not once per node.
+            "FIREBOX_COMPILED_CACHE": str(SESSION_CACHE),
+            # Only nodes that deploy Python functions prepare the interpreter (on demand).
+            "FIREBOX_PREPARE_PYTHON": "0",
             **self.env,
         }
         env.pop("FIREBOX_ACCESS_KEY_ID", None)
