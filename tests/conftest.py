@@ -144,3 +144,44 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     node.start()
     yield node
     node.stop()
+
+
+# --- real services (PostgreSQL, Redis) --------------------------------------------------
+
+POSTGRES_URL = os.environ.get("FIREBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("FIREBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def _service_missing(what: str, reason: str) -> None:
+    """Skip with a clear reason, or fail when FIREBOX_REQUIRE_SERVICES=1 (CI)."""
+    message = f"{what} is not reachable ({reason})"
+    if os.environ.get("FIREBOX_REQUIRE_SERVICES") == "1":
+        pytest.fail(message + " and FIREBOX_REQUIRE_SERVICES=1", pytrace=False)
+    pytest.skip(message + "; set FIREBOX_TEST_POSTGRES_URL / FIREBOX_TEST_REDIS_URL or start it")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A reachable PostgreSQL URL (SQLAlchemy form), or skip/fail as the environment demands."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(POSTGRES_URL)
+        with engine.connect() as conn:
+            conn.exec_driver_sql("select 1")
+        engine.dispose()
+    except Exception as exc:
+        _service_missing("PostgreSQL", str(exc).splitlines()[0])
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis URL, or skip/fail as the environment demands."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except Exception as exc:
+        _service_missing("Redis", str(exc).splitlines()[0])
+    return REDIS_URL
