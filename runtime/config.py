@@ -63,7 +63,7 @@ class NodeConfig:
     worker_threads: int = field(default_factory=lambda: _env_int("FIREBOX_WORKER_THREADS", 16))
     # Pooling allocator slots per worker; each slot reserves virtual memory for one
     # linear memory of up to `max_memory_mb`.
-    pool_slots: int = field(default_factory=lambda: _env_int("FIREBOX_POOL_SLOTS", 256))
+    pool_slots: int = field(default_factory=lambda: _env_int("FIREBOX_POOL_SLOTS", 1024))
     max_memory_mb: int = field(default_factory=lambda: _env_int("FIREBOX_MAX_MEMORY_MB", 1024))
     # Ready instances kept per function when it sets no `provisioned` of its own.
     default_provisioned: int = field(

@@ -174,6 +174,12 @@ class HandlerError(InvocationError):
         return {**super().to_dict(), "payload": self.payload}
 
 
+class NodeAtCapacity(InvocationError):
+    """The worker has no free instance slot (pooling allocator exhausted); retry shortly."""
+
+    code = "NodeAtCapacity"
+
+
 class WorkerLost(InvocationError):
     """The worker process running the invocation died (killed, crashed); safe to retry."""
 

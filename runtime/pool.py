@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from firebox.runtime.guest import GuestInstance, GuestProgram
@@ -54,6 +55,9 @@ class InstancePool:
         self._last_lease = time.monotonic()
         self._closed = False
         self.stats = PoolStats(target=self._target)
+        #: Where discarded instances go to be closed; the PoolFiller closes them off the
+        #: request path (closing a Store costs about as much as making one).
+        self.reaper: Callable[[GuestInstance], None] = _close
 
     def lease(self) -> tuple[GuestInstance, bool]:
         """Return a ready instance and whether it was warm; instantiates one if none is ready.
@@ -92,7 +96,7 @@ class InstancePool:
                 self._ready.append(instance)
         if not keep:
             self.stats.discarded += 1
-            instance.close()
+            self.reaper(instance)
 
     def deficit(self) -> int:
         """Return how many instances the pool should make now to reach its target."""
@@ -152,6 +156,10 @@ class InstancePool:
             instance.close()
 
 
+def _close(instance: GuestInstance) -> None:
+    instance.close()
+
+
 class PoolFiller:
     """The background thread that keeps every pool of a worker at its target."""
 
@@ -162,14 +170,31 @@ class PoolFiller:
         self._period = period_s
         self._stop = False
         self.errors: dict[str, str] = {}
+        self._trash: list[GuestInstance] = []
         self._thread = threading.Thread(target=self._run, name="firebox-pool-filler", daemon=True)
         self._thread.start()
 
     def add(self, key: str, pool: InstancePool) -> None:
-        """Start keeping `pool` filled, and fill it now."""
+        """Start keeping `pool` filled (and closing what it discards), and fill it now."""
+        pool.reaper = self.reap
         with self._lock:
             self._pools[key] = pool
         self.poke()
+
+    def reap(self, instance: GuestInstance) -> None:
+        """Close `instance` on the filler thread, soon."""
+        with self._lock:
+            self._trash.append(instance)
+        self._wake.set()
+
+    def _empty_trash(self) -> None:
+        with self._lock:
+            trash, self._trash = self._trash, []
+        for instance in trash:
+            try:
+                instance.close()
+            except Exception:  # a Store that fails to close must not stop the filler
+                self.errors["reaper"] = f"could not close an instance: {instance!r}"
 
     def remove(self, key: str) -> InstancePool | None:
         """Stop filling the pool of `key` and return it."""
@@ -190,11 +215,13 @@ class PoolFiller:
         while not self._stop:
             self._wake.wait(self._period)
             self._wake.clear()
+            self._empty_trash()
             worked = True
             while worked and not self._stop:
                 worked = False
                 with self._lock:
                     pools = list(self._pools.items())
+                self._empty_trash()
                 for key, pool in pools:
                     try:
                         if pool.fill_one():

@@ -25,6 +25,7 @@ from firebox.runtime.errors import (
     HandlerError,
     InvalidArtifact,
     MemoryLimitExceeded,
+    NodeAtCapacity,
     OutOfFuel,
     TimedOut,
 )
@@ -205,6 +206,11 @@ class PythonProgram:
             try:
                 instance = self._linker.instantiate(store, self.component)
             except wasmtime.WasmtimeError as exc:
+                if "maximum concurrent limit" in str(exc):
+                    raise NodeAtCapacity(
+                        "this worker has no free instance slot; retry shortly,"
+                        " or raise FIREBOX_POOL_SLOTS"
+                    ) from exc
                 if "memory" in str(exc) or "minimum" in str(exc):
                     raise MemoryLimitExceeded(memory_limit) from exc
                 raise InvalidArtifact(f"cannot instantiate the interpreter: {exc}") from exc

@@ -83,7 +83,7 @@ def test_hostile_exports_map_to_typed_errors(engine: wasmtime.Engine) -> None:
 
 
 def test_unknown_export_is_a_clear_error(engine: wasmtime.Engine) -> None:
-    with pytest.raises(InvalidArtifact, match="no export named `nope`"):
+    with pytest.raises(InvalidArtifact, match="no handler export named `nope`"):
         program(engine, "echo").instantiate().call("nope", b"", ctx())
 
 
