@@ -211,7 +211,7 @@ class CoreProgram:
         limits: Limits,
         env: dict[str, str] | None = None,
     ) -> None:
-        check_abi(module)
+        self.handlers = frozenset(check_abi(module))
         self.engine = engine
         self.limits = limits
         self.env = dict(env or {})
@@ -233,7 +233,7 @@ class CoreProgram:
             instance = self._pre.instantiate(store)
         except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             raise _map_error(exc, store, state, self.limits, self.limits.fuel) from None
-        return CoreInstance(store, instance, state, self.limits, self._has_init)
+        return CoreInstance(store, instance, state, self.limits, self._has_init, self.handlers)
 
 
 class CoreInstance:
@@ -246,8 +246,10 @@ class CoreInstance:
         state: _StoreState,
         limits: Limits,
         has_init: bool,
+        handlers: frozenset[str],
     ) -> None:
         self.store = store
+        self._handler_names = handlers
         self.state = state
         self.limits = limits
         self.reusable = True
@@ -302,12 +304,13 @@ class CoreInstance:
         return output, stats
 
     def _handler(self, export: str) -> RawCall:
-        func = self._exports.get(export)
+        # check_abi vetted every handler's signature once per module, not per instance.
+        func = self._exports.get(export) if export in self._handler_names else None
         if not isinstance(func, wasmtime.Func):
-            raise InvalidArtifact(f"the module has no handler export named `{export}`")
-        ty = func.type(self.store)
-        if [str(t) for t in ty.params] != ["i32", "i32"] or [str(t) for t in ty.results] != ["i64"]:
-            raise InvalidArtifact(f"`{export}` is not a handler: expected (i32, i32) -> i64")
+            raise InvalidArtifact(
+                f"the module has no handler export named `{export}`"
+                " (a handler is an exported function (ptr: i32, len: i32) -> i64)"
+            )
         self._handlers[export] = RawCall(self.store, func, 2)
         return self._handlers[export]
 

@@ -182,10 +182,9 @@ class PoolFiller:
         self.poke()
 
     def reap(self, instance: GuestInstance) -> None:
-        """Close `instance` on the filler thread, soon."""
+        """Close `instance` on the filler thread at its next wake-up (see `poke`)."""
         with self._lock:
             self._trash.append(instance)
-        self._wake.set()
 
     def _empty_trash(self) -> None:
         with self._lock:

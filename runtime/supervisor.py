@@ -255,16 +255,14 @@ class Supervisor:
         try:
             future = worker.send(msg)
             request_id = msg["id"]
-            try:
-                reply = await asyncio.wait_for(asyncio.shield(future), timeout_s + TIMEOUT_GRACE_S)
-            except TimeoutError:
+            if not await _wait(future, timeout_s + TIMEOUT_GRACE_S):
                 asyncio.get_running_loop().call_later(
                     KILL_GRACE_S, self._condemn, worker, request_id
                 )
                 future.add_done_callback(_consume)
-                raise TimedOut(timeout_s) from None
+                raise TimedOut(timeout_s)
             worker.loaded.add(key)
-            return reply
+            return future.result()
         finally:
             worker.inflight -= 1
 
@@ -286,6 +284,30 @@ class Supervisor:
     def data_dir(self) -> Path:
         """Return the node's data directory."""
         return self.config.data_dir
+
+
+async def _wait(future: asyncio.Future[dict[str, Any]], timeout: float) -> bool:
+    """Wait for `future` up to `timeout` seconds without cancelling it; return whether it is done.
+
+    Cheaper than `wait_for(shield(...))`, which makes two extra tasks per invocation.
+    """
+    if future.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    handle = loop.call_later(timeout, wake)
+    future.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        handle.cancel()
+        future.remove_done_callback(wake)
+    return future.done()
 
 
 def _consume(future: asyncio.Future[dict[str, Any]]) -> None:

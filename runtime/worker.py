@@ -132,7 +132,6 @@ class Worker:
             pool = self.pool_for(msg["fn"], msg.get("spec"))
             instance, warm = pool.lease()
             reply["warm"] = warm
-            self.filler.poke()
             try:
                 output, stats = instance.call(msg.get("export", "handle"), msg["payload"], ctx)
             finally:
@@ -160,6 +159,10 @@ class Worker:
         # If the node is gone, the main loop sees EOF and exits.
         with contextlib.suppress(OSError):
             self.send(reply)
+        if op == "invoke":
+            # Refill (and close what was discarded) only once the caller has its answer:
+            # the filler's Python work would otherwise contend for the GIL with this call.
+            self.filler.poke()
 
     def serve(self) -> None:
         """Read requests until the node closes the socket."""
