@@ -98,6 +98,14 @@ class ArtifactStore:
         """Remove the artifact if present."""
         self.path(digest).unlink(missing_ok=True)
 
+    def is_component(self, digest: str) -> bool:
+        """Return True if the stored artifact is a component (the shared interpreter)."""
+        try:
+            with self.path(digest).open("rb") as f:
+                return f.read(8)[4:8] == COMPONENT_VERSION
+        except FileNotFoundError:
+            return False
+
     def digests(self) -> list[str]:
         """Return the digest of every stored artifact."""
         return [p.name for p in self.root.glob("*/*") if not p.name.startswith(".")]

@@ -7,19 +7,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from firebox.runtime.errors import (
-    FireboxError,
-    InvocationError,
-    PayloadTooLarge,
-    Throttled,
-    error_from_dict,
-)
+from firebox.runtime.errors import FireboxError, error_from_dict
 from firebox.runtime.supervisor import Supervisor
 
 
 @dataclass
 class Deployed:
-    """A function as the node serves it: its pool key, spec and admission state."""
+    """One version of a function as the node serves it: its pool key and worker spec."""
 
     name: str
     key: str
@@ -27,15 +21,6 @@ class Deployed:
     config: dict[str, Any]
     version: str = "$LATEST"
     revision: int = 1
-    inflight: int = 0
-    throttles: int = 0
-    invocations: int = 0
-    errors: int = 0
-
-    @property
-    def concurrency(self) -> int:
-        """The most invocations that may run at once."""
-        return int(self.spec.get("concurrency", 64))
 
     @property
     def timeout_s(self) -> float:
@@ -72,19 +57,12 @@ class Invoker:
         export: str | None = None,
         request_id: str | None = None,
     ) -> InvocationResult:
-        """Invoke `fn` on `payload`; returns a result carrying either output or an error.
+        """Run `fn` on `payload` in a worker; returns a result carrying output or an error.
 
-        Raises PayloadTooLarge and Throttled before anything runs (nothing is counted
-        as an invocation of the guest then).
+        Admission (concurrency caps, payload size) is the caller's job; this never raises
+        a FireboxError: failures are in `result.error`.
         """
         request_id = request_id or str(uuid.uuid4())
-        limits = fn.spec["limits"]
-        if len(payload) > limits["max_request_bytes"]:
-            raise PayloadTooLarge("Request payload", len(payload), limits["max_request_bytes"])
-        if fn.inflight >= fn.concurrency:
-            fn.throttles += 1
-            raise Throttled(fn.name, fn.concurrency)
-        fn.inflight += 1
         started = time.monotonic()
         result = InvocationResult(request_id=request_id, version=fn.version)
         try:
@@ -94,15 +72,14 @@ class Invoker:
                     "request_id": request_id,
                     "export": export or fn.spec.get("export", "handle"),
                     "payload": payload,
-                    "limits": limits,
+                    "limits": fn.spec["limits"],
                     "timeout_s": fn.timeout_s,
                     "name": fn.name,
                     "version": fn.version,
                 },
                 fn.timeout_s,
+                fn.spec,
             )
-        except InvocationError as exc:
-            result.error = exc
         except FireboxError as exc:
             result.error = exc
         else:
@@ -114,10 +91,5 @@ class Invoker:
             result.warm = bool(reply.get("warm"))
             result.fuel = int(reply.get("fuel", 0))
             result.memory_bytes = int(reply.get("memory", 0))
-        finally:
-            fn.inflight -= 1
         result.duration_s = time.monotonic() - started
-        fn.invocations += 1
-        if result.error is not None:
-            fn.errors += 1
         return result

@@ -1,43 +1,56 @@
-"""A firebox node: the registry, artifacts, workers and invoker assembled (service layer).
+"""A firebox node: registry, catalog, artifacts, workers, telemetry assembled (service layer).
 
-The HTTP front end calls this; it never touches wasmtime or the database itself.
+The HTTP front ends call this; it never touches wasmtime or SQL itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import fcntl
-import hashlib
-import json
 import logging
 import os
 import re
-from collections.abc import Iterator
+import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import wasmtime
-from firebox.runtime.artifacts import ArtifactStore, CompiledCache, artifact_kind, compile_module
+from firebox.runtime.artifacts import ArtifactStore
+from firebox.runtime.catalog import Catalog, Resolved, parse_qualified
 from firebox.runtime.config import NodeConfig
 from firebox.runtime.credentials import Credentials, load_or_create
-from firebox.runtime.engine import EngineSettings, build_engine
+from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import (
+    BadRequest,
     Conflict,
     FireboxError,
     FunctionNotFound,
     InvalidArtifact,
-    ServiceUnavailable,
+    InvalidManifest,
+    PayloadTooLarge,
+    Throttled,
 )
-from firebox.runtime.guest import check_abi
 from firebox.runtime.invoke import Deployed, InvocationResult, Invoker
 from firebox.runtime.manifest import FunctionConfig, HttpTrigger, parse_manifest
-from firebox.runtime.storage.registry import FunctionRecord, Registry, registry_url
+from firebox.runtime.prepare import Preparer
+from firebox.runtime.storage.registry import (
+    LATEST,
+    AliasRecord,
+    FunctionRecord,
+    Registry,
+    registry_url,
+)
+from firebox.runtime.storage.telemetry import TelemetryStore
 from firebox.runtime.supervisor import Supervisor
+from firebox.runtime.telemetry import Recorder
 
 log = logging.getLogger("firebox.node")
+
+# Configuration keys a config update may change (code identity keys may not).
+UPDATABLE = {
+    "description", "memory", "timeout", "fuel", "max_request_bytes", "max_response_bytes",
+    "max_log_bytes", "environment", "triggers", "provisioned", "concurrency", "isolation",
+}  # fmt: skip
+ALIAS_RE = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")
 
 
 @dataclass(frozen=True)
@@ -55,8 +68,7 @@ def compile_route(route: str) -> re.Pattern[str]:
     for segment in route.strip("/").split("/") if route != "/" else []:
         if segment == "*":
             parts.append("(?:/.*)?")
-            continue
-        if segment.startswith("{") and segment.endswith("}"):
+        elif segment.startswith("{") and segment.endswith("}"):
             parts.append("/[^/]+")
         else:
             parts.append("/" + re.escape(segment))
@@ -66,123 +78,102 @@ def compile_route(route: str) -> re.Pattern[str]:
     return re.compile("^" + (body or "/") + "/?$")
 
 
-def function_spec(
-    name: str, kind: str, digest: str, bundle_digest: str | None, stored: dict[str, Any]
-) -> dict[str, Any]:
-    """Return the spec a worker needs to run a function (its wire form)."""
-    config = parse_manifest(stored)
-    return {
-        "name": name,
-        "kind": kind,
-        "digest": digest,
-        "bundle_digest": bundle_digest,
-        "handler": config.handler,
-        "limits": config.limits.to_dict(),
-        "environment": config.environment,
-        "provisioned": config.provisioned,
-        "concurrency": config.concurrency,
-        "isolation": config.isolation,
-        "export": config.export,
-    }
-
-
-def spec_key(name: str, spec: dict[str, Any]) -> str:
-    """Return the pool key of a spec: the same code and configuration share one pool."""
-    blob = json.dumps(spec, sort_keys=True).encode()
-    return f"{name}@{hashlib.sha256(blob).hexdigest()[:12]}"
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (between processes of one machine)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _validate_bundle(bundle: bytes, handler: str) -> None:
-    from firebox.compiler.errors import CompileError
-    from firebox.compiler.python import validate_bundle
-
-    try:
-        validate_bundle(bundle, handler)
-    except CompileError as exc:
-        raise InvalidArtifact(str(exc)) from None
-
-
-def _log_failure(future: asyncio.Future[str]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("the Python interpreter could not be prepared: %s", future.exception())
+def _env_float(name: str, default: float) -> float:
+    return float(os.environ.get(name) or default)
 
 
 class Node:
-    """Deploys, lists, deletes and invokes functions on this node."""
+    """Deploys, versions, routes and invokes functions on this node."""
 
     def __init__(self, config: NodeConfig, database_url: str | None = None) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.settings = EngineSettings(
-            pool_slots=config.pool_slots, max_memory_mb=config.max_memory_mb
-        )
+        self.settings = EngineSettings(pool_slots=config.pool_slots, max_memory_mb=config.max_memory_mb)
         self.artifacts = ArtifactStore(config.data_dir)
         self.registry = Registry(
             registry_url(config.data_dir, database_url or os.environ.get("FIREBOX_DATABASE_URL"))
         )
+        self.catalog = Catalog(self.registry)
+        self.prepare = Preparer(self.settings, config.data_dir, self.artifacts, self.registry)
         self.supervisor = Supervisor(config, self.settings)
         self.invoker = Invoker(self.supervisor)
+        self.telemetry = TelemetryStore(self.registry.engine)
+        self.recorder = Recorder(self.telemetry, _env_float("FIREBOX_LOG_RETENTION_S", 7 * 86400))
         self.credentials, self.generated_credentials = load_or_create(config.data_dir)
-        self.functions: dict[str, Deployed] = {}
         self.routes: list[Route] = []
-        # Compiling at deploy (in a thread) validates the module and fills the compiled
-        # cache the workers then deserialize from; few slots: the node runs no guest.
-        self._engine: wasmtime.Engine | None = None
-        self._cache: CompiledCache | None = None
-        self._deploy_lock = asyncio.Lock()
-        self._loader: asyncio.Task[None] | None = None
-        self._interpreter: asyncio.Future[str] | None = None
+        self.loaded: dict[str, dict[str, Any]] = {}
+        self.inflight: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.poll_s = _env_float("FIREBOX_REGISTRY_POLL_S", 0.5)
 
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the workers and load every registered function's pool in the background."""
+        """Start workers and telemetry, read the registry, fill pools in the background."""
         await self.supervisor.start()
-        for record in self.registry.list():
-            deployed = self._deployed(record)
-            self.functions[record.name] = deployed
-            self.supervisor.specs[deployed.key] = deployed.spec
+        await self.recorder.start()
+        await asyncio.to_thread(self.catalog.reload)
         self._rebuild_routes()
-        self._loader = asyncio.create_task(self._load_all())
         if os.environ.get("FIREBOX_PREPARE_PYTHON", "1") != "0":
-            # Build/compile the interpreter now, so the first Python deploy is fast.
-            self._interpreter = asyncio.ensure_future(asyncio.to_thread(self._prepare_interpreter))
-            self._interpreter.add_done_callback(_log_failure)
-
-    async def _load_all(self) -> None:
-        for deployed in list(self.functions.values()):
-            try:
-                await self.supervisor.load(deployed.key, deployed.spec)
-            except Exception as exc:  # one broken function must not stop the others
-                log.warning("could not load %s: %s", deployed.name, exc)
+            self.prepare.start_interpreter()  # so the first Python deploy is fast
+        self._tasks = [asyncio.create_task(self._initial_sync()), asyncio.create_task(self._poll())]
 
     async def stop(self) -> None:
-        """Stop the workers and close the registry."""
-        if self._loader is not None:
-            self._loader.cancel()
+        """Stop polling, flush telemetry, stop workers, close the registry."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.recorder.stop()
         await self.supervisor.stop()
         self.registry.close()
+
+    async def _initial_sync(self) -> None:
+        async with self._lock:
+            await self._sync_pools()
+
+    async def _poll(self) -> None:
+        """Notice writes by other nodes sharing the registry (and keep pools in step)."""
+        while True:
+            await asyncio.sleep(self.poll_s)
+            try:
+                changed = await asyncio.to_thread(self.catalog.refresh)
+            except Exception as exc:  # the database is briefly unreachable: keep serving
+                log.warning("registry poll failed: %s", exc)
+                continue
+            if changed:
+                async with self._lock:
+                    self._rebuild_routes()
+                    await self._sync_pools()
+
+    async def _changed(self) -> None:
+        """After a write of ours: reload the catalog, routes and pools (lock held by caller)."""
+        await asyncio.to_thread(self.catalog.reload)
+        self._rebuild_routes()
+        await self._sync_pools()
+
+    async def _sync_pools(self) -> None:
+        wanted = self.catalog.wanted()
+        for key in [k for k in self.loaded if k not in wanted]:
+            await self.supervisor.unload(key)
+            del self.loaded[key]
+        for key, spec in wanted.items():
+            if key in self.loaded:
+                continue
+            try:
+                await self._load(key, spec)
+            except Exception as exc:  # one broken function must not stop the others
+                log.warning("could not load %s: %s", key, exc)
+
+    async def _load(self, key: str, spec: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.prepare.ensure_local, spec["digest"])
+        await asyncio.to_thread(self.prepare.ensure_local, spec.get("bundle_digest"))
+        if spec["kind"] == "python":
+            await asyncio.to_thread(self.prepare.compile_component, spec["digest"])
+        await self.supervisor.load(key, spec)
+        self.loaded[key] = spec
 
     def known_keys(self) -> dict[str, str]:
         """Return the access keys this node accepts (id -> secret)."""
@@ -192,190 +183,308 @@ class Node:
         """Return the admin key pair."""
         return self.credentials
 
-    # --- deploy ---------------------------------------------------------------------
+    # --- deploy and update ------------------------------------------------------------
 
-    def _compile_engine(self) -> tuple[wasmtime.Engine, CompiledCache]:
-        if self._engine is None or self._cache is None:
-            settings = dataclasses.replace(self.settings, pool_slots=4)
-            self._engine = build_engine(settings)
-            self._cache = CompiledCache(self.config.data_dir, settings)
-        return self._engine, self._cache
+    async def _store_code(self, config: FunctionConfig, code: bytes) -> tuple[str, str | None]:
+        if config.kind == "python":
+            bundle = await asyncio.to_thread(self.prepare.bundle, code, config.handler)
+            return await self.prepare.interpreter(), bundle
+        return await asyncio.to_thread(self.prepare.module, code), None
 
-    def _validate_module(self, code: bytes) -> str:
-        kind = artifact_kind(code)
-        if kind != "module":
-            raise InvalidArtifact(
-                'components are deployed with `runtime = "python"` (or another component'
-                " runtime); a plain WebAssembly function must be a core module (ABI v1)"
-            )
-        engine, cache = self._compile_engine()
-        module = compile_module(engine, code)
-        check_abi(module)
-        digest = self.artifacts.put(code)
-        path = cache.path(digest, "module")
-        if not path.exists():
-            cache.load_module(engine, digest, self.artifacts.path(digest))
-        return digest
-
-    # --- the shared Python interpreter ------------------------------------------------
-
-    def _prepare_interpreter(self) -> str:
-        """Build (once per firebox version) and compile (once per node) the interpreter."""
-        from firebox.compiler.interpreter import build_interpreter
-
-        path = build_interpreter()
-        digest = sha256_file(path)
-        if not self.artifacts.exists(digest):
-            self.artifacts.put(path.read_bytes())
-        engine, cache = self._compile_engine()
-        with file_lock(cache.root / ".compile.lock"):
-            cache.ensure_component(engine, digest, self.artifacts.path(digest))
-        return digest
-
-    async def interpreter(self) -> str:
-        """Return the digest of the compiled interpreter component, preparing it if needed."""
-        if self._interpreter is None:
-            self._interpreter = asyncio.ensure_future(asyncio.to_thread(self._prepare_interpreter))
+    async def _try_init(self, record: FunctionRecord) -> None:
+        """Load a candidate version on a worker: a function that fails to initialize is refused."""
+        candidate = self.catalog.deployed(record)
         try:
-            return await asyncio.shield(self._interpreter)
-        except Exception as exc:
-            self._interpreter = None
-            raise ServiceUnavailable(f"the Python interpreter is not available: {exc}") from exc
+            await self._load(candidate.key, candidate.spec)
+        except FireboxError as exc:
+            await self.supervisor.unload(candidate.key)
+            self.loaded.pop(candidate.key, None)
+            raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
 
-    # --- deploy ---------------------------------------------------------------------
-
-    async def deploy(self, manifest: dict[str, Any], code: bytes) -> Deployed:
-        """Validate and store a function, then fill its ready pool; returns it as deployed.
+    async def deploy(self, manifest: dict[str, Any], code: bytes, tags: dict[str, str] | None = None) -> FunctionRecord:
+        """Create a function or replace its $LATEST code and configuration; returns $LATEST.
 
         Raises InvalidManifest, InvalidArtifact (nothing new is kept then) or Conflict.
         """
         config = parse_manifest(manifest, self.config.max_memory_mb)
-        async with self._deploy_lock:
+        async with self._lock:
             self._check_routes(config)
-            bundle_digest: str | None = None
-            if config.kind == "python":
-                await asyncio.to_thread(_validate_bundle, code, config.handler)
-                digest = await self.interpreter()
-                bundle_digest = self.artifacts.put(code)
-            else:
-                digest = await asyncio.to_thread(self._validate_module, code)
+            digest, bundle = await self._store_code(config, code)
             stored = config.to_dict()
-            spec = function_spec(config.name, config.kind, digest, bundle_digest, stored)
-            key = spec_key(config.name, spec)
+            await self._try_init(FunctionRecord(config.name, config.kind, digest, bundle, stored))
+            await asyncio.to_thread(self.registry.put_latest, config.name, config.kind, digest, stored, bundle, tags)
+            await self._changed()
+            self._collect_garbage({digest, bundle})
+            return self.registry.get(config.name)
+
+    async def update_code(self, name: str, code: bytes) -> FunctionRecord:
+        """Replace $LATEST's code, keeping its configuration; raises FunctionNotFound."""
+        current = self.registry.get(name)
+        return await self.deploy(current.config, code)
+
+    async def update_config(self, name: str, changes: dict[str, Any]) -> FunctionRecord:
+        """Change $LATEST's configuration without new code; published versions never change.
+
+        Raises FunctionNotFound, InvalidManifest (unknown key, value out of range).
+        """
+        unknown = sorted(set(changes) - UPDATABLE)
+        if unknown:
+            raise InvalidManifest(
+                f"cannot update {', '.join(unknown)}; updatable keys: {', '.join(sorted(UPDATABLE))}"
+            )
+        async with self._lock:
+            current = self.registry.get(name)
+            merged = {**current.config, **changes}
+            config = parse_manifest(merged, self.config.max_memory_mb)
+            self._check_routes(config)
+            stored = config.to_dict()
+            await self._try_init(FunctionRecord(name, current.kind, current.digest, current.bundle_digest, stored))
+            record = await asyncio.to_thread(self.registry.update_config, name, stored)
+            await self._changed()
+            return record
+
+    async def publish(self, name: str, description: str = "") -> FunctionRecord:
+        """Publish $LATEST as an immutable numbered version; returns it."""
+        async with self._lock:
+            record = await asyncio.to_thread(self.registry.publish, name, description)
+            await self._changed()
+            return record
+
+    def versions(self, name: str) -> list[FunctionRecord]:
+        """Return $LATEST then every published version of a function."""
+        return [self.registry.get(name), *self.registry.versions(name)]
+
+    async def put_alias(
+        self,
+        function: str,
+        alias: str,
+        version: str,
+        routing: dict[str, float] | None = None,
+        description: str | None = None,
+        *,
+        create: bool,
+    ) -> AliasRecord:
+        """Create or update an alias (with optional weighted routing); returns it.
+
+        Raises BadRequest for a bad name or weights, FunctionNotFound for missing
+        versions, Conflict if creating an alias that exists.
+        """
+        if not ALIAS_RE.match(alias) or alias == LATEST:
+            raise BadRequest(f"alias name {alias!r} must be 1-128 letters, digits, '-' or '_', not all digits")
+        routing = {str(k): float(v) for k, v in (routing or {}).items()}
+        if any(not 0.0 <= w <= 1.0 for w in routing.values()) or sum(routing.values()) > 1.0:
+            raise BadRequest("routing weights must be between 0 and 1 and add up to at most 1")
+        if str(version) in routing:
+            raise BadRequest("routing cannot name the alias's own version")
+        async with self._lock:
+            record = await asyncio.to_thread(
+                self.registry.put_alias, function, alias, str(version), routing, description, create=create
+            )
+            await self._changed()
+            return record
+
+    async def delete_alias(self, function: str, alias: str) -> None:
+        """Delete an alias; raises FunctionNotFound."""
+        async with self._lock:
+            await asyncio.to_thread(self.registry.delete_alias, function, alias)
+            await self._changed()
+
+    async def set_provisioned(self, function: str, qualifier: str, count: int) -> None:
+        """Keep `count` instances ready for a version or alias of a function."""
+        if count < 0:
+            raise BadRequest(f"provisioned concurrency must be >= 0, got {count}")
+        name, qualifier = parse_qualified(function, qualifier)
+        resolved = self.catalog.resolve(name, qualifier)  # FunctionNotFound if missing
+        cap = int(resolved.deployed.spec["concurrency"])
+        if count > cap:
+            raise BadRequest(f"provisioned concurrency {count} exceeds the function's concurrency cap {cap}")
+        async with self._lock:
+            await asyncio.to_thread(self.registry.set_provisioned, name, qualifier, count)
+            await self._changed()
+
+    async def provisioned_status(self, function: str) -> dict[str, Any]:
+        """Return per qualifier: configured provisioned concurrency and instances ready now."""
+        self.registry.get(function)
+        settings = dict(self.catalog.provisioned_for(function))
+        latest = self.catalog.version(function, LATEST)
+        settings.setdefault(LATEST, int(latest.spec["provisioned"]))
+        pools = await self.pool_stats_by_key()
+        out = {}
+        for qualifier, count in sorted(settings.items()):
             try:
-                await self.supervisor.load(key, spec)
-            except FireboxError as exc:
-                await self.supervisor.unload(key)
-                self._collect_garbage(spec)
-                raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
-            record = self.registry.put(config.name, config.kind, digest, stored, bundle_digest)
-            deployed = self._deployed(record)
-            previous = self.functions.get(config.name)
-            self.functions[config.name] = deployed
-            self._rebuild_routes()
-            if previous is not None and previous.key != deployed.key:
-                await self.supervisor.unload(previous.key)
-                self._collect_garbage(previous.spec)
-            return deployed
+                deployed = self.catalog.resolve(function, qualifier).deployed
+            except FunctionNotFound:
+                continue
+            if not qualifier.isdigit() and qualifier != LATEST:
+                alias = self.catalog.alias(function, qualifier)
+                deployed = self.catalog.version(function, alias.version) if alias else deployed
+            ready = pools.get(deployed.key, {}).get("ready", 0)
+            out[qualifier] = {"requested": count, "ready": ready, "version": deployed.version}
+        return out
+
+    async def set_tags(self, function: str, tags: dict[str, str]) -> None:
+        """Replace a function's tags."""
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise BadRequest("tags must map strings to strings")
+        await asyncio.to_thread(self.registry.set_tags, function, tags)
+
+    async def delete(self, name: str) -> None:
+        """Delete a function, its versions, aliases, pools and unreferenced artifacts."""
+        async with self._lock:
+            gone = await asyncio.to_thread(self.registry.delete, name)
+            await self._changed()
+            self._collect_garbage({d for r in gone for d in (r.digest, r.bundle_digest)})
+
+    def _collect_garbage(self, candidates: set[str | None]) -> None:
+        """Delete candidate artifacts no version references; the interpreter stays."""
+        keep = self.registry.digests_in_use()
+        for spec in self.loaded.values():
+            keep.update({spec["digest"], spec.get("bundle_digest")})
+        for digest in candidates - keep:
+            if digest and not self.artifacts.is_component(digest):
+                self.artifacts.delete(digest)
+                if self.registry.shared:
+                    self.registry.delete_blob(digest)
+
+    # --- routes -----------------------------------------------------------------------
 
     def _check_routes(self, config: FunctionConfig) -> None:
         for trigger in config.triggers:
             for route in self.routes:
                 if route.function == config.name:
                     continue
-                same = route.trigger.route == trigger.route
-                if same and set(route.trigger.methods) & set(trigger.methods):
-                    raise Conflict(
-                        f"route {trigger.route} is already served by function {route.function}"
-                    )
+                if route.trigger.route == trigger.route and set(route.trigger.methods) & set(trigger.methods):
+                    raise Conflict(f"route {trigger.route} is already served by function {route.function}")
 
     def _rebuild_routes(self) -> None:
         routes = []
-        for deployed in self.functions.values():
-            config = parse_manifest(deployed.config, self.config.max_memory_mb)
+        for deployed in self.catalog.latest.values():
+            config = parse_manifest(deployed.config)
             for trigger in config.triggers:
                 routes.append(Route(compile_route(trigger.route), trigger, deployed.name))
         # Longest literal route first, so /api/users wins over /api/*.
         routes.sort(key=lambda r: -len(r.trigger.route.replace("*", "")))
         self.routes = routes
 
-    def _deployed(self, record: FunctionRecord) -> Deployed:
-        spec = function_spec(
-            record.name, record.kind, record.digest, record.bundle_digest, record.config
-        )
-        return Deployed(
-            name=record.name,
-            key=spec_key(record.name, spec),
-            spec=spec,
-            config=record.config,
-            revision=record.revision,
-        )
-
-    # --- read, delete, invoke ------------------------------------------------------------
-
-    def get(self, name: str) -> Deployed:
-        """Return a deployed function; raises FunctionNotFound."""
-        try:
-            return self.functions[name]
-        except KeyError:
-            raise FunctionNotFound(name) from None
-
-    def all(self) -> list[Deployed]:
-        """Return every deployed function, by name."""
-        return [self.functions[n] for n in sorted(self.functions)]
-
-    async def delete(self, name: str) -> None:
-        """Delete a function, its pools and its unreferenced artifacts; raises FunctionNotFound."""
-        async with self._deploy_lock:
-            deployed = self.get(name)
-            self.registry.delete(name)
-            del self.functions[name]
-            self._rebuild_routes()
-            await self.supervisor.unload(deployed.key)
-            self._collect_garbage(deployed.spec)
-
-    def _collect_garbage(self, spec: dict[str, Any]) -> None:
-        """Delete the artifacts of `spec` (a replaced, deleted or failed version) that no
-        function references any more. The shared interpreter is never a candidate."""
-        candidates = {spec["bundle_digest"]} if spec["kind"] == "python" else {spec["digest"]}
-        keep = self.registry.digests_in_use()
-        for deployed in self.functions.values():
-            keep.update({deployed.spec["digest"], deployed.spec.get("bundle_digest")})
-        for digest in candidates - keep:
-            if digest:
-                self.artifacts.delete(digest)
-
-    async def invoke(
-        self, name: str, payload: bytes, export: str | None = None
-    ) -> InvocationResult:
-        """Invoke a function by name; see Invoker.invoke for what it raises."""
-        return await self.invoker.invoke(self.get(name), payload, export)
-
     def match_route(self, path: str) -> list[Route]:
         """Return the trigger routes whose pattern matches `path` (any method)."""
         return [r for r in self.routes if r.pattern.match(path)]
 
+    # --- read -------------------------------------------------------------------------
+
+    def get(self, name: str) -> FunctionRecord:
+        """Return $LATEST of a function; raises FunctionNotFound."""
+        return self.registry.get(name)
+
+    def all(self, after: str | None = None, limit: int | None = None) -> list[FunctionRecord]:
+        """Return functions ($LATEST) by name, paginated."""
+        return self.registry.list(after, limit)
+
+    def resolve(self, name: str, qualifier: str | None = None) -> Resolved:
+        """Resolve `name[:qualifier]` to the version that will run."""
+        return self.catalog.resolve(name, qualifier)
+
+    # --- invoke -----------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        name: str,
+        payload: bytes,
+        *,
+        qualifier: str | None = None,
+        export: str | None = None,
+        request_id: str | None = None,
+    ) -> InvocationResult:
+        """Invoke `name[:qualifier]`; the result carries output or the function's error.
+
+        Raises FunctionNotFound, PayloadTooLarge and Throttled before anything runs
+        (each still leaves a log line and a usage record).
+        """
+        resolved = self.catalog.resolve(name, qualifier)
+        fn = resolved.deployed
+        request_id = request_id or str(uuid.uuid4())
+        memory_mb = int(fn.spec["limits"]["memory_mb"])
+        cap = int(self.catalog.version(fn.name, LATEST).spec["concurrency"])
+        running = self.inflight.get(fn.name, 0)
+        limit = int(fn.spec["limits"]["max_request_bytes"])
+        rejection: FireboxError | None = None
+        if len(payload) > limit:
+            rejection = PayloadTooLarge("Request payload", len(payload), limit)
+        elif running >= cap:
+            rejection = Throttled(fn.name, cap)
+        if rejection is not None:
+            self.recorder.record_rejected(
+                fn.name, fn.version, request_id, rejection.code, rejection.message,
+                memory_mb=memory_mb, request_bytes=len(payload),
+            )  # fmt: skip
+            raise rejection
+        if fn.key not in self.loaded:
+            # A version without a ready pool: make sure its artifacts are on this node.
+            await asyncio.to_thread(self.prepare.ensure_local, fn.spec["digest"])
+            await asyncio.to_thread(self.prepare.ensure_local, fn.spec.get("bundle_digest"))
+            if fn.spec["kind"] == "python":
+                await asyncio.to_thread(self.prepare.compile_component, fn.spec["digest"])
+        self.inflight[fn.name] = running + 1
+        try:
+            result = await self.invoker.invoke(fn, payload, export, request_id)
+        finally:
+            self.inflight[fn.name] -= 1
+        self.recorder.record(
+            fn.name, fn.version, result,
+            memory_mb=memory_mb, request_bytes=len(payload), response_bytes=len(result.output),
+        )  # fmt: skip
+        return result
+
+    # --- logs, usage, stats -----------------------------------------------------------
+
+    async def logs(self, name: str, **query: Any) -> list[dict[str, Any]]:
+        """Return a function's logs (see TelemetryStore.logs for the filters)."""
+        self.registry.get(name)
+        await self.recorder.flush()
+        rows = await asyncio.to_thread(self.telemetry.logs, name, **query)
+        return [r.to_dict() for r in rows]
+
+    async def usage(self, name: str | None, since: float | None, until: float | None, records: bool = False) -> dict[str, Any]:
+        """Return usage aggregates per function over a window (and the records if asked)."""
+        if name:
+            self.registry.get(name)
+        await self.recorder.flush()
+        summary = await asyncio.to_thread(self.telemetry.summary, name, since, until)
+        out: dict[str, Any] = {"since": since, "until": until, "functions": summary}
+        if records:
+            rows = await asyncio.to_thread(self.telemetry.usage, name, since, until, 10_000)
+            out["records"] = [r.to_dict() for r in rows]
+        return out
+
+    async def pool_stats_by_key(self) -> dict[str, dict[str, int]]:
+        """Return ready/leased counts per pool key, summed over the workers."""
+        total: dict[str, dict[str, int]] = {}
+        for worker in await self.supervisor.stats():
+            for key, pool in worker["pools"].items():
+                into = total.setdefault(key, {"ready": 0, "leased": 0, "cold_starts": 0, "warm_starts": 0})
+                for k in into:
+                    into[k] += pool[k]
+        return total
+
+    async def pool_stats(self, name: str) -> dict[str, int]:
+        """Return the ready/leased counts of a function's $LATEST pools."""
+        deployed = self.catalog.version(name, LATEST)
+        return (await self.pool_stats_by_key()).get(
+            deployed.key, {"ready": 0, "leased": 0, "cold_starts": 0, "warm_starts": 0}
+        )
+
     async def stats(self) -> dict[str, Any]:
-        """Return node-wide statistics: workers, compiled cache, restarts, pools."""
+        """Return node-wide statistics: workers, compiled cache, restarts."""
         workers = await self.supervisor.stats()
-        engine_cache = self._cache.stats if self._cache is not None else None
         return {
             "workers": workers,
             "restarts": self.supervisor.restarts,
-            "compiles": {
-                "deploy": engine_cache.misses if engine_cache else 0,
-                "workers": sum(w["cache"]["misses"] for w in workers),
-            },
+            "compiles": {"deploy": self.prepare.compiles, "workers": sum(w["cache"]["misses"] for w in workers)},
             "cache_hits": sum(w["cache"]["hits"] for w in workers),
-        }
+            "registry": {"url": self.registry.engine.url.render_as_string(hide_password=True),
+                         "generation": self.catalog.generation},
+            "telemetry_dropped": self.recorder.dropped,
+        }  # fmt: skip
 
-    async def pool_stats(self, name: str) -> dict[str, Any]:
-        """Return the ready/leased counts of a function's pools summed over the workers."""
-        deployed = self.get(name)
-        total = {"ready": 0, "leased": 0, "cold_starts": 0, "warm_starts": 0}
-        for worker in await self.supervisor.stats():
-            pool = worker["pools"].get(deployed.key)
-            if pool:
-                for k in total:
-                    total[k] += pool[k]
-        return total
+
+__all__ = ["Deployed", "Node", "Route", "compile_route"]

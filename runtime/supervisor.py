@@ -240,7 +240,9 @@ class Supervisor:
                 with contextlib.suppress(FireboxError, TimeoutError):
                     await worker.request({"op": "unload", "fn": key}, timeout=10)
 
-    async def invoke(self, key: str, msg: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    async def invoke(
+        self, key: str, msg: dict[str, Any], timeout_s: float, spec: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         """Run one invocation on a worker and return its reply (which may carry a guest error).
 
         Answers TimedOut on time even when the guest is stuck in a host call: the worker
@@ -250,7 +252,9 @@ class Supervisor:
         msg["op"] = "invoke"
         msg["fn"] = key
         if key not in worker.loaded:
-            msg["spec"] = self.specs.get(key)
+            # Not loaded on this worker yet (a version without ready instances, or the
+            # home worker is busy): the worker loads it from the spec on the way.
+            msg["spec"] = self.specs.get(key) or spec
         worker.inflight += 1
         try:
             future = worker.send(msg)

@@ -122,11 +122,11 @@ async def trigger(request: Request) -> Response:
         )
     if route.trigger.auth == "key":
         verify_bearer(request.headers.get("authorization"), node.known_keys())
-    fn = node.get(route.function)
-    body = await read_body(request, fn.spec["limits"]["max_request_bytes"])
+    fn = node.resolve(route.function).deployed
+    body = await read_body(request, int(fn.spec["limits"]["max_request_bytes"]))
     request_id = str(uuid.uuid4())
     event = json.dumps(function_url_event(request, body, request_id, fn.name)).encode()
-    result = await node.invoker.invoke(fn, event, route.trigger.export, request_id)
+    result = await node.invoke(fn.name, event, export=route.trigger.export, request_id=request_id)
     headers = invocation_headers(result, tail=False)
     if result.error is not None:
         return error_response(result.error, request.headers.get("accept"), headers)

@@ -1,0 +1,188 @@
+"""What a node serves: the registry's functions, versions and aliases as ready-to-run specs,
+cached in memory and refreshed when the registry's generation moves (service layer)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from firebox.runtime.errors import FunctionNotFound
+from firebox.runtime.invoke import Deployed
+from firebox.runtime.manifest import parse_manifest
+from firebox.runtime.storage.registry import LATEST, AliasRecord, FunctionRecord, Registry
+
+
+def function_spec(record: FunctionRecord, provisioned: int | None = None) -> dict[str, Any]:
+    """Return the spec a worker needs to run one version of a function (its wire form)."""
+    config = parse_manifest(record.config)
+    return {
+        "name": record.name,
+        "version": record.version,
+        "kind": record.kind,
+        "digest": record.digest,
+        "bundle_digest": record.bundle_digest,
+        "handler": config.handler,
+        "limits": config.limits.to_dict(),
+        "environment": config.environment,
+        "provisioned": config.provisioned if provisioned is None else provisioned,
+        "concurrency": config.concurrency,
+        "isolation": config.isolation,
+        "export": config.export,
+    }
+
+
+def spec_key(spec: dict[str, Any]) -> str:
+    """Return the pool key of a spec: same code, configuration and version share one pool."""
+    blob = json.dumps(spec, sort_keys=True).encode()
+    return f"{spec['name']}:{spec['version']}@{hashlib.sha256(blob).hexdigest()[:12]}"
+
+
+def parse_qualified(name: str, qualifier: str | None = None) -> tuple[str, str]:
+    """Split `name:qualifier` (Lambda's form) into (name, qualifier); $LATEST by default."""
+    if ":" in name:
+        name, _, inline = name.partition(":")
+        if qualifier and qualifier != inline:
+            raise FunctionNotFound(f"{name}: qualifier {inline!r} conflicts with {qualifier!r}")
+        qualifier = inline
+    return name, qualifier or LATEST
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The version an invocation runs, and how it was named."""
+
+    deployed: Deployed
+    qualifier: str
+
+
+class Catalog:
+    """An in-memory view of the registry, refreshed on demand."""
+
+    def __init__(self, registry: Registry, rng: random.Random | None = None) -> None:
+        self.registry = registry
+        self.rng = rng or random.Random()
+        self.latest: dict[str, Deployed] = {}
+        self._versions: dict[tuple[str, str], Deployed] = {}
+        self._aliases: dict[tuple[str, str], AliasRecord | None] = {}
+        self._provisioned: dict[str, dict[str, int]] = {}
+        self.generation = -1
+
+    def refresh(self) -> bool:
+        """Reload from the registry if its generation moved; return True if it did."""
+        generation = self.registry.generation()
+        if generation == self.generation:
+            return False
+        self.reload(generation)
+        return True
+
+    def reload(self, generation: int | None = None) -> None:
+        """Reload everything (functions, provisioned settings); caches start empty."""
+        self.generation = self.registry.generation() if generation is None else generation
+        self._versions.clear()
+        self._aliases.clear()
+        self._provisioned.clear()
+        latest = {}
+        for record in self.registry.list():
+            latest[record.name] = self.deployed(record)
+        self.latest = latest
+
+    def provisioned_for(self, name: str) -> dict[str, int]:
+        """Return the provisioned concurrency per qualifier of a function (cached)."""
+        if name not in self._provisioned:
+            self._provisioned[name] = self.registry.provisioned(name)
+        return self._provisioned[name]
+
+    def _provisioned_count(self, record: FunctionRecord) -> int | None:
+        settings = self.provisioned_for(record.name)
+        total = settings.get(record.version, 0)
+        for qualifier, count in settings.items():
+            if qualifier not in (LATEST,) and not qualifier.isdigit():
+                alias = self.alias(record.name, qualifier)
+                if alias is not None and alias.version == record.version:
+                    total += count
+        if record.version == LATEST:
+            return total if LATEST in settings else None  # None: the manifest's own setting
+        return total
+
+    def deployed(self, record: FunctionRecord) -> Deployed:
+        """Return the Deployed form of a registry record (spec, pool key)."""
+        spec = function_spec(record, self._provisioned_count(record))
+        return Deployed(
+            name=record.name,
+            key=spec_key(spec),
+            spec=spec,
+            config=record.config,
+            version=record.version,
+            revision=record.revision,
+        )
+
+    def alias(self, name: str, alias: str) -> AliasRecord | None:
+        """Return an alias (cached), or None."""
+        if (name, alias) not in self._aliases:
+            self._aliases[(name, alias)] = self.registry.alias(name, alias)
+        return self._aliases[(name, alias)]
+
+    def version(self, name: str, version: str) -> Deployed:
+        """Return one version of a function; raises FunctionNotFound."""
+        if version == LATEST:
+            found = self.latest.get(name)
+            if found is None:
+                # Deployed a moment ago through another node: look before saying 404.
+                record = self.registry.find(name)
+                if record is None:
+                    raise FunctionNotFound(name)
+                found = self.latest[name] = self.deployed(record)
+            return found
+        key = (name, version)
+        if key not in self._versions:
+            self._versions[key] = self.deployed(self.registry.version(name, version))
+        return self._versions[key]
+
+    def resolve(self, name: str, qualifier: str | None = None) -> Resolved:
+        """Resolve `name[:qualifier]` (version, alias with weights, $LATEST) to what runs.
+
+        Raises FunctionNotFound naming what was not found.
+        """
+        name, qualifier = parse_qualified(name, qualifier)
+        self.version(name, LATEST)  # the function must exist
+        if qualifier == LATEST or qualifier.isdigit():
+            return Resolved(self.version(name, qualifier), qualifier)
+        alias = self.alias(name, qualifier)
+        if alias is None:
+            raise FunctionNotFound(f"{name}:{qualifier}")
+        return Resolved(self.version(name, self.pick(alias)), qualifier)
+
+    def pick(self, alias: AliasRecord) -> str:
+        """Choose the version an alias routes this invocation to, by its weights."""
+        draw = self.rng.random()
+        for version, weight in alias.routing.items():
+            if draw < weight:
+                return version
+            draw -= weight
+        return alias.version
+
+    def wanted(self) -> dict[str, dict[str, Any]]:
+        """Return every pool that should be kept ready: $LATEST of each function and each
+        published version with provisioned concurrency (directly or through an alias)."""
+        out = {d.key: d.spec for d in self.latest.values()}
+        for name in self.latest:
+            for qualifier, count in self.provisioned_for(name).items():
+                if count <= 0 or qualifier == LATEST:
+                    continue
+                version = qualifier
+                if not qualifier.isdigit():
+                    alias = self.alias(name, qualifier)
+                    if alias is None:
+                        continue
+                    version = alias.version
+                if version == LATEST:
+                    continue
+                try:
+                    deployed = self.version(name, version)
+                except FunctionNotFound:
+                    continue
+                out[deployed.key] = deployed.spec
+        return out

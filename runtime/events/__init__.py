@@ -1,0 +1,1 @@
+"""firebox.runtime.events: durable queues, streams and (later) event sources for async invocation."""

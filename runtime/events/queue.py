@@ -1,0 +1,240 @@
+"""The durable queue interface: SQS-like named queues under async invocation (events layer).
+
+Delivery is at least once and ordering is best effort. A received message stays invisible
+for its visibility timeout; if it is not deleted by then it is delivered again, and once
+its receive count passes the queue's `max_receive_count` it moves to the dead-letter queue
+instead. Backends: `firebox.runtime.storage.queue_sqlite` (one node, the default) and
+`firebox.runtime.storage.queue_redis` (many nodes); `events_auto` picks one from a URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from firebox.runtime.errors import FireboxError
+
+# SQS's defaults: 30 s visibility, 4 days retention, no delay.
+DEFAULT_VISIBILITY_TIMEOUT_S = 30.0
+DEFAULT_RETENTION_S = 4 * 24 * 3600.0
+DEFAULT_DELAY_S = 0.0
+# SQS FIFO's deduplication interval: a repeated dedup id within 5 minutes is dropped.
+DEFAULT_DEDUP_WINDOW_S = 300.0
+# SQS's limits: visibility up to 12 h, delay up to 15 min, 10 messages per receive.
+MAX_VISIBILITY_TIMEOUT_S = 12 * 3600.0
+MAX_DELAY_S = 15 * 60.0
+MAX_RECEIVE_BATCH = 10
+# A long poll waits at most this long (SQS: 20 s).
+MAX_WAIT_S = 20.0
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+
+
+class QueueNotFound(FireboxError):
+    """No queue of that name exists."""
+
+    code = "QueueNotFound"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Queue not found: {name}")
+        self.name = name
+
+
+class QueueAlreadyExists(FireboxError):
+    """A queue of that name exists with different attributes."""
+
+    code = "QueueAlreadyExists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"Queue {name} already exists with different attributes; delete it first"
+        )
+        self.name = name
+
+
+class InvalidReceiptHandle(FireboxError):
+    """A receipt handle was not produced by this backend (malformed, not merely stale)."""
+
+    code = "InvalidReceiptHandle"
+
+    def __init__(self, handle: str) -> None:
+        super().__init__(f"Invalid receipt handle: {handle!r}")
+        self.handle = handle
+
+
+@dataclass(frozen=True)
+class QueueAttributes:
+    """The settings of one queue; `max_receive_count` and `dead_letter_queue` go together."""
+
+    visibility_timeout_s: float = DEFAULT_VISIBILITY_TIMEOUT_S
+    max_receive_count: int | None = None
+    dead_letter_queue: str | None = None
+    retention_s: float = DEFAULT_RETENTION_S
+    delay_s: float = DEFAULT_DELAY_S
+    dedup_window_s: float = DEFAULT_DEDUP_WINDOW_S
+
+    def validate(self) -> None:
+        """Raise ValueError when a value is out of range or the redrive policy is half set."""
+        if not 0 <= self.visibility_timeout_s <= MAX_VISIBILITY_TIMEOUT_S:
+            raise ValueError(f"visibility_timeout_s must be 0..{MAX_VISIBILITY_TIMEOUT_S:g}")
+        if not 0 <= self.delay_s <= MAX_DELAY_S:
+            raise ValueError(f"delay_s must be 0..{MAX_DELAY_S:g}")
+        if self.retention_s <= 0 or self.dedup_window_s <= 0:
+            raise ValueError("retention_s and dedup_window_s must be positive")
+        if (self.max_receive_count is None) != (self.dead_letter_queue is None):
+            raise ValueError("max_receive_count and dead_letter_queue must be set together")
+        if self.max_receive_count is not None and self.max_receive_count < 1:
+            raise ValueError("max_receive_count must be at least 1")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One delivery of a message; `receipt_handle` names this delivery, not the message."""
+
+    id: str
+    body: bytes
+    receipt_handle: str
+    receive_count: int
+    sent_at: float
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendEntry:
+    """One message of `send_batch`; `delay_s=None` means the queue's delay."""
+
+    body: bytes
+    attributes: dict[str, str] | None = None
+    delay_s: float | None = None
+    dedup_id: str | None = None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """Counts for one queue: current sizes, then running totals since it was created.
+
+    `depth` is visible messages, `in_flight` received and not yet deleted or expired,
+    `delayed` not yet visible after a send delay; `oldest_age_s` is 0.0 for an empty queue.
+    Redis counts are approximate under concurrent use, as SQS's are.
+    """
+
+    depth: int
+    in_flight: int
+    delayed: int
+    oldest_age_s: float
+    sent: int
+    received: int
+    deleted: int
+    dead_lettered: int
+
+
+@runtime_checkable
+class QueueBackend(Protocol):
+    """Named durable queues; every method is safe to call from many threads."""
+
+    def create_queue(
+        self, name: str, attributes: QueueAttributes | None = None
+    ) -> QueueAttributes:
+        """Create a queue (idempotent for equal attributes) and return its attributes.
+
+        Raises QueueAlreadyExists for different attributes, QueueNotFound when the
+        dead-letter queue does not exist, ValueError for a bad name or attribute.
+        """
+        ...
+
+    def delete_queue(self, name: str) -> None:
+        """Delete a queue and every message in it; raises QueueNotFound."""
+        ...
+
+    def get_attributes(self, name: str) -> QueueAttributes:
+        """Return a queue's attributes; raises QueueNotFound."""
+        ...
+
+    def list_queues(self, prefix: str = "") -> list[str]:
+        """Return the names of the queues starting with `prefix`, sorted."""
+        ...
+
+    def send(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        attributes: dict[str, str] | None = None,
+        delay_s: float | None = None,
+        dedup_id: str | None = None,
+    ) -> str:
+        """Store a message durably and return its id; raises QueueNotFound.
+
+        A `dedup_id` seen on this queue within the dedup window returns the first
+        message's id and stores nothing. `delay_s=None` uses the queue's delay.
+        """
+        ...
+
+    def send_batch(self, queue: str, entries: Sequence[SendEntry]) -> list[str]:
+        """Send several messages; returns their ids in order. Raises QueueNotFound."""
+        ...
+
+    def receive(
+        self,
+        queue: str,
+        max_messages: int = 1,
+        visibility_timeout_s: float | None = None,
+        wait_s: float = 0.0,
+    ) -> list[Message]:
+        """Return up to `max_messages` (1..10) visible messages, hiding each for its timeout.
+
+        With `wait_s` > 0 it waits (at most that long) until one is visible. Messages past
+        the redrive limit move to the dead-letter queue instead. Raises QueueNotFound.
+        """
+        ...
+
+    def delete(self, queue: str, receipt_handle: str) -> bool:
+        """Delete the delivered message; False when the handle is stale (redelivered,
+        already deleted or moved). Raises InvalidReceiptHandle for a malformed handle."""
+        ...
+
+    def change_visibility(self, queue: str, receipt_handle: str, timeout_s: float) -> bool:
+        """Make a delivered message visible again `timeout_s` from now; False when stale."""
+        ...
+
+    def purge(self, queue: str) -> None:
+        """Delete every message in the queue, in flight or delayed; raises QueueNotFound."""
+        ...
+
+    def stats(self, queue: str) -> QueueStats:
+        """Return the queue's current counts; raises QueueNotFound."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the backend is unusable afterwards."""
+        ...
+
+
+def check_name(name: str) -> None:
+    """Raise ValueError unless `name` is a valid queue or stream name (SQS's alphabet)."""
+    if not _NAME.match(name):
+        raise ValueError(f"invalid name {name!r}: use 1-80 of A-Z a-z 0-9 _ . -")
+
+
+def check_receive(max_messages: int, visibility_timeout_s: float | None, wait_s: float) -> None:
+    """Raise ValueError for receive arguments out of range."""
+    if not 1 <= max_messages <= MAX_RECEIVE_BATCH:
+        raise ValueError(f"max_messages must be 1..{MAX_RECEIVE_BATCH}")
+    if visibility_timeout_s is not None:
+        check_visibility(visibility_timeout_s)
+    if not 0 <= wait_s <= MAX_WAIT_S:
+        raise ValueError(f"wait_s must be 0..{MAX_WAIT_S:g}")
+
+
+def check_visibility(timeout_s: float) -> None:
+    """Raise ValueError for a visibility timeout out of range."""
+    if not 0 <= timeout_s <= MAX_VISIBILITY_TIMEOUT_S:
+        raise ValueError(f"visibility timeout must be 0..{MAX_VISIBILITY_TIMEOUT_S:g} s")
+
+
+def check_delay(delay_s: float) -> None:
+    """Raise ValueError for a send delay out of range."""
+    if not 0 <= delay_s <= MAX_DELAY_S:
+        raise ValueError(f"delay_s must be 0..{MAX_DELAY_S:g}")

@@ -1,0 +1,156 @@
+"""Per-invocation logs and usage records, written in batches and queried by window (storage layer)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from firebox.runtime.storage.schema import logs, usage
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One invocation's log: what the guest wrote, framed by START/END/REPORT lines."""
+
+    function: str
+    version: str
+    request_id: str
+    ts: float
+    text: str
+    id: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """What one invocation used and how it ended (ok, error or throttled)."""
+
+    function: str
+    version: str
+    request_id: str
+    ts: float
+    outcome: str
+    error_type: str | None
+    duration_ms: float
+    billed_ms: int
+    memory_mb: int
+    peak_memory_bytes: int
+    fuel: int
+    request_bytes: int
+    response_bytes: int
+    cold: bool
+
+    @property
+    def gb_seconds(self) -> float:
+        """Billed GB-seconds: billed duration times configured memory, as Lambda bills."""
+        return self.billed_ms / 1000 * self.memory_mb / 1024
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the wire form."""
+        return asdict(self)
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Return the q-quantile (0..1) of sorted values by the nearest-rank method (0 if empty)."""
+    if not sorted_values:
+        return 0.0
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+class TelemetryStore:
+    """Logs and usage in the registry's database (one code path for SQLite and PostgreSQL)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    def write(self, log_rows: list[LogRecord], usage_rows: list[UsageRecord]) -> None:
+        """Insert a batch of logs and usage records in one transaction."""
+        if not log_rows and not usage_rows:
+            return
+        with self.engine.begin() as conn:
+            if log_rows:
+                conn.execute(logs.insert(), [{k: v for k, v in r.to_dict().items() if k != "id"} for r in log_rows])
+            if usage_rows:
+                conn.execute(usage.insert(), [r.to_dict() for r in usage_rows])
+
+    def logs(
+        self,
+        function: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        request_id: str | None = None,
+        version: str | None = None,
+        after_id: int | None = None,
+        limit: int = 100,
+    ) -> list[LogRecord]:
+        """Return a function's logs, oldest first, filtered by window, request id, version."""
+        query = sa.select(logs).where(logs.c.function == function)
+        if since is not None:
+            query = query.where(logs.c.ts >= since)
+        if until is not None:
+            query = query.where(logs.c.ts < until)
+        if request_id:
+            query = query.where(logs.c.request_id == request_id)
+        if version:
+            query = query.where(logs.c.version == version)
+        if after_id is not None:
+            query = query.where(logs.c.id > after_id)
+        # The newest `limit` rows, returned oldest first.
+        query = query.order_by(logs.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [LogRecord(r.function, r.version, r.request_id, r.ts, r.text, r.id) for r in reversed(rows)]
+
+    def usage(
+        self, function: str | None, since: float | None = None, until: float | None = None, limit: int | None = None
+    ) -> list[UsageRecord]:
+        """Return usage records in a window (all functions when `function` is None), oldest first."""
+        query = sa.select(usage)
+        if function:
+            query = query.where(usage.c.function == function)
+        if since is not None:
+            query = query.where(usage.c.ts >= since)
+        if until is not None:
+            query = query.where(usage.c.ts < until)
+        query = query.order_by(usage.c.id)
+        if limit:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            UsageRecord(**{c: getattr(r, c) for c in UsageRecord.__dataclass_fields__}) for r in rows
+        ]
+
+    def summary(self, function: str | None, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        """Return aggregates per function over a window: invocations, errors, throttles,
+        GB-seconds, cold starts and p50/p99 duration (throttled calls have no duration)."""
+        per: dict[str, list[UsageRecord]] = {}
+        for record in self.usage(function, since, until):
+            per.setdefault(record.function, []).append(record)
+        out: dict[str, Any] = {}
+        for name, records in sorted(per.items()):
+            ran = sorted(r.duration_ms for r in records if r.outcome != "throttled")
+            out[name] = {
+                "invocations": sum(1 for r in records if r.outcome != "throttled"),
+                "errors": sum(1 for r in records if r.outcome == "error"),
+                "throttles": sum(1 for r in records if r.outcome == "throttled"),
+                "cold_starts": sum(1 for r in records if r.cold and r.outcome != "throttled"),
+                "gb_seconds": round(sum(r.gb_seconds for r in records), 9),
+                "duration_ms": {"p50": percentile(ran, 0.5), "p99": percentile(ran, 0.99)},
+                "fuel": sum(r.fuel for r in records),
+            }
+        return out
+
+    def prune(self, older_than: float, keep_per_function: int | None = None) -> int:
+        """Delete logs older than `older_than` (a timestamp); return how many rows went."""
+        with self.engine.begin() as conn:
+            result = conn.execute(logs.delete().where(logs.c.ts < older_than))
+            conn.execute(usage.delete().where(usage.c.ts < older_than))
+        return int(result.rowcount or 0)

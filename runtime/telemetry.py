@@ -1,0 +1,146 @@
+"""Invocation logs (START/END/REPORT like Lambda's) and usage records, recorded off the
+request path in batches (metering layer)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from firebox.runtime.invoke import InvocationResult
+from firebox.runtime.storage.telemetry import LogRecord, TelemetryStore, UsageRecord
+
+log = logging.getLogger("firebox.telemetry")
+
+FLUSH_PERIOD_S = 0.2
+MAX_BUFFERED = 50_000
+
+
+def billed_ms(duration_ms: float) -> int:
+    """Return the billed duration: rounded up to the next millisecond, as Lambda bills."""
+    return max(1, math.ceil(duration_ms))
+
+
+def framed_log(
+    result: InvocationResult, version: str, memory_mb: int, duration_ms: float
+) -> str:
+    """Return the invocation's log framed by Lambda's START / END / REPORT lines."""
+    rid = result.request_id
+    body = result.log if not result.log or result.log.endswith("\n") else result.log + "\n"
+    error = f"\tError: {result.error.code}" if result.error is not None else ""
+    used = math.ceil(result.memory_bytes / (1024 * 1024)) if result.memory_bytes else 0
+    return (
+        f"START RequestId: {rid} Version: {version}\n"
+        f"{body}"
+        f"END RequestId: {rid}\n"
+        f"REPORT RequestId: {rid}\tDuration: {duration_ms:.2f} ms\t"
+        f"Billed Duration: {billed_ms(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
+        f"Max Memory Used: {used} MB\tFuel: {result.fuel}"
+        f"{'' if result.warm else chr(9) + 'Cold Start: true'}{error}\n"
+    )
+
+
+class Recorder:
+    """Buffers logs and usage records and writes them in batches from a background task.
+
+    A record costs the request path one list append; a crash loses at most the last
+    FLUSH_PERIOD_S of telemetry, never an invocation's result.
+    """
+
+    def __init__(self, store: TelemetryStore, retention_s: float, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.retention_s = retention_s
+        self.clock = clock
+        self._logs: list[LogRecord] = []
+        self._usage: list[UsageRecord] = []
+        self._task: asyncio.Task[None] | None = None
+        self._last_prune = 0.0
+        self.dropped = 0
+
+    def record(
+        self,
+        function: str,
+        version: str,
+        result: InvocationResult,
+        *,
+        memory_mb: int,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        """Record one invocation that ran (successfully or not)."""
+        duration_ms = result.duration_s * 1000
+        now = self.clock()
+        if len(self._logs) >= MAX_BUFFERED:
+            self.dropped += 1
+            return
+        self._logs.append(
+            LogRecord(function, version, result.request_id, now, framed_log(result, version, memory_mb, duration_ms))
+        )
+        self._usage.append(
+            UsageRecord(
+                function=function,
+                version=version,
+                request_id=result.request_id,
+                ts=now,
+                outcome="ok" if result.error is None else "error",
+                error_type=result.error.code if result.error is not None else None,
+                duration_ms=duration_ms,
+                billed_ms=billed_ms(duration_ms),
+                memory_mb=memory_mb,
+                peak_memory_bytes=result.memory_bytes,
+                fuel=result.fuel,
+                request_bytes=request_bytes,
+                response_bytes=response_bytes,
+                cold=not result.warm,
+            )
+        )
+
+    def record_rejected(
+        self, function: str, version: str, request_id: str, error_type: str, message: str, *, memory_mb: int, request_bytes: int
+    ) -> None:
+        """Record an invocation refused before it ran (throttled, payload too large)."""
+        now = self.clock()
+        outcome = "throttled" if error_type == "Throttled" else "error"
+        self._logs.append(
+            LogRecord(function, version, request_id, now, f"REJECTED RequestId: {request_id}\t{error_type}: {message}\n")
+        )
+        self._usage.append(
+            UsageRecord(function, version, request_id, now, outcome, error_type, 0.0, 0, memory_mb, 0, 0, request_bytes, 0, False)
+        )
+
+    async def start(self) -> None:
+        """Start the background flusher."""
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Flush what is buffered and stop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything buffered now."""
+        logs, self._logs = self._logs, []
+        usage, self._usage = self._usage, []
+        if logs or usage:
+            try:
+                await asyncio.to_thread(self.store.write, logs, usage)
+            except Exception as exc:  # the database is down: keep the records for the next try
+                log.warning("could not write telemetry (%s); will retry", exc)
+                self._logs[:0] = logs
+                self._usage[:0] = usage
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_PERIOD_S)
+            await self.flush()
+            now = self.clock()
+            if now - self._last_prune > 60:
+                self._last_prune = now
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.store.prune, now - self.retention_s)
