@@ -62,7 +62,8 @@ def build_function(path: Path) -> BuiltFunction:
     if runtime.startswith("python"):
         from firebox.compiler.python import bundle_python_function
 
-        handler = str(manifest.get("handler", "app.handler"))
+        manifest.setdefault("name", path.name)
+        handler = str(manifest.setdefault("handler", "app.handler"))
         return BuiltFunction(manifest, bundle_python_function(path, handler), path)
     module = manifest.pop("module", None)
     if module is None:

@@ -65,19 +65,8 @@ class NodeConfig:
     # linear memory of up to `max_memory_mb`.
     pool_slots: int = field(default_factory=lambda: _env_int("FIREBOX_POOL_SLOTS", 1024))
     max_memory_mb: int = field(default_factory=lambda: _env_int("FIREBOX_MAX_MEMORY_MB", 1024))
-    # Ready instances kept per function when it sets no `provisioned` of its own.
-    default_provisioned: int = field(
-        default_factory=lambda: _env_int("FIREBOX_DEFAULT_PROVISIONED", 1)
-    )
-    # Maximum concurrent invocations per function when it sets no cap of its own.
-    default_concurrency: int = field(
-        default_factory=lambda: _env_int("FIREBOX_DEFAULT_CONCURRENCY", 64)
-    )
     # Seconds a pool may sit unused before its extra ready instances are dropped.
     idle_shrink_s: float = field(default_factory=lambda: _env_float("FIREBOX_IDLE_SHRINK_S", 60.0))
-    max_request_bytes: int = field(
-        default_factory=lambda: _env_int("FIREBOX_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES)
-    )
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> NodeConfig:

@@ -35,7 +35,7 @@ from wasmtime import _ffi as ffi
 ALLOC_EXPORT = "firebox_alloc"
 INIT_EXPORT = "firebox_init"
 ABI_IMPORT_MODULE = "firebox"
-WASI_MODULES = ("wasi_snapshot_preview1", "wasi_unstable")
+WASI_MODULES = ("wasi_snapshot_preview1",)
 PAGE = 65536
 
 

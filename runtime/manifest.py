@@ -153,7 +153,7 @@ def parse_manifest(
     if isolation not in ("fresh", "reuse"):
         raise InvalidManifest(f"`isolation` must be 'fresh' or 'reuse', got {isolation!r}")
     handler = _typed(data, "handler", str, "")
-    if kind == "python" and not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", handler or "x"):
+    if kind == "python" and handler and not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", handler):
         raise InvalidManifest(f"`handler` must look like module.function, got {handler!r}")
     return FunctionConfig(
         name=name,

@@ -88,7 +88,9 @@ class Node:
     def __init__(self, config: NodeConfig, database_url: str | None = None) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.settings = EngineSettings(pool_slots=config.pool_slots, max_memory_mb=config.max_memory_mb)
+        self.settings = EngineSettings(
+            pool_slots=config.pool_slots, max_memory_mb=config.max_memory_mb
+        )
         self.artifacts = ArtifactStore(config.data_dir)
         self.registry = Registry(
             registry_url(config.data_dir, database_url or os.environ.get("FIREBOX_DATABASE_URL"))
@@ -201,7 +203,9 @@ class Node:
             self.loaded.pop(candidate.key, None)
             raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
 
-    async def deploy(self, manifest: dict[str, Any], code: bytes, tags: dict[str, str] | None = None) -> FunctionRecord:
+    async def deploy(
+        self, manifest: dict[str, Any], code: bytes, tags: dict[str, str] | None = None
+    ) -> FunctionRecord:
         """Create a function or replace its $LATEST code and configuration; returns $LATEST.
 
         Raises InvalidManifest, InvalidArtifact (nothing new is kept then) or Conflict.
@@ -212,7 +216,9 @@ class Node:
             digest, bundle = await self._store_code(config, code)
             stored = config.to_dict()
             await self._try_init(FunctionRecord(config.name, config.kind, digest, bundle, stored))
-            await asyncio.to_thread(self.registry.put_latest, config.name, config.kind, digest, stored, bundle, tags)
+            await asyncio.to_thread(
+                self.registry.put_latest, config.name, config.kind, digest, stored, bundle, tags
+            )
             await self._changed()
             self._collect_garbage({digest, bundle})
             return self.registry.get(config.name)
@@ -238,7 +244,9 @@ class Node:
             config = parse_manifest(merged, self.config.max_memory_mb)
             self._check_routes(config)
             stored = config.to_dict()
-            await self._try_init(FunctionRecord(name, current.kind, current.digest, current.bundle_digest, stored))
+            await self._try_init(
+                FunctionRecord(name, current.kind, current.digest, current.bundle_digest, stored)
+            )
             record = await asyncio.to_thread(self.registry.update_config, name, stored)
             await self._changed()
             return record
@@ -270,7 +278,9 @@ class Node:
         versions, Conflict if creating an alias that exists.
         """
         if not ALIAS_RE.match(alias) or alias == LATEST:
-            raise BadRequest(f"alias name {alias!r} must be 1-128 letters, digits, '-' or '_', not all digits")
+            raise BadRequest(
+                f"alias name {alias!r} must be 1-128 letters, digits, '-' or '_', not all digits"
+            )
         routing = {str(k): float(v) for k, v in (routing or {}).items()}
         if any(not 0.0 <= w <= 1.0 for w in routing.values()) or sum(routing.values()) > 1.0:
             raise BadRequest("routing weights must be between 0 and 1 and add up to at most 1")
@@ -278,7 +288,13 @@ class Node:
             raise BadRequest("routing cannot name the alias's own version")
         async with self._lock:
             record = await asyncio.to_thread(
-                self.registry.put_alias, function, alias, str(version), routing, description, create=create
+                self.registry.put_alias,
+                function,
+                alias,
+                str(version),
+                routing,
+                description,
+                create=create,
             )
             await self._changed()
             return record
@@ -297,7 +313,9 @@ class Node:
         resolved = self.catalog.resolve(name, qualifier)  # FunctionNotFound if missing
         cap = int(resolved.deployed.spec["concurrency"])
         if count > cap:
-            raise BadRequest(f"provisioned concurrency {count} exceeds the function's concurrency cap {cap}")
+            raise BadRequest(
+                f"provisioned concurrency {count} exceeds the function's concurrency cap {cap}"
+            )
         async with self._lock:
             await asyncio.to_thread(self.registry.set_provisioned, name, qualifier, count)
             await self._changed()
@@ -353,8 +371,12 @@ class Node:
             for route in self.routes:
                 if route.function == config.name:
                     continue
-                if route.trigger.route == trigger.route and set(route.trigger.methods) & set(trigger.methods):
-                    raise Conflict(f"route {trigger.route} is already served by function {route.function}")
+                if route.trigger.route == trigger.route and set(route.trigger.methods) & set(
+                    trigger.methods
+                ):
+                    raise Conflict(
+                        f"route {trigger.route} is already served by function {route.function}"
+                    )
 
     def _rebuild_routes(self) -> None:
         routes = []
@@ -444,7 +466,9 @@ class Node:
         rows = await asyncio.to_thread(self.telemetry.logs, name, **query)
         return [r.to_dict() for r in rows]
 
-    async def usage(self, name: str | None, since: float | None, until: float | None, records: bool = False) -> dict[str, Any]:
+    async def usage(
+        self, name: str | None, since: float | None, until: float | None, records: bool = False
+    ) -> dict[str, Any]:
         """Return usage aggregates per function over a window (and the records if asked)."""
         if name:
             self.registry.get(name)
@@ -461,7 +485,9 @@ class Node:
         total: dict[str, dict[str, int]] = {}
         for worker in await self.supervisor.stats():
             for key, pool in worker["pools"].items():
-                into = total.setdefault(key, {"ready": 0, "leased": 0, "cold_starts": 0, "warm_starts": 0})
+                into = total.setdefault(
+                    key, {"ready": 0, "leased": 0, "cold_starts": 0, "warm_starts": 0}
+                )
                 for k in into:
                     into[k] += pool[k]
         return total

@@ -46,7 +46,9 @@ def file_lock(path: Path) -> Iterator[None]:
 class Preparer:
     """Validates, stores and compiles artifacts for one node; shares them when the registry is shared."""
 
-    def __init__(self, settings: EngineSettings, data_dir: Path, artifacts: ArtifactStore, registry: Registry) -> None:
+    def __init__(
+        self, settings: EngineSettings, data_dir: Path, artifacts: ArtifactStore, registry: Registry
+    ) -> None:
         # Few slots: the node compiles and validates, it never runs a guest.
         self.settings = dataclasses.replace(settings, pool_slots=4)
         self.data_dir = data_dir

@@ -283,7 +283,12 @@ class Supervisor:
             *(w.request({"op": "stats"}, timeout=10) for w in self.workers if w.alive),
             return_exceptions=True,
         )
-        return [r for r in replies if isinstance(r, dict)]
+        internal = ("ok", "id")
+        return [
+            {k: v for k, v in r.items() if k not in internal}
+            for r in replies
+            if isinstance(r, dict)
+        ]
 
     def data_dir(self) -> Path:
         """Return the node's data directory."""

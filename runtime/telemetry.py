@@ -24,9 +24,7 @@ def billed_ms(duration_ms: float) -> int:
     return max(1, math.ceil(duration_ms))
 
 
-def framed_log(
-    result: InvocationResult, version: str, memory_mb: int, duration_ms: float
-) -> str:
+def framed_log(result: InvocationResult, version: str, memory_mb: int, duration_ms: float) -> str:
     """Return the invocation's log framed by Lambda's START / END / REPORT lines."""
     rid = result.request_id
     body = result.log if not result.log or result.log.endswith("\n") else result.log + "\n"
@@ -50,7 +48,9 @@ class Recorder:
     FLUSH_PERIOD_S of telemetry, never an invocation's result.
     """
 
-    def __init__(self, store: TelemetryStore, retention_s: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: TelemetryStore, retention_s: float, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.retention_s = retention_s
         self.clock = clock
@@ -77,7 +77,13 @@ class Recorder:
             self.dropped += 1
             return
         self._logs.append(
-            LogRecord(function, version, result.request_id, now, framed_log(result, version, memory_mb, duration_ms))
+            LogRecord(
+                function,
+                version,
+                result.request_id,
+                now,
+                framed_log(result, version, memory_mb, duration_ms),
+            )
         )
         self._usage.append(
             UsageRecord(
@@ -99,16 +105,45 @@ class Recorder:
         )
 
     def record_rejected(
-        self, function: str, version: str, request_id: str, error_type: str, message: str, *, memory_mb: int, request_bytes: int
+        self,
+        function: str,
+        version: str,
+        request_id: str,
+        error_type: str,
+        message: str,
+        *,
+        memory_mb: int,
+        request_bytes: int,
     ) -> None:
         """Record an invocation refused before it ran (throttled, payload too large)."""
         now = self.clock()
         outcome = "throttled" if error_type == "Throttled" else "error"
         self._logs.append(
-            LogRecord(function, version, request_id, now, f"REJECTED RequestId: {request_id}\t{error_type}: {message}\n")
+            LogRecord(
+                function,
+                version,
+                request_id,
+                now,
+                f"REJECTED RequestId: {request_id}\t{error_type}: {message}\n",
+            )
         )
         self._usage.append(
-            UsageRecord(function, version, request_id, now, outcome, error_type, 0.0, 0, memory_mb, 0, 0, request_bytes, 0, False)
+            UsageRecord(
+                function,
+                version,
+                request_id,
+                now,
+                outcome,
+                error_type,
+                0.0,
+                0,
+                memory_mb,
+                0,
+                0,
+                request_bytes,
+                0,
+                False,
+            )
         )
 
     async def start(self) -> None:

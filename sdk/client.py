@@ -1,21 +1,21 @@
-"""The Python client of a firebox node's native API (SDK layer).
+"""The Python clients of a firebox node's native API: `Client` and `AsyncClient` (SDK layer).
 
-msgpack on the wire by default (payloads travel as bytes, no base64), JSON accepted.
-Errors come back as the same typed exceptions the server raised
-(`firebox.runtime.errors`), so `except Throttled:` works across the network.
+msgpack on the wire by default (payloads travel as bytes, no base64), JSON when
+`use_msgpack=False`. Errors come back as the typed exceptions the server raised
+(`firebox.runtime.errors`: FunctionNotFound, Throttled, InvalidManifest, ...), so
+`except Throttled:` works across the network. A function's own failure is not raised:
+it is `Invocation.error`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import msgpack
 from firebox.runtime.config import default_data_dir
 from firebox.runtime.credentials import (
     Credentials,
@@ -24,10 +24,20 @@ from firebox.runtime.credentials import (
     read_env,
     read_file,
 )
-from firebox.runtime.errors import FireboxError, Unauthorized, error_from_dict
+from firebox.runtime.errors import Unauthorized
+from firebox.sdk.operations import Alias, Function, Invocation, LogEntry, Op, Operations, raise_for
+
+__all__ = [
+    "Alias",
+    "AsyncClient",
+    "Client",
+    "Function",
+    "Invocation",
+    "LogEntry",
+    "find_credentials",
+]
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
-MSGPACK = "application/msgpack"
 
 
 def find_credentials(data_dir: Path | None = None) -> Credentials:
@@ -48,42 +58,20 @@ def find_credentials(data_dir: Path | None = None) -> Credentials:
     )
 
 
-@dataclass
-class Invocation:
-    """The outcome of one invocation: the result (or the function's error), log tail, version."""
-
-    request_id: str
-    version: str
-    payload: Any = None
-    raw: bytes = b""
-    error: FireboxError | None = None
-    log: str = ""
-    warm: bool = False
-    duration_ms: float = 0.0
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True if the function returned without error."""
-        return self.error is None
+def _settings(endpoint: str | None, credentials: Credentials | None) -> tuple[str, Credentials]:
+    url = (endpoint or os.environ.get("FIREBOX_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    return url, credentials or find_credentials()
 
 
-def _raise_for(response: httpx.Response) -> None:
-    if response.status_code < 400:
-        return
-    try:
-        if "msgpack" in response.headers.get("content-type", ""):
-            body = msgpack.unpackb(response.content, raw=False)
-        else:
-            body = response.json()
-        err = body["error"]
-    except Exception:
-        raise FireboxError(f"HTTP {response.status_code}: {response.text[:200]}") from None
-    raise error_from_dict(err)
+def _build(path: str | Path) -> tuple[dict[str, Any], bytes]:
+    from firebox.compiler.build import build_function
+
+    built = build_function(Path(path))
+    return built.manifest, built.code
 
 
 class Client:
-    """A synchronous client of one firebox node."""
+    """A synchronous client of one firebox node (thread-safe, like httpx.Client)."""
 
     def __init__(
         self,
@@ -93,16 +81,22 @@ class Client:
         timeout: float = 120.0,
         use_msgpack: bool = True,
     ) -> None:
-        self.endpoint = (endpoint or os.environ.get("FIREBOX_ENDPOINT") or DEFAULT_ENDPOINT).rstrip(
-            "/"
-        )
-        self.credentials = credentials or find_credentials()
-        self.use_msgpack = use_msgpack
+        self.endpoint, self.credentials = _settings(endpoint, credentials)
         self._http = httpx.Client(
             base_url=self.endpoint,
             timeout=timeout,
             headers={"Authorization": bearer_token(self.credentials)},
         )
+        self._ops = Operations(self._http, use_msgpack)
+
+    def _run(self, op: Op) -> Any:
+        request = next(op)
+        while True:
+            response = self._http.send(request)
+            try:
+                request = op.send(response)
+            except StopIteration as done:
+                return done.value
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -114,106 +108,343 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _send(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        headers = {"Accept": MSGPACK if self.use_msgpack else "application/json"}
-        content = None
-        if body is not None:
-            if self.use_msgpack:
-                content = msgpack.packb(body, use_bin_type=True)
-                headers["Content-Type"] = MSGPACK
-            else:
-                content = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
-        response = self._http.request(method, path, content=content, headers=headers, **kw)
-        _raise_for(response)
-        if response.status_code == 204 or not response.content:
-            return None
-        if "msgpack" in response.headers.get("content-type", ""):
-            return msgpack.unpackb(response.content, raw=False)
-        return response.json()
+    # Each method's docs are on Operations' twin; the behaviour is the same in AsyncClient.
 
-    def deploy(self, manifest: dict[str, Any], code: bytes) -> dict[str, Any]:
-        """Upload a function (manifest + wasm module or Python bundle); returns its description."""
-        if self.use_msgpack:
-            result: dict[str, Any] = self._send(
-                "POST", "/v1/functions", {"manifest": manifest, "code": code}
-            )
-        else:
-            body = {"manifest": manifest, "code_base64": base64.b64encode(code).decode()}
-            result = self._send("POST", "/v1/functions", body)
+    def deploy(
+        self, manifest: dict[str, Any], code: bytes, tags: dict[str, str] | None = None
+    ) -> Function:
+        """Create a function or replace its $LATEST (manifest + wasm module or Python bundle)."""
+        result: Function = self._run(self._ops.deploy(manifest, code, tags))
         return result
 
-    def deploy_path(self, path: str | Path) -> dict[str, Any]:
+    def deploy_path(self, path: str | Path, tags: dict[str, str] | None = None) -> Function:
         """Build the function at `path` (folder with firebox.toml, or .wat/.wasm) and deploy it."""
-        from firebox.compiler.build import build_function
+        manifest, code = _build(path)
+        return self.deploy(manifest, code, tags)
 
-        built = build_function(Path(path))
-        return self.deploy(built.manifest, built.code)
+    def update_code(self, name: str, code: bytes) -> Function:
+        """Replace $LATEST's code, keeping its configuration."""
+        result: Function = self._run(self._ops.update_code(name, code))
+        return result
 
-    def list(self) -> list[dict[str, Any]]:
-        """Return every deployed function's description."""
-        functions: list[dict[str, Any]] = self._send("GET", "/v1/functions")["functions"]
-        return functions
+    def update_config(self, name: str, **changes: Any) -> Function:
+        """Change $LATEST's configuration (memory=, timeout=, environment=, concurrency=, ...)."""
+        result: Function = self._run(self._ops.update_config(name, changes))
+        return result
 
-    def get(self, name: str) -> dict[str, Any]:
-        """Return one function's description, with its pool's ready count; raises FunctionNotFound."""
-        result: dict[str, Any] = self._send("GET", f"/v1/functions/{name}")
+    def list(self, limit: int | None = None) -> list[Function]:
+        """Return every function ($LATEST), following pagination."""
+        result: list[Function] = self._run(self._ops.list(limit))
+        return result
+
+    def get(self, name: str) -> Function:
+        """Return $LATEST with `extra` holding versions, aliases and the pool; raises FunctionNotFound."""
+        result: Function = self._run(self._ops.get(name))
         return result
 
     def delete(self, name: str) -> None:
-        """Delete a function; raises FunctionNotFound."""
-        self._send("DELETE", f"/v1/functions/{name}")
+        """Delete a function with its versions and aliases; raises FunctionNotFound."""
+        self._run(self._ops.delete(name))
 
-    def node(self) -> dict[str, Any]:
-        """Return node statistics (workers, compiled cache, restarts)."""
-        result: dict[str, Any] = self._send("GET", "/v1/node")
+    def set_tags(self, name: str, tags: dict[str, str]) -> Function:
+        """Replace a function's tags."""
+        result: Function = self._run(self._ops.set_tags(name, tags))
+        return result
+
+    def publish(self, name: str, description: str = "") -> Function:
+        """Publish $LATEST as an immutable numbered version."""
+        result: Function = self._run(self._ops.publish(name, description))
+        return result
+
+    def versions(self, name: str) -> list[Function]:
+        """Return $LATEST and every published version."""
+        result: list[Function] = self._run(self._ops.versions(name))
+        return result
+
+    def create_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str | int,
+        routing: dict[str, float] | None = None,
+        description: str | None = None,
+    ) -> Alias:
+        """Create an alias; `routing={"3": 0.1}` sends 10% of its traffic to version 3."""
+        result: Alias = self._run(
+            self._ops.create_alias(name, alias, str(version), routing, description)
+        )
+        return result
+
+    def update_alias(
+        self, name: str, alias: str, version: str | int | None = None, routing: dict[str, float] | None = None,
+        description: str | None = None,
+    ) -> Alias:  # fmt: skip
+        """Move an alias and/or change its routing (routing={} removes the split)."""
+        result: Alias = self._run(
+            self._ops.update_alias(
+                name, alias, None if version is None else str(version), routing, description
+            )
+        )
+        return result
+
+    def get_alias(self, name: str, alias: str) -> Alias:
+        """Return one alias; raises FunctionNotFound."""
+        result: Alias = self._run(self._ops.get_alias(name, alias))
+        return result
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Delete an alias."""
+        self._run(self._ops.delete_alias(name, alias))
+
+    def aliases(self, name: str) -> list[Alias]:
+        """Return a function's aliases."""
+        result: list[Alias] = self._run(self._ops.aliases(name))
+        return result
+
+    def set_provisioned(self, name: str, count: int, qualifier: str = "$LATEST") -> dict[str, Any]:
+        """Keep `count` instances ready for a version or alias; returns the provisioned status."""
+        result: dict[str, Any] = self._run(self._ops.set_provisioned(name, count, qualifier))
+        return result
+
+    def provisioned(self, name: str) -> dict[str, Any]:
+        """Return per qualifier the requested provisioned concurrency and the instances ready now."""
+        result: dict[str, Any] = self._run(self._ops.provisioned(name))
         return result
 
     def invoke(
-        self, name: str, event: Any = None, *, export: str | None = None, tail: bool = False
+        self,
+        name: str,
+        event: Any = None,
+        *,
+        qualifier: str | None = None,
+        export: str | None = None,
+        tail: bool = False,
+        invocation_type: str = "RequestResponse",
+        idempotency_key: str | None = None,
     ) -> Invocation:
-        """Invoke a function with a JSON-able event; the function's own failure is in `.error`.
+        """Invoke `name` (or `name:qualifier`) with a JSON-able event.
 
-        Raises the typed error for failures before the function ran (FunctionNotFound,
-        Throttled, PayloadTooLarge, Unauthorized, ...).
+        Returns the result, or the function's error in `.error`, the log tail when
+        `tail`, and the version that ran. `invocation_type="Event"` returns at once
+        (202) with the request id; "DryRun" only checks. Raises the typed error for
+        failures before the function ran (FunctionNotFound, Throttled, PayloadTooLarge, ...).
         """
-        params = {}
-        if export:
-            params["export"] = export
-        if tail:
-            params["log"] = "tail"
-        if self.use_msgpack:
-            content = msgpack.packb({} if event is None else event, use_bin_type=True)
-            headers = {"Content-Type": MSGPACK, "Accept": MSGPACK}
-        else:
-            content = json.dumps({} if event is None else event).encode()
-            headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        response = self._http.post(
-            f"/v1/functions/{name}/invoke", content=content, headers=headers, params=params
+        result: Invocation = self._run(
+            self._ops.invoke(name, event, qualifier=qualifier, export=export, tail=tail,
+                             invocation_type=invocation_type, idempotency_key=idempotency_key)
+        )  # fmt: skip
+        return result
+
+    def logs(self, name: str, **query: Any) -> list[LogEntry]:
+        """Return a function's logs: since=, until= (Unix seconds), request_id=, version=, limit=."""
+        result: list[LogEntry] = self._run(self._ops.logs(name, query))
+        return result
+
+    def follow_logs(self, name: str, timeout: float = 3600.0, **query: Any) -> Iterator[LogEntry]:
+        """Yield a function's log records as invocations happen (until `timeout` seconds)."""
+        params = {
+            k: v for k, v in {**query, "follow": "1", "timeout": timeout}.items() if v is not None
+        }
+        with self._http.stream(
+            "GET", f"/v1/functions/{name}/logs", params=params, timeout=timeout + 30
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise_for(response)
+            for line in response.iter_lines():
+                if line.strip():
+                    yield LogEntry(**json.loads(line))
+
+    def usage(self, name: str | None = None, since: float | None = None, until: float | None = None,
+              records: bool = False) -> dict[str, Any]:  # fmt: skip
+        """Return usage aggregates per function over a window (and the raw records if asked)."""
+        result: dict[str, Any] = self._run(self._ops.usage(name, since, until, records))
+        return result
+
+    def node(self) -> dict[str, Any]:
+        """Return node statistics (workers, compiled cache, restarts, registry)."""
+        result: dict[str, Any] = self._run(self._ops.node())
+        return result
+
+
+class AsyncClient:
+    """An asyncio client of one firebox node; the same operations as `Client`, awaited."""
+
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        credentials: Credentials | None = None,
+        *,
+        timeout: float = 120.0,
+        use_msgpack: bool = True,
+    ) -> None:
+        self.endpoint, self.credentials = _settings(endpoint, credentials)
+        self._http = httpx.AsyncClient(
+            base_url=self.endpoint,
+            timeout=timeout,
+            headers={"Authorization": bearer_token(self.credentials)},
         )
-        h = response.headers
-        invocation = Invocation(
-            request_id=h.get("x-firebox-request-id", ""),
-            version=h.get("x-firebox-executed-version", ""),
-            raw=response.content,
-            warm=h.get("x-firebox-warm") == "true",
-            duration_ms=float(h.get("x-firebox-duration-ms", 0) or 0),
-            headers=dict(h),
+        self._ops = Operations(self._http, use_msgpack)
+
+    async def _run(self, op: Op) -> Any:
+        request = next(op)
+        while True:
+            response = await self._http.send(request)
+            try:
+                request = op.send(response)
+            except StopIteration as done:
+                return done.value
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def deploy(
+        self, manifest: dict[str, Any], code: bytes, tags: dict[str, str] | None = None
+    ) -> Function:
+        """See Client.deploy."""
+        result: Function = await self._run(self._ops.deploy(manifest, code, tags))
+        return result
+
+    async def deploy_path(self, path: str | Path, tags: dict[str, str] | None = None) -> Function:
+        """See Client.deploy_path."""
+        manifest, code = _build(path)
+        return await self.deploy(manifest, code, tags)
+
+    async def update_code(self, name: str, code: bytes) -> Function:
+        """See Client.update_code."""
+        result: Function = await self._run(self._ops.update_code(name, code))
+        return result
+
+    async def update_config(self, name: str, **changes: Any) -> Function:
+        """See Client.update_config."""
+        result: Function = await self._run(self._ops.update_config(name, changes))
+        return result
+
+    async def list(self, limit: int | None = None) -> list[Function]:
+        """See Client.list."""
+        result: list[Function] = await self._run(self._ops.list(limit))
+        return result
+
+    async def get(self, name: str) -> Function:
+        """See Client.get."""
+        result: Function = await self._run(self._ops.get(name))
+        return result
+
+    async def delete(self, name: str) -> None:
+        """See Client.delete."""
+        await self._run(self._ops.delete(name))
+
+    async def publish(self, name: str, description: str = "") -> Function:
+        """See Client.publish."""
+        result: Function = await self._run(self._ops.publish(name, description))
+        return result
+
+    async def versions(self, name: str) -> list[Function]:
+        """See Client.versions."""
+        result: list[Function] = await self._run(self._ops.versions(name))
+        return result
+
+    async def create_alias(
+        self,
+        name: str,
+        alias: str,
+        version: str | int,
+        routing: dict[str, float] | None = None,
+        description: str | None = None,
+    ) -> Alias:
+        """See Client.create_alias."""
+        result: Alias = await self._run(
+            self._ops.create_alias(name, alias, str(version), routing, description)
         )
-        if "x-firebox-log-result" in h:
-            invocation.log = base64.b64decode(h["x-firebox-log-result"]).decode("utf-8", "replace")
-        if "x-firebox-function-error" in h:
-            try:
-                _raise_for(response)
-            except FireboxError as exc:
-                invocation.error = exc
-            return invocation
-        _raise_for(response)
-        if "msgpack" in h.get("content-type", ""):
-            invocation.payload = msgpack.unpackb(response.content, raw=False)
-        else:
-            try:
-                invocation.payload = response.json()
-            except ValueError:
-                invocation.payload = response.content
-        return invocation
+        return result
+
+    async def update_alias(
+        self, name: str, alias: str, version: str | int | None = None, routing: dict[str, float] | None = None,
+        description: str | None = None,
+    ) -> Alias:  # fmt: skip
+        """See Client.update_alias."""
+        result: Alias = await self._run(
+            self._ops.update_alias(
+                name, alias, None if version is None else str(version), routing, description
+            )
+        )
+        return result
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        """See Client.delete_alias."""
+        await self._run(self._ops.delete_alias(name, alias))
+
+    async def aliases(self, name: str) -> list[Alias]:
+        """See Client.aliases."""
+        result: list[Alias] = await self._run(self._ops.aliases(name))
+        return result
+
+    async def set_provisioned(
+        self, name: str, count: int, qualifier: str = "$LATEST"
+    ) -> dict[str, Any]:
+        """See Client.set_provisioned."""
+        result: dict[str, Any] = await self._run(self._ops.set_provisioned(name, count, qualifier))
+        return result
+
+    async def provisioned(self, name: str) -> dict[str, Any]:
+        """See Client.provisioned."""
+        result: dict[str, Any] = await self._run(self._ops.provisioned(name))
+        return result
+
+    async def invoke(
+        self,
+        name: str,
+        event: Any = None,
+        *,
+        qualifier: str | None = None,
+        export: str | None = None,
+        tail: bool = False,
+        invocation_type: str = "RequestResponse",
+        idempotency_key: str | None = None,
+    ) -> Invocation:
+        """See Client.invoke."""
+        result: Invocation = await self._run(
+            self._ops.invoke(name, event, qualifier=qualifier, export=export, tail=tail,
+                             invocation_type=invocation_type, idempotency_key=idempotency_key)
+        )  # fmt: skip
+        return result
+
+    async def logs(self, name: str, **query: Any) -> list[LogEntry]:
+        """See Client.logs."""
+        result: list[LogEntry] = await self._run(self._ops.logs(name, query))
+        return result
+
+    async def follow_logs(
+        self, name: str, timeout: float = 3600.0, **query: Any
+    ) -> AsyncIterator[LogEntry]:
+        """See Client.follow_logs."""
+        params = {
+            k: v for k, v in {**query, "follow": "1", "timeout": timeout}.items() if v is not None
+        }
+        async with self._http.stream(
+            "GET", f"/v1/functions/{name}/logs", params=params, timeout=timeout + 30
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise_for(response)
+            async for line in response.aiter_lines():
+                if line.strip():
+                    yield LogEntry(**json.loads(line))
+
+    async def usage(self, name: str | None = None, since: float | None = None, until: float | None = None,
+                    records: bool = False) -> dict[str, Any]:  # fmt: skip
+        """See Client.usage."""
+        result: dict[str, Any] = await self._run(self._ops.usage(name, since, until, records))
+        return result
+
+    async def node(self) -> dict[str, Any]:
+        """See Client.node."""
+        result: dict[str, Any] = await self._run(self._ops.node())
+        return result

@@ -48,9 +48,7 @@ class QueueAlreadyExists(FireboxError):
     code = "QueueAlreadyExists"
 
     def __init__(self, name: str) -> None:
-        super().__init__(
-            f"Queue {name} already exists with different attributes; delete it first"
-        )
+        super().__init__(f"Queue {name} already exists with different attributes; delete it first")
         self.name = name
 
 
@@ -134,9 +132,7 @@ class QueueStats:
 class QueueBackend(Protocol):
     """Named durable queues; every method is safe to call from many threads."""
 
-    def create_queue(
-        self, name: str, attributes: QueueAttributes | None = None
-    ) -> QueueAttributes:
+    def create_queue(self, name: str, attributes: QueueAttributes | None = None) -> QueueAttributes:
         """Create a queue (idempotent for equal attributes) and return its attributes.
 
         Raises QueueAlreadyExists for different attributes, QueueNotFound when the

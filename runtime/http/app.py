@@ -12,7 +12,6 @@ from firebox.runtime.errors import (
     FireboxError,
     FunctionNotFound,
     MethodNotAllowed,
-    PayloadTooLarge,
 )
 from firebox.runtime.http import native
 from firebox.runtime.http.errors import error_response
@@ -57,12 +56,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     error: FireboxError
     if exc.status_code == 404:
-        error = FunctionNotFound(request.url.path)
-        error.message = f"no route for {request.url.path}"
+        error = FunctionNotFound(request.url.path, f"no route for {request.url.path}")
     elif exc.status_code == 405:
         error = MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
-    elif exc.status_code == 413:
-        error = PayloadTooLarge("Request body", 0, 0)
     else:
         error = BadRequest(str(exc.detail))
     return error_response(error, request.headers.get("accept"))

@@ -106,7 +106,9 @@ def code_of(data: dict[str, Any], required: bool = True) -> bytes | None:
 
 
 def _str_map(value: Any, what: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
         raise BadRequest(f"`{what}` must be an object of strings")
     return value
 
@@ -130,7 +132,9 @@ async def list_functions(request: Request) -> Response:
     page = node_of(request).all(request.query_params.get("after"), limit + 1)
     more = len(page) > limit
     page = page[:limit]
-    return reply(request, {"functions": [describe(r) for r in page], "next": page[-1].name if more else None})
+    return reply(
+        request, {"functions": [describe(r) for r in page], "next": page[-1].name if more else None}
+    )
 
 
 async def get_function(request: Request) -> Response:
@@ -167,13 +171,18 @@ async def update_config(request: Request) -> Response:
 async def publish(request: Request) -> Response:
     """POST /v1/functions/{name}/versions: {description?}; publishes $LATEST."""
     data = await read_object(request)
-    record = await node_of(request).publish(request.path_params["name"], str(data.get("description", "")))
+    record = await node_of(request).publish(
+        request.path_params["name"], str(data.get("description", ""))
+    )
     return reply(request, describe(record), status=201)
 
 
 async def list_versions(request: Request) -> Response:
     """GET /v1/functions/{name}/versions: $LATEST and every published version."""
-    return reply(request, {"versions": [describe(v) for v in node_of(request).versions(request.path_params["name"])]})
+    return reply(
+        request,
+        {"versions": [describe(v) for v in node_of(request).versions(request.path_params["name"])]},
+    )
 
 
 async def list_aliases(request: Request) -> Response:
@@ -228,7 +237,9 @@ async def update_alias(request: Request) -> Response:
     name, alias_name = request.path_params["name"], request.path_params["alias"]
     current = node.registry.alias(name, alias_name)
     version = str(data.get("version", current.version if current else ""))
-    alias = await node.put_alias(name, alias_name, version, _routing(data), data.get("description"), create=False)
+    alias = await node.put_alias(
+        name, alias_name, version, _routing(data), data.get("description"), create=False
+    )
     return reply(request, describe_alias(alias))
 
 
@@ -240,7 +251,10 @@ async def delete_alias(request: Request) -> Response:
 
 async def get_provisioned(request: Request) -> Response:
     """GET /v1/functions/{name}/provisioned: per qualifier, requested and ready instances."""
-    return reply(request, {"provisioned": await node_of(request).provisioned_status(request.path_params["name"])})
+    return reply(
+        request,
+        {"provisioned": await node_of(request).provisioned_status(request.path_params["name"])},
+    )
 
 
 async def put_provisioned(request: Request) -> Response:
@@ -287,7 +301,9 @@ async def invoke(request: Request) -> Response:
     node = node_of(request)
     kind = request.headers.get("x-firebox-invocation-type", "RequestResponse")
     if kind not in INVOCATION_TYPES:
-        raise BadRequest(f"invocation type must be one of {', '.join(INVOCATION_TYPES)}, got {kind!r}")
+        raise BadRequest(
+            f"invocation type must be one of {', '.join(INVOCATION_TYPES)}, got {kind!r}"
+        )
     qualifier = request.query_params.get("qualifier")
     resolved = node.resolve(request.path_params["name"], qualifier)
     fn = resolved.deployed
@@ -315,7 +331,9 @@ async def invoke(request: Request) -> Response:
     if result.error is not None:
         return error_response(result.error, accept, headers)
     if is_msgpack(accept):
-        return Response(json_to_msgpack(result.output), media_type="application/msgpack", headers=headers)
+        return Response(
+            json_to_msgpack(result.output), media_type="application/msgpack", headers=headers
+        )
     return Response(result.output, media_type="application/json", headers=headers)
 
 
@@ -367,7 +385,9 @@ async def get_logs(request: Request) -> Response:
             if await request.is_disconnected():
                 return
             await asyncio.sleep(0.25)
-            for record in await node.logs(name, **{**query, "since": None, "after_id": last, "limit": 1000}):
+            for record in await node.logs(
+                name, **{**query, "since": None, "after_id": last, "limit": 1000}
+            ):
                 last = record["id"]
                 yield json.dumps(record).encode() + b"\n"
 

@@ -20,6 +20,7 @@ from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.native import invocation_headers, node_of, read_body
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
@@ -106,11 +107,13 @@ async def trigger(request: Request) -> Response:
     node = node_of(request)
     path = request.url.path
     if path.startswith("/v1/") or path == "/healthz":
-        # The path is one of the native API's, only the method is wrong.
-        raise MethodNotAllowed(f"{request.method} is not allowed on {path}")
+        # A native API path: 405 if some route has it with another method, else 404.
+        if any(r.matches(request.scope)[0] == Match.PARTIAL for r in request.app.router.routes):
+            raise MethodNotAllowed(f"{request.method} is not allowed on {path}")
+        raise FunctionNotFound(path, f"no API route {path}")
     matches = node.match_route(path)
     if not matches:
-        raise FunctionNotFound(f"no function serves the route {path}")
+        raise FunctionNotFound(path, f"no function serves the route {path}")
     route = next((r for r in matches if request.method in r.trigger.methods), None)
     if route is None:
         allowed = sorted({m for r in matches for m in r.trigger.methods})

@@ -151,9 +151,7 @@ class SqliteQueueBackend:
 
     # --- queues ---------------------------------------------------------------------
 
-    def create_queue(
-        self, name: str, attributes: QueueAttributes | None = None
-    ) -> QueueAttributes:
+    def create_queue(self, name: str, attributes: QueueAttributes | None = None) -> QueueAttributes:
         check_name(name)
         attrs = attributes or QueueAttributes()
         attrs.validate()
@@ -263,9 +261,10 @@ class SqliteQueueBackend:
             self._housekeep(conn, queue, attrs, now)
             hidden_until = now + (attrs.visibility_timeout_s if timeout_s is None else timeout_s)
             dlq = attrs.dead_letter_queue
-            if dlq is not None and conn.execute(
-                "SELECT 1 FROM queues WHERE name = ?", (dlq,)
-            ).fetchone() is None:
+            if (
+                dlq is not None
+                and conn.execute("SELECT 1 FROM queues WHERE name = ?", (dlq,)).fetchone() is None
+            ):
                 dlq = None  # the dead-letter queue was deleted: keep delivering, lose nothing
             while len(out) < limit:
                 rows = conn.execute(

@@ -93,7 +93,9 @@ class Registry:
     def generation(self) -> int:
         """Return the registry's write counter (moves on every change a node must see)."""
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(meta.c.value).where(meta.c.key == "generation")).scalar_one())
+            return int(
+                conn.execute(sa.select(meta.c.value).where(meta.c.key == "generation")).scalar_one()
+            )
 
     @staticmethod
     def _bump(conn: sa.Connection) -> None:
@@ -126,14 +128,21 @@ class Registry:
             if row is None:
                 conn.execute(
                     functions.insert().values(
-                        name=name, revision=1, created_at=now, tags=_dumps(tags or {}), next_version=1, **values
+                        name=name,
+                        revision=1,
+                        created_at=now,
+                        tags=_dumps(tags or {}),
+                        next_version=1,
+                        **values,
                     )
                 )
             else:
                 if tags is not None:
                     values["tags"] = _dumps(tags)
                 conn.execute(
-                    functions.update().where(functions.c.name == name).values(revision=row.revision + 1, **values)
+                    functions.update()
+                    .where(functions.c.name == name)
+                    .values(revision=row.revision + 1, **values)
                 )
             self._bump(conn)
         return self.get(name)
@@ -144,7 +153,9 @@ class Registry:
             result = conn.execute(
                 functions.update()
                 .where(functions.c.name == name)
-                .values(config=_dumps(config), updated_at=time.time(), revision=functions.c.revision + 1)
+                .values(
+                    config=_dumps(config), updated_at=time.time(), revision=functions.c.revision + 1
+                )
             )
             if not result.rowcount:
                 raise FunctionNotFound(name)
@@ -154,7 +165,9 @@ class Registry:
     def set_tags(self, name: str, tags: dict[str, str]) -> None:
         """Replace a function's tags; raises FunctionNotFound."""
         with self.engine.begin() as conn:
-            result = conn.execute(functions.update().where(functions.c.name == name).values(tags=_dumps(tags)))
+            result = conn.execute(
+                functions.update().where(functions.c.name == name).values(tags=_dumps(tags))
+            )
             if not result.rowcount:
                 raise FunctionNotFound(name)
 
@@ -203,11 +216,16 @@ class Registry:
         of a duplicate, as Lambda does. Raises FunctionNotFound.
         """
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(functions).where(functions.c.name == name).with_for_update()).first()
+            row = conn.execute(
+                sa.select(functions).where(functions.c.name == name).with_for_update()
+            ).first()
             if row is None:
                 raise FunctionNotFound(name)
             newest = conn.execute(
-                sa.select(versions).where(versions.c.function == name).order_by(versions.c.version.desc()).limit(1)
+                sa.select(versions)
+                .where(versions.c.function == name)
+                .order_by(versions.c.version.desc())
+                .limit(1)
             ).first()
             same = newest is not None and (newest.digest, newest.bundle_digest, newest.config) == (
                 row.digest,
@@ -229,7 +247,9 @@ class Registry:
                     created_at=time.time(),
                 )
             )
-            conn.execute(functions.update().where(functions.c.name == name).values(next_version=number + 1))
+            conn.execute(
+                functions.update().where(functions.c.name == name).values(next_version=number + 1)
+            )
             self._bump(conn)
         return self.version(name, str(number))
 
@@ -249,7 +269,9 @@ class Registry:
             raise FunctionNotFound(f"{name}:{version}")
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(versions).where(versions.c.function == name, versions.c.version == int(version))
+                sa.select(versions).where(
+                    versions.c.function == name, versions.c.version == int(version)
+                )
             ).first()
         if row is None:
             raise FunctionNotFound(f"{name}:{version}")
@@ -275,7 +297,9 @@ class Registry:
         with self.engine.begin() as conn:
             exists = (
                 conn.execute(
-                    sa.select(aliases.c.name).where(aliases.c.function == function, aliases.c.name == name)
+                    sa.select(aliases.c.name).where(
+                        aliases.c.function == function, aliases.c.name == name
+                    )
                 ).first()
                 is not None
             )
@@ -290,12 +314,16 @@ class Registry:
                 values["description"] = description
             if exists:
                 conn.execute(
-                    aliases.update().where(aliases.c.function == function, aliases.c.name == name).values(**values)
+                    aliases.update()
+                    .where(aliases.c.function == function, aliases.c.name == name)
+                    .values(**values)
                 )
             else:
                 values.setdefault("routing", "{}")
                 values.setdefault("description", "")
-                conn.execute(aliases.insert().values(function=function, name=name, created_at=now, **values))
+                conn.execute(
+                    aliases.insert().values(function=function, name=name, created_at=now, **values)
+                )
             self._bump(conn)
         alias = self.alias(function, name)
         assert alias is not None
@@ -312,16 +340,24 @@ class Registry:
     def aliases(self, function: str) -> list[AliasRecord]:
         """Return a function's aliases by name."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(aliases).where(aliases.c.function == function).order_by(aliases.c.name)).all()
+            rows = conn.execute(
+                sa.select(aliases).where(aliases.c.function == function).order_by(aliases.c.name)
+            ).all()
         return [_alias(r) for r in rows]
 
     def delete_alias(self, function: str, name: str) -> None:
         """Delete an alias; raises FunctionNotFound if there is none."""
         with self.engine.begin() as conn:
-            result = conn.execute(aliases.delete().where(aliases.c.function == function, aliases.c.name == name))
+            result = conn.execute(
+                aliases.delete().where(aliases.c.function == function, aliases.c.name == name)
+            )
             if not result.rowcount:
                 raise FunctionNotFound(f"{function}:{name}")
-            conn.execute(provisioned.delete().where(provisioned.c.function == function, provisioned.c.qualifier == name))
+            conn.execute(
+                provisioned.delete().where(
+                    provisioned.c.function == function, provisioned.c.qualifier == name
+                )
+            )
             self._bump(conn)
 
     # --- provisioned concurrency -----------------------------------------------------
@@ -330,16 +366,22 @@ class Registry:
         """Keep `count` instances ready for a version or alias (0 removes the setting)."""
         with self.engine.begin() as conn:
             conn.execute(
-                provisioned.delete().where(provisioned.c.function == function, provisioned.c.qualifier == qualifier)
+                provisioned.delete().where(
+                    provisioned.c.function == function, provisioned.c.qualifier == qualifier
+                )
             )
             if count > 0:
-                conn.execute(provisioned.insert().values(function=function, qualifier=qualifier, count=count))
+                conn.execute(
+                    provisioned.insert().values(function=function, qualifier=qualifier, count=count)
+                )
             self._bump(conn)
 
     def provisioned(self, function: str) -> dict[str, int]:
         """Return the provisioned concurrency per qualifier of a function."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(provisioned).where(provisioned.c.function == function)).all()
+            rows = conn.execute(
+                sa.select(provisioned).where(provisioned.c.function == function)
+            ).all()
         return {r.qualifier: int(r.count) for r in rows}
 
     # --- artifacts in use, shared blobs ---------------------------------------------
@@ -354,7 +396,10 @@ class Registry:
     def put_blob(self, digest: str, data: bytes) -> None:
         """Store an artifact for the other nodes (idempotent)."""
         with self.engine.begin() as conn:
-            if conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == digest)).first() is None:
+            if (
+                conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == digest)).first()
+                is None
+            ):
                 conn.execute(blobs.insert().values(digest=digest, data=data))
 
     def get_blob(self, digest: str) -> bytes | None:

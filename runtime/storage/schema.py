@@ -15,7 +15,9 @@ SCHEMA_VERSION = 2
 
 metadata = sa.MetaData()
 
-schema_version = sa.Table("schema_version", metadata, sa.Column("version", sa.Integer, nullable=False))
+schema_version = sa.Table(
+    "schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
 
 # Key/value counters shared by every node of a registry; `generation` moves on every
 # write that changes what a node serves, so nodes notice each other's deploys.
@@ -86,7 +88,12 @@ blobs = sa.Table(
 logs = sa.Table(
     "logs",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("function", sa.String(64), nullable=False),
     sa.Column("version", sa.String(16), nullable=False),
     sa.Column("request_id", sa.String(64), nullable=False),
@@ -99,7 +106,12 @@ logs = sa.Table(
 usage = sa.Table(
     "usage",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("function", sa.String(64), nullable=False),
     sa.Column("version", sa.String(16), nullable=False),
     sa.Column("request_id", sa.String(64), nullable=False),
@@ -144,7 +156,9 @@ def upgrade(engine: sa.Engine) -> int:
         row = conn.execute(sa.select(schema_version.c.version)).first()
         found = int(row.version) if row is not None else (1 if existed else 0)
         if row is None:
-            conn.execute(schema_version.insert().values(version=SCHEMA_VERSION if not existed else found))
+            conn.execute(
+                schema_version.insert().values(version=SCHEMA_VERSION if not existed else found)
+            )
         current = found or SCHEMA_VERSION
         for version in range(current + 1, SCHEMA_VERSION + 1):
             UPGRADES[version](conn)

@@ -75,7 +75,10 @@ class TelemetryStore:
             return
         with self.engine.begin() as conn:
             if log_rows:
-                conn.execute(logs.insert(), [{k: v for k, v in r.to_dict().items() if k != "id"} for r in log_rows])
+                conn.execute(
+                    logs.insert(),
+                    [{k: v for k, v in r.to_dict().items() if k != "id"} for r in log_rows],
+                )
             if usage_rows:
                 conn.execute(usage.insert(), [r.to_dict() for r in usage_rows])
 
@@ -106,10 +109,17 @@ class TelemetryStore:
         query = query.order_by(logs.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return [LogRecord(r.function, r.version, r.request_id, r.ts, r.text, r.id) for r in reversed(rows)]
+        return [
+            LogRecord(r.function, r.version, r.request_id, r.ts, r.text, r.id)
+            for r in reversed(rows)
+        ]
 
     def usage(
-        self, function: str | None, since: float | None = None, until: float | None = None, limit: int | None = None
+        self,
+        function: str | None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
     ) -> list[UsageRecord]:
         """Return usage records in a window (all functions when `function` is None), oldest first."""
         query = sa.select(usage)
@@ -125,10 +135,13 @@ class TelemetryStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
-            UsageRecord(**{c: getattr(r, c) for c in UsageRecord.__dataclass_fields__}) for r in rows
+            UsageRecord(**{c: getattr(r, c) for c in UsageRecord.__dataclass_fields__})
+            for r in rows
         ]
 
-    def summary(self, function: str | None, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+    def summary(
+        self, function: str | None, since: float | None = None, until: float | None = None
+    ) -> dict[str, Any]:
         """Return aggregates per function over a window: invocations, errors, throttles,
         GB-seconds, cold starts and p50/p99 duration (throttled calls have no duration)."""
         per: dict[str, list[UsageRecord]] = {}

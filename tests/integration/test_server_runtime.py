@@ -118,7 +118,7 @@ def test_limit_breach_is_typed_and_next_call_succeeds(
         after = client.invoke(function, {"i": 2}, export="handle")
         assert after.ok, after.error
         assert after.payload == {"i": 2}
-        assert client.get("hostile")["name"] == "hostile"
+        assert client.get("hostile").name == "hostile"
 
 
 def test_error_statuses_are_clear(server: Server) -> None:
@@ -230,7 +230,7 @@ def test_bad_input_gets_4xx(server: Server) -> None:
             client.invoke("nope", {})
     stored = {p.name for p in (server.data_dir / "artifacts").glob("*/*")}
     with server.client() as client:
-        assert stored == {f["digest"] for f in client.list()}
+        assert stored == {f.digest for f in client.list()}
     with server.http() as http:
         r = http.post("/v1/functions/echo/invoke", content=b"{not json")
         assert r.status_code == 400 and "malformed JSON" in r.json()["error"]["message"]
@@ -245,7 +245,7 @@ def test_bad_input_gets_4xx(server: Server) -> None:
 
 
 def test_compiled_cache_is_reused_after_restart(server_factory: type[Server]) -> None:
-    node = server_factory().start()
+    node = server_factory(env={"FIREBOX_COMPILED_CACHE": ""}).start()  # its own cache
     with node.client() as client:
         client.deploy({"name": "echo"}, guest_wasm("echo"))
         assert client.node()["compiles"]["deploy"] == 1
