@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,123 @@ def _is_collection(path: Path) -> bool:
 def _client(args: argparse.Namespace) -> Any:
     from firebox.sdk.client import Client
 
-    return Client(args.endpoint)
+    return Client(args.endpoint, use_msgpack=True)
+
+
+def _progress(message: str) -> Any:
+    """A spinner on slow steps when stderr is a terminal (rich), else nothing."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
+
+
+def _since(text: str | None) -> float | None:
+    """Parse `10m`, `2h`, `1d`, `30s` (ago) or a Unix timestamp into a timestamp."""
+    import re
+    import time
+
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text)
+    if match:
+        seconds = float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
+        return time.time() - seconds
+    try:
+        return float(text)
+    except ValueError:
+        raise SystemExit(
+            f"firebox: cannot read the time {text!r}; use 10m, 2h, 1d or a Unix timestamp"
+        ) from None
+
+
+def _describe(fn: Any) -> str:
+    cfg = fn.config
+    return (
+        f"{fn.name} ({fn.runtime}, version {fn.version}, revision {fn.revision})\n"
+        f"  memory {cfg['memory']} MB, timeout {cfg['timeout']} s, concurrency {cfg['concurrency']},"
+        f" provisioned {cfg['provisioned']}, isolation {cfg['isolation']}\n"
+        f"  digest {fn.digest[:16]}  {cfg.get('description') or ''}"
+    )
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from firebox.compiler.build import build_function
+
+    with _progress(f"Building {args.path}..."):
+        built = build_function(args.path)
+    with (
+        _client(args) as client,
+        _progress(f"Uploading {built.manifest.get('name')} ({len(built.code)} bytes)..."),
+    ):
+        fn = client.deploy(built.manifest, built.code)
+    _print(args, asdict(fn), f"deployed {fn.name} (revision {fn.revision}, {fn.runtime})")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from firebox.compiler.build import build_function
+
+    with _progress(f"Building {args.path}..."):
+        built = build_function(args.path)
+    with _client(args) as client, _progress("Uploading..."):
+        fn = client.update_code(args.name, built.code)
+    _print(args, asdict(fn), f"updated the code of {fn.name} (revision {fn.revision})")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        fn = client.deploy_path(args.path)
-    _print(args, fn, f"deployed {fn['name']} (revision {fn['revision']}, {fn['runtime']})")
+        fn = client.publish(args.name, args.description or "")
+    _print(args, asdict(fn), f"published {fn.name} version {fn.version}")
+    return 0
+
+
+def _weights(items: list[str]) -> dict[str, float] | None:
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        version, sep, weight = item.partition("=")
+        if not sep:
+            raise SystemExit(f"firebox: --route takes VERSION=WEIGHT (e.g. 3=0.1), got {item!r}")
+        out[version] = float(weight)
+    return out
+
+
+def cmd_alias(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "ls":
+            aliases = client.aliases(args.name)
+            lines = [f"{'ALIAS':20} {'VERSION':>8}  ROUTING"]
+            lines += [f"{a.name:20} {a.version:>8}  {a.routing or ''}" for a in aliases]
+            _print(args, [asdict(a) for a in aliases], "\n".join(lines))
+            return 0
+        if args.alias is None:
+            raise SystemExit("firebox: name the alias")
+        if args.action == "delete":
+            client.delete_alias(args.name, args.alias)
+            _print(args, {"deleted": args.alias}, f"deleted alias {args.alias}")
+            return 0
+        routing = {} if args.no_route else _weights(args.route)
+        if args.action == "create":
+            if args.version is None:
+                raise SystemExit("firebox: alias create needs --version")
+            alias = client.create_alias(
+                args.name, args.alias, args.version, routing, args.description
+            )
+        else:
+            alias = client.update_alias(
+                args.name, args.alias, args.version, routing, args.description
+            )
+    _print(
+        args,
+        asdict(alias),
+        f"alias {alias.name} -> version {alias.version} {alias.routing or ''}".rstrip(),
+    )
     return 0
 
 
@@ -88,20 +199,64 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         print(f"firebox: --data is not valid JSON: {exc}", file=sys.stderr)
         return 2
     with _client(args) as client:
-        result = client.invoke(args.name, event, export=args.export, tail=args.log)
+        result = client.invoke(
+            args.name, event, qualifier=args.qualifier, export=args.export, tail=args.log,
+            invocation_type=args.type,
+        )  # fmt: skip
     if args.log and result.log:
         print(result.log.rstrip("\n"), file=sys.stderr)
     if result.error is not None:
         _print(args, result.error.to_dict(), f"error: {result.error.code}: {result.error.message}")
         return 1
+    if args.type != "RequestResponse":
+        _print(args, {"request_id": result.request_id, "status": result.status_code},
+               f"{args.type}: accepted (request {result.request_id})")  # fmt: skip
+        return 0
     payload = result.payload
-    _print(
-        args,
-        payload,
-        json.dumps(payload)
-        if not isinstance(payload, bytes)
-        else payload.decode("utf-8", "replace"),
-    )
+    text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else json.dumps(payload)
+    _print(args, payload, text)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    query = {
+        "since": _since(args.since),
+        "request_id": args.request_id,
+        "version": args.version,
+        "limit": args.limit,
+    }
+    with _client(args) as client:
+        if args.follow:
+            try:
+                for entry in client.follow_logs(args.name, **query):
+                    _print_log(args, entry)
+            except KeyboardInterrupt:
+                return 0
+            return 0
+        for entry in client.logs(args.name, **query):
+            _print_log(args, entry)
+    return 0
+
+
+def _print_log(args: argparse.Namespace, entry: Any) -> None:
+    if args.json:
+        print(json.dumps(asdict(entry)), flush=True)
+    else:
+        print(entry.text.rstrip("\n"), flush=True)
+
+
+def cmd_usage(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        usage = client.usage(args.name, _since(args.since), None)
+    lines = [
+        f"{'FUNCTION':24} {'CALLS':>7} {'ERRORS':>6} {'THROTTLED':>9} {'COLD':>5} {'GB-S':>10} {'P50 MS':>8} {'P99 MS':>8}"
+    ]
+    for name, row in usage["functions"].items():
+        lines.append(
+            f"{name:24} {row['invocations']:>7} {row['errors']:>6} {row['throttles']:>9} {row['cold_starts']:>5}"
+            f" {row['gb_seconds']:>10.6f} {row['duration_ms']['p50']:>8.2f} {row['duration_ms']['p99']:>8.2f}"
+        )
+    _print(args, usage, "\n".join(lines))
     return 0
 
 
@@ -110,18 +265,28 @@ def cmd_ls(args: argparse.Namespace) -> int:
         functions = client.list()
     lines = [f"{'NAME':24} {'RUNTIME':8} {'REV':>4} {'MEMORY':>7} {'TIMEOUT':>8}"]
     for fn in functions:
-        cfg = fn["config"]
+        cfg = fn.config
         lines.append(
-            f"{fn['name']:24} {fn['runtime']:8} {fn['revision']:>4} {cfg['memory']:>5}MB {cfg['timeout']:>7}s"
+            f"{fn.name:24} {fn.runtime:8} {fn.revision:>4} {cfg['memory']:>5}MB {cfg['timeout']:>7}s"
         )
-    _print(args, functions, "\n".join(lines))
+    _print(args, [asdict(f) for f in functions], "\n".join(lines))
     return 0
 
 
 def cmd_get(args: argparse.Namespace) -> int:
     with _client(args) as client:
         fn = client.get(args.name)
-    _print(args, fn, json.dumps(fn, indent=2))
+    extra = fn.extra
+    human = _describe(fn)
+    if extra.get("versions"):
+        human += "\n  versions: " + ", ".join(v["version"] for v in extra["versions"])
+    if extra.get("aliases"):
+        human += "\n  aliases: " + ", ".join(
+            f"{a['name']}->{a['version']}" for a in extra["aliases"]
+        )
+    if "pool" in extra:
+        human += f"\n  ready instances: {extra['pool']['ready']}"
+    _print(args, asdict(fn), human)
     return 0
 
 
@@ -129,6 +294,34 @@ def cmd_rm(args: argparse.Namespace) -> int:
     with _client(args) as client:
         client.delete(args.name)
     _print(args, {"deleted": args.name}, f"deleted {args.name}")
+    return 0
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def cmd_config_set(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {}
+    for item in args.settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"firebox: settings are KEY=VALUE (e.g. memory=256), got {item!r}")
+        changes[key] = _value(value)
+    with _client(args) as client:
+        if args.env:
+            env = dict(client.get(args.name).config.get("environment", {}))
+            for item in args.env:
+                key, sep, value = item.partition("=")
+                if not sep:
+                    raise SystemExit(f"firebox: --env takes KEY=VALUE, got {item!r}")
+                env[key] = value
+            changes["environment"] = env
+        fn = client.update_config(args.name, **changes)
+    _print(args, asdict(fn), _describe(fn))
     return 0
 
 
@@ -158,21 +351,81 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("path", type=Path)
     s.set_defaults(fn=cmd_deploy)
 
-    s = sub.add_parser("invoke", help="invoke a function and print its result")
+    s = sub.add_parser("update", help="replace a function's code, keeping its configuration")
     s.add_argument("name")
+    s.add_argument("path", type=Path)
+    s.set_defaults(fn=cmd_update)
+
+    s = sub.add_parser("publish", help="publish $LATEST as an immutable version")
+    s.add_argument("name")
+    s.add_argument("--description", "-m")
+    s.set_defaults(fn=cmd_publish)
+
+    s = sub.add_parser("alias", help="manage aliases: create | update | delete | ls")
+    s.add_argument("action", choices=["create", "update", "delete", "ls"])
+    s.add_argument("name", help="the function")
+    s.add_argument("alias", nargs="?")
+    s.add_argument("--version", "-v")
+    s.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="VERSION=WEIGHT",
+        help="send a share of the traffic to another version (repeatable)",
+    )
+    s.add_argument("--no-route", action="store_true", help="remove weighted routing")
+    s.add_argument("--description")
+    s.set_defaults(fn=cmd_alias)
+
+    s = sub.add_parser("invoke", help="invoke a function and print its result")
+    s.add_argument("name", help="NAME or NAME:QUALIFIER (version number or alias)")
     s.add_argument("--data", "-d", help="the event, as JSON (default {})")
+    s.add_argument("--qualifier", "-q", help="version number or alias")
     s.add_argument("--export", help="the export to call (default: the function's handler)")
+    s.add_argument(
+        "--type", default="RequestResponse", choices=["RequestResponse", "Event", "DryRun"]
+    )
     s.add_argument("--log", action="store_true", help="print the invocation's log tail to stderr")
     s.set_defaults(fn=cmd_invoke)
+
+    s = sub.add_parser("logs", help="show a function's logs (or follow them)")
+    s.add_argument("name")
+    s.add_argument("--follow", "-f", action="store_true")
+    s.add_argument("--since", help="10m, 2h, 1d or a Unix timestamp")
+    s.add_argument("--request-id")
+    s.add_argument("--version")
+    s.add_argument("--limit", type=int, default=100)
+    s.set_defaults(fn=cmd_logs)
+
+    s = sub.add_parser("usage", help="invocations, errors, throttles, GB-seconds, p50/p99")
+    s.add_argument("name", nargs="?")
+    s.add_argument(
+        "--since", default="1h", help="window start: 10m, 2h, 1d or a Unix timestamp (default 1h)"
+    )
+    s.set_defaults(fn=cmd_usage)
 
     s = sub.add_parser("ls", help="list functions")
     s.set_defaults(fn=cmd_ls)
     s = sub.add_parser("get", help="show one function")
     s.add_argument("name")
     s.set_defaults(fn=cmd_get)
-    s = sub.add_parser("rm", help="delete a function")
+    s = sub.add_parser("rm", help="delete a function with its versions and aliases")
     s.add_argument("name")
     s.set_defaults(fn=cmd_rm)
+
+    s = sub.add_parser("config", help="change configuration without redeploying code")
+    config_sub = s.add_subparsers(dest="config_command", required=True)
+    c = config_sub.add_parser("set", help="set KEY=VALUE (memory=256 timeout=10 concurrency=5 ...)")
+    c.add_argument("name")
+    c.add_argument("settings", nargs="*", metavar="KEY=VALUE")
+    c.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set an environment variable",
+    )
+    c.set_defaults(fn=cmd_config_set)
     return p
 
 

@@ -45,6 +45,7 @@ DEFAULT_PREFIX = "firebox:"
 WAIT_SLICE_S = 0.1
 
 _HANDLE = re.compile(r"^(\d+-\d+)/(\d+)$")
+_MISSING = re.compile(r"QUEUE_NOT_FOUND ([A-Za-z0-9_.-]+)")
 
 _PRELUDE = """
 local P = ARGV[1]
@@ -69,7 +70,7 @@ local function queue(name)
 end
 local function must(name)
   local q = queue(name)
-  if not q then error({err = 'QUEUE_NOT_FOUND'}) end
+  if not q then error({err = 'QUEUE_NOT_FOUND ' .. name}) end
   return q
 end
 local function pending_count(q, id)
@@ -274,6 +275,11 @@ def default_consumer_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+def as_text(value: bytes | str) -> str:
+    """Return a Redis reply value as text (replies are bytes; the stubs also allow str)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def connect(url: str) -> redis.Redis:
     """Return a Redis client for `url` (bytes in, bytes out; thread-safe connection pool)."""
     client: redis.Redis = redis.Redis.from_url(url, socket_connect_timeout=5)
@@ -301,10 +307,7 @@ class RedisQueueBackend:
         try:
             return self._scripts[script](args=[self.prefix, queue, *args])
         except redis.ResponseError as exc:
-            if "QUEUE_NOT_FOUND" in str(exc):
-                missing = str(exc).split("QUEUE_NOT_FOUND", 1)[1].strip() or queue
-                raise QueueNotFound(missing) from None
-            raise
+            raise _mapped(exc) from None
 
     # --- queues ---------------------------------------------------------------------
 
@@ -329,7 +332,7 @@ class RedisQueueBackend:
         return _attributes_of(raw)
 
     def list_queues(self, prefix: str = "") -> list[str]:
-        names = [n.decode() for n in self.redis.hkeys(self.prefix + "queues")]
+        names = [as_text(n) for n in self.redis.hkeys(self.prefix + "queues")]
         return sorted(n for n in names if n.startswith(prefix))
 
     # --- messages -------------------------------------------------------------------
@@ -349,16 +352,19 @@ class RedisQueueBackend:
         for entry in entries:
             if entry.delay_s is not None:
                 check_delay(entry.delay_s)
-        ids: list[str] = []
+        # One pipeline of per-message scripts: one round trip, each message atomic.
+        pipe = self.redis.pipeline(transaction=False)
         for entry in entries:
             delay_ms = -1 if entry.delay_s is None else round(entry.delay_s * 1000)
             attrs = json.dumps(entry.attributes or {})
-            sent = self._run(
-                "send", queue, str(uuid.uuid4()), bytes(entry.body), attrs, delay_ms,
-                entry.dedup_id or "",
-            )  # fmt: skip
-            ids.append(sent.decode())
-        return ids
+            message_id = str(uuid.uuid4())
+            args: list[str | int | bytes] = [self.prefix, queue, message_id, bytes(entry.body)]
+            args += [attrs, delay_ms, entry.dedup_id or ""]
+            self._scripts["send"](args=args, client=pipe)
+        try:
+            return [as_text(sent) for sent in pipe.execute()]
+        except redis.ResponseError as exc:
+            raise _mapped(exc) from None
 
     def receive(
         self,
@@ -401,6 +407,12 @@ class RedisQueueBackend:
 
     def close(self) -> None:
         self.redis.close()
+
+
+def _mapped(exc: redis.ResponseError) -> Exception:
+    """Return QueueNotFound for a script's missing-queue error, else the error itself."""
+    missing = _MISSING.search(str(exc))
+    return exc if missing is None else QueueNotFound(missing.group(1))
 
 
 def _attributes_of(raw: bytes | str) -> QueueAttributes:

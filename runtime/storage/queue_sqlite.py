@@ -203,6 +203,7 @@ class SqliteQueueBackend:
             if entry.delay_s is not None:
                 check_delay(entry.delay_s)
         ids: list[str] = []
+        stored = 0
         with self.db.write() as conn:
             attrs = _attributes(conn, queue)
             now = time.time()
@@ -229,7 +230,8 @@ class SqliteQueueBackend:
                      now, now + delay),
                 )  # fmt: skip
                 ids.append(message_id)
-            conn.execute("UPDATE queues SET sent = sent + ? WHERE name = ?", (len(entries), queue))
+                stored += 1
+            conn.execute("UPDATE queues SET sent = sent + ? WHERE name = ?", (stored, queue))
         with self._arrived:
             self._arrived.notify_all()
         return ids
@@ -252,6 +254,17 @@ class SqliteQueueBackend:
                 self._arrived.wait(min(remaining, POLL_INTERVAL_S))
 
     def _receive_now(self, queue: str, limit: int, timeout_s: float | None) -> list[Message]:
+        # An idle long poll must not take the write lock (and fsync) twenty times a second.
+        conn = self.db.connection()
+        if (
+            conn.execute(
+                "SELECT 1 FROM queue_messages WHERE queue = ? AND visible_at <= ? LIMIT 1",
+                (queue, time.time()),
+            ).fetchone()
+            is None
+        ):
+            _attributes(conn, queue)
+            return []
         out: list[Message] = []
         seen: set[int] = set()
         moved = 0
@@ -297,11 +310,12 @@ class SqliteQueueBackend:
                     )  # fmt: skip
                     if len(out) == limit:
                         break
-            conn.execute(
-                "UPDATE queues SET received = received + ?, dead_lettered = dead_lettered + ?"
-                " WHERE name = ?",
-                (len(out), moved, queue),
-            )
+            if out or moved:
+                conn.execute(
+                    "UPDATE queues SET received = received + ?, dead_lettered = dead_lettered + ?"
+                    " WHERE name = ?",
+                    (len(out), moved, queue),
+                )
         return out
 
     def _housekeep(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from firebox.runtime.events.queue import check_name
 from firebox.runtime.events.stream import (
+    DEFAULT_STREAM_RETENTION_S,
     PutResult,
     Record,
     StreamAlreadyExists,
@@ -75,7 +76,7 @@ class SqliteStreamBackend:
         self._trimmed: dict[str, float] = {}
 
     def create_stream(
-        self, name: str, shard_count: int = 1, retention_s: float = 24 * 3600.0
+        self, name: str, shard_count: int = 1, retention_s: float = DEFAULT_STREAM_RETENTION_S
     ) -> StreamInfo:
         check_name(name)
         check_stream_settings(shard_count, retention_s)
@@ -173,7 +174,9 @@ class SqliteStreamBackend:
 
     def trim(self, stream: str) -> int:
         with self.db.write() as conn:
-            row = conn.execute("SELECT retention_s FROM streams WHERE name = ?", (stream,)).fetchone()
+            row = conn.execute(
+                "SELECT retention_s FROM streams WHERE name = ?", (stream,)
+            ).fetchone()
             if row is None:
                 raise StreamNotFound(stream)
             gone = conn.execute(
