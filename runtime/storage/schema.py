@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = sa.MetaData()
 
@@ -130,6 +130,55 @@ usage = sa.Table(
 )
 
 
+# --- v3: event-driven invocation -------------------------------------------------------
+
+# Lambda's event-invoke config per function and qualifier: retries, event age, destinations.
+event_configs = sa.Table(
+    "event_configs",
+    metadata,
+    sa.Column("function", sa.String(64), primary_key=True),
+    sa.Column("qualifier", sa.String(128), primary_key=True),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Event source mappings: a queue or stream feeding a function in batches.
+mappings = sa.Table(
+    "mappings",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("function", sa.String(64), nullable=False),
+    sa.Column("qualifier", sa.String(128), nullable=False, server_default="$LATEST"),
+    sa.Column("source_kind", sa.String(16), nullable=False),  # queue | stream
+    sa.Column("source", sa.String(256), nullable=False),
+    sa.Column("config", sa.Text, nullable=False),  # batch size, window, retries, ...
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("state", sa.String(32), nullable=False, server_default="Enabled"),
+    sa.Column("state_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+# Schedules: rate(...) / cron(...) expressions that invoke a function.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("function", sa.String(64), nullable=False),
+    sa.Column("qualifier", sa.String(128), nullable=False, server_default="$LATEST"),
+    sa.Column("expression", sa.String(256), nullable=False),
+    sa.Column("payload", sa.Text, nullable=True),  # JSON; None: the scheduled-event payload
+    sa.Column("catch_up", sa.String(8), nullable=False, server_default="skip"),  # skip | once
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("last_fired", sa.Float, nullable=True),  # the tick time last fired (claimed)
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+
+def _v2_to_v3(conn: sa.Connection) -> None:
+    """v3: event configs, mappings, schedules (new tables only, made by create_all)."""
+
+
 def _v1_to_v2(conn: sa.Connection) -> None:
     """v2: versions, aliases, provisioned concurrency, logs, usage, tags (tables come
     from create_all); add the new columns of `functions` to a v1 table."""
@@ -142,7 +191,7 @@ def _v1_to_v2(conn: sa.Connection) -> None:
         )
 
 
-UPGRADES: dict[int, Callable[[sa.Connection], None]] = {2: _v1_to_v2}
+UPGRADES: dict[int, Callable[[sa.Connection], None]] = {2: _v1_to_v2, 3: _v2_to_v3}
 
 
 def upgrade(engine: sa.Engine) -> int:
