@@ -29,9 +29,11 @@ from firebox.runtime.errors import (
     PayloadTooLarge,
     Throttled,
 )
+from firebox.runtime.events.async_invoke import AsyncInvoker
 from firebox.runtime.invoke import Deployed, InvocationResult, Invoker
 from firebox.runtime.manifest import FunctionConfig, HttpTrigger, parse_manifest
 from firebox.runtime.prepare import Preparer
+from firebox.runtime.storage.events_auto import open_queue_backend, open_stream_backend
 from firebox.runtime.storage.registry import (
     LATEST,
     AliasRecord,
@@ -105,6 +107,12 @@ class Node:
         self.routes: list[Route] = []
         self.loaded: dict[str, dict[str, Any]] = {}
         self.inflight: dict[str, int] = {}
+        queue_url = os.environ.get("FIREBOX_QUEUE_URL") or None
+        self.queues = open_queue_backend(queue_url, config.data_dir)
+        self.streams = open_stream_backend(queue_url, config.data_dir)
+        self.async_invoker = AsyncInvoker(
+            self, self.queues, int(os.environ.get("FIREBOX_ASYNC_CONCURRENCY") or 8)
+        )
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.poll_s = _env_float("FIREBOX_REGISTRY_POLL_S", 0.5)
@@ -117,6 +125,7 @@ class Node:
         await self.recorder.start()
         await asyncio.to_thread(self.catalog.reload)
         self._rebuild_routes()
+        await self.async_invoker.start()
         if os.environ.get("FIREBOX_PREPARE_PYTHON", "1") != "0":
             self.prepare.start_interpreter()  # so the first Python deploy is fast
         self._tasks = [asyncio.create_task(self._initial_sync()), asyncio.create_task(self._poll())]
@@ -128,8 +137,11 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.async_invoker.stop()
         await self.recorder.stop()
         await self.supervisor.stop()
+        self.queues.close()
+        self.streams.close()
         self.registry.close()
 
     async def _initial_sync(self) -> None:
@@ -350,6 +362,7 @@ class Node:
         """Delete a function, its versions, aliases, pools and unreferenced artifacts."""
         async with self._lock:
             gone = await asyncio.to_thread(self.registry.delete, name)
+            await asyncio.to_thread(self.async_invoker.configs.delete, name)
             await self._changed()
             self._collect_garbage({d for r in gone for d in (r.digest, r.bundle_digest)})
 
@@ -456,6 +469,22 @@ class Node:
             memory_mb=memory_mb, request_bytes=len(payload), response_bytes=len(result.output),
         )  # fmt: skip
         return result
+
+    async def enqueue(
+        self, name: str, qualifier: str | None, payload: bytes, idempotency_key: str | None = None
+    ) -> str:
+        """Accept an Event invocation: stored durably before this returns; returns its request id.
+
+        Raises FunctionNotFound and PayloadTooLarge at once (nothing is stored then).
+        """
+        resolved = self.catalog.resolve(name, qualifier)
+        fn = resolved.deployed
+        limit = int(fn.spec["limits"]["max_request_bytes"])
+        if len(payload) > limit:
+            raise PayloadTooLarge("Request payload", len(payload), limit)
+        return await self.async_invoker.enqueue(
+            fn.name, resolved.qualifier, payload, idempotency_key
+        )
 
     # --- logs, usage, stats -----------------------------------------------------------
 

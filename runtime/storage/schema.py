@@ -175,8 +175,21 @@ schedules = sa.Table(
 )
 
 
+# Access keys the admin created (SigV4 and bearer); the bootstrap admin key stays in
+# the environment or the data dir's credentials.json.
+access_keys = sa.Table(
+    "access_keys",
+    metadata,
+    sa.Column("access_key_id", sa.String(128), primary_key=True),
+    sa.Column("secret", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+
+
 def _v2_to_v3(conn: sa.Connection) -> None:
-    """v3: event configs, mappings, schedules (new tables only, made by create_all)."""
+    """v3: event configs, mappings, schedules, access keys (new tables only, made by create_all)."""
 
 
 def _v1_to_v2(conn: sa.Connection) -> None:

@@ -1,0 +1,405 @@
+"""Asynchronous (Event) invocations: accepted into a durable queue before the 202, delivered at
+least once, retried with backoff, expired by age, routed to destinations and a DLQ (events layer).
+
+Each accepted event is one message on the internal queue `firebox-async-invocations`
+holding {request_id, function, qualifier, payload, accepted_at, attempts}. A dispatcher
+receives messages, extends their visibility over the function's timeout, and invokes.
+A retry is a *new* message (attempts + 1, delayed by the backoff) sent before the old
+one is deleted, so attempts are counted exactly even when a node dies mid-delivery (the
+old message then simply comes back after its visibility timeout: at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgpack
+from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound, Throttled
+from firebox.runtime.events.queue import MAX_DELAY_S, Message, QueueAttributes, QueueBackend
+from firebox.runtime.storage.event_configs import EventConfigStore
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from firebox.runtime.invoke import InvocationResult
+    from firebox.runtime.node import Node
+
+log = logging.getLogger("firebox.async")
+T = TypeVar("T")
+
+ASYNC_QUEUE = "firebox-async-invocations"
+# Lambda's defaults: 2 retries, events kept up to 6 hours.
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_MAX_EVENT_AGE_S = 6 * 3600
+MAX_RETRIES = 10
+# Backoff before retry n (1-based): base * 2^(n-1), full jitter, capped by the queue's max delay.
+BACKOFF_BASE_S = 1.0
+# Extra visibility beyond the function's timeout, so a slow invocation is not redelivered.
+VISIBILITY_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a result record goes: another function (invoked async) or a firebox queue."""
+
+    type: str
+    name: str
+
+    @classmethod
+    def parse(cls, data: Any, what: str) -> Destination | None:
+        """Validate a destination from a request body; raises BadRequest."""
+        if data is None:
+            return None
+        if (
+            not isinstance(data, dict)
+            or data.get("type") not in ("function", "queue")
+            or not isinstance(data.get("name"), str)
+        ):
+            raise BadRequest(f'`{what}` must be {{"type": "function" | "queue", "name": ...}}')
+        return cls(data["type"], data["name"])
+
+
+@dataclass(frozen=True)
+class EventInvokeConfig:
+    """Retries, maximum event age and destinations of a function's async invocations."""
+
+    maximum_retry_attempts: int = DEFAULT_MAX_RETRIES
+    maximum_event_age_s: float = DEFAULT_MAX_EVENT_AGE_S
+    on_success: Destination | None = None
+    on_failure: Destination | None = None
+    dead_letter_queue: str | None = None
+    backoff_base_s: float = BACKOFF_BASE_S
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> EventInvokeConfig:
+        """Validate a config from a request body; raises BadRequest naming the bad field."""
+        known = {"maximum_retry_attempts", "maximum_event_age_s", "on_success", "on_failure",
+                 "dead_letter_queue", "backoff_base_s"}  # fmt: skip
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BadRequest(f"unknown event-invoke setting(s): {', '.join(unknown)}")
+        retries = data.get("maximum_retry_attempts", DEFAULT_MAX_RETRIES)
+        if (
+            not isinstance(retries, int)
+            or isinstance(retries, bool)
+            or not 0 <= retries <= MAX_RETRIES
+        ):
+            raise BadRequest(f"maximum_retry_attempts must be an integer 0..{MAX_RETRIES}")
+        age = data.get("maximum_event_age_s", DEFAULT_MAX_EVENT_AGE_S)
+        if (
+            not isinstance(age, int | float)
+            or isinstance(age, bool)
+            or not 1 <= age <= DEFAULT_MAX_EVENT_AGE_S
+        ):
+            raise BadRequest(f"maximum_event_age_s must be between 1 and {DEFAULT_MAX_EVENT_AGE_S}")
+        base = data.get("backoff_base_s", BACKOFF_BASE_S)
+        if not isinstance(base, int | float) or not 0 <= base <= 60:
+            raise BadRequest("backoff_base_s must be between 0 and 60")
+        dlq = data.get("dead_letter_queue")
+        if dlq is not None and not isinstance(dlq, str):
+            raise BadRequest("dead_letter_queue must be a queue name")
+        return cls(
+            maximum_retry_attempts=retries,
+            maximum_event_age_s=float(age),
+            on_success=Destination.parse(data.get("on_success"), "on_success"),
+            on_failure=Destination.parse(data.get("on_failure"), "on_failure"),
+            dead_letter_queue=dlq,
+            backoff_base_s=float(base),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the stored/wire form."""
+        return asdict(self)
+
+
+@dataclass
+class AsyncStats:
+    """Counters of this node's async invocations since it started."""
+
+    accepted: int = 0
+    delivered: int = 0
+    succeeded: int = 0
+    retries: int = 0
+    failed: int = 0
+    expired: int = 0
+    dead_lettered: int = 0
+    in_flight: int = field(default=0)
+
+
+def backoff_s(attempt: int, base: float, rng: random.Random) -> float:
+    """Return the delay before retry `attempt` (1-based): exponential with full jitter."""
+    ceiling = min(MAX_DELAY_S, base * 2 ** (attempt - 1))
+    return rng.uniform(ceiling / 2, ceiling)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class AsyncInvoker:
+    """Accepts Event invocations durably and delivers them from a background dispatcher."""
+
+    def __init__(self, node: Node, queues: QueueBackend, concurrency: int = 8) -> None:
+        self.node = node
+        self.queues = queues
+        self.configs = EventConfigStore(node.registry.engine)
+        self.concurrency = concurrency
+        self.stats = AsyncStats()
+        self.rng = random.Random()
+        # Queue calls block (SQLite locks, Redis round trips): give them their own threads
+        # so they never starve the default executor the registry uses.
+        self._executor = ThreadPoolExecutor(
+            max_workers=concurrency + 2, thread_name_prefix="async-q"
+        )
+        self._slots = asyncio.Semaphore(concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._receiver: asyncio.Task[None] | None = None
+
+    async def _q(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def start(self) -> None:
+        """Create the internal queue if needed and start delivering."""
+        await self._q(
+            self.queues.create_queue, ASYNC_QUEUE, QueueAttributes(visibility_timeout_s=60)
+        )
+        self._receiver = asyncio.create_task(self._receive_loop())
+
+    async def stop(self) -> None:
+        """Stop delivering; messages being processed come back after their visibility timeout."""
+        if self._receiver is not None:
+            self._receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._receiver
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- configuration --------------------------------------------------------------
+
+    def config(self, function: str, qualifier: str) -> EventInvokeConfig:
+        """Return the config for a function and qualifier (the unqualified one as fallback)."""
+        data = self.configs.get(function, qualifier)
+        if data is None and qualifier != "$LATEST":
+            data = self.configs.get(function, "$LATEST")
+        if data is None:
+            return EventInvokeConfig()
+        return EventInvokeConfig.parse(
+            {k: v for k, v in data.items() if v is not None or k in ("on_success", "on_failure")}
+        )
+
+    def put_config(self, function: str, qualifier: str, data: dict[str, Any]) -> EventInvokeConfig:
+        """Validate and store a config; returns it. Raises BadRequest."""
+        config = EventInvokeConfig.parse(data)
+        self.configs.put(function, qualifier, config.to_dict())
+        return config
+
+    # --- accept ---------------------------------------------------------------------
+
+    async def enqueue(
+        self, function: str, qualifier: str, payload: bytes, idempotency_key: str | None = None
+    ) -> str:
+        """Write the event to the durable queue and return its request id (before the 202).
+
+        A repeated idempotency key within the dedup window (5 minutes) is accepted once:
+        the duplicate returns the same request id and is not invoked again.
+        """
+        if idempotency_key:
+            request_id = str(
+                uuid.uuid5(uuid.NAMESPACE_URL, f"firebox:{function}:{idempotency_key}")
+            )
+        else:
+            request_id = str(uuid.uuid4())
+        await self._send(
+            {"request_id": request_id, "function": function, "qualifier": qualifier,
+             "payload": payload, "accepted_at": time.time(), "attempts": 0},
+            dedup_id=f"{function}:{idempotency_key}" if idempotency_key else None,
+        )  # fmt: skip
+        return request_id
+
+    async def _send(
+        self, event: dict[str, Any], *, delay_s: float = 0.0, dedup_id: str | None = None
+    ) -> None:
+        body = msgpack.packb(event, use_bin_type=True)
+        await self._q(self.queues.send, ASYNC_QUEUE, body, delay_s=delay_s, dedup_id=dedup_id)
+        if event["attempts"] == 0:
+            self.stats.accepted += 1
+
+    # --- deliver --------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                messages = await self._q(self.queues.receive, ASYNC_QUEUE, 1, None, 1.0)
+            except Exception as exc:  # the backend is briefly unreachable: keep trying
+                self._slots.release()
+                log.warning("async queue receive failed: %s", exc)
+                await asyncio.sleep(1.0)
+                continue
+            if not messages:
+                self._slots.release()
+                continue
+            task = asyncio.create_task(self._deliver(messages[0]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, message: Message) -> None:
+        self.stats.in_flight += 1
+        try:
+            await self._process(message)
+        except Exception:
+            log.exception("async delivery failed; the event returns after its visibility timeout")
+        finally:
+            self.stats.in_flight -= 1
+            self._slots.release()
+
+    async def _process(self, message: Message) -> None:
+        event = msgpack.unpackb(message.body, raw=False)
+        function, qualifier = event["function"], event["qualifier"]
+        try:
+            config = self.config(function, qualifier)
+            timeout = self.node.resolve(function, qualifier).deployed.timeout_s
+        except FunctionNotFound:
+            # Deleted since it was accepted: nothing can ever run it.
+            await self._finish(message, event, None, "FunctionNotFound", EventInvokeConfig())
+            return
+        if time.time() - event["accepted_at"] > config.maximum_event_age_s:
+            self.stats.expired += 1
+            await self._finish(message, event, None, "EventAgeExceeded", config)
+            return
+        await self._q(
+            self.queues.change_visibility,
+            ASYNC_QUEUE,
+            message.receipt_handle,
+            timeout + VISIBILITY_MARGIN_S,
+        )
+        self.stats.delivered += 1
+        try:
+            result = await self.node.invoke(
+                function, event["payload"], qualifier=qualifier, request_id=event["request_id"]
+            )
+        except Throttled:
+            # Throttles are retried without using up attempts, as Lambda does.
+            await self._retry(message, event, backoff_s(1, config.backoff_base_s, self.rng))
+            return
+        except FireboxError as exc:
+            await self._finish(message, event, None, exc.code, config)
+            return
+        if result.error is None:
+            self.stats.succeeded += 1
+            await self._finish(message, event, result, "Success", config)
+            return
+        attempts = event["attempts"] + 1
+        if attempts <= config.maximum_retry_attempts:
+            self.stats.retries += 1
+            await self._retry(
+                message,
+                {**event, "attempts": attempts},
+                backoff_s(attempts, config.backoff_base_s, self.rng),
+            )
+            return
+        await self._finish(
+            message, {**event, "attempts": attempts}, result, "RetriesExhausted", config
+        )
+
+    async def _retry(self, message: Message, event: dict[str, Any], delay_s: float) -> None:
+        await self._send(event, delay_s=delay_s)
+        await self._q(self.queues.delete, ASYNC_QUEUE, message.receipt_handle)
+
+    async def _finish(
+        self,
+        message: Message,
+        event: dict[str, Any],
+        result: InvocationResult | None,
+        condition: str,
+        config: EventInvokeConfig,
+    ) -> None:
+        """Send the destination record (and the DLQ message on failure), then delete the event."""
+        if condition == "Success":
+            if config.on_success is not None:
+                await self._route(config.on_success, self.record(event, result, condition))
+        else:
+            self.stats.failed += 1
+            if config.on_failure is not None:
+                await self._route(config.on_failure, self.record(event, result, condition))
+            if config.dead_letter_queue:
+                error = (
+                    result.error.code
+                    if result is not None and result.error is not None
+                    else condition
+                )
+                await self._q(
+                    self.queues.send, config.dead_letter_queue, event["payload"],
+                    attributes={"RequestID": event["request_id"], "ErrorCode": error, "Condition": condition},
+                )  # fmt: skip
+                self.stats.dead_lettered += 1
+        await self._q(self.queues.delete, ASYNC_QUEUE, message.receipt_handle)
+
+    def record(
+        self, event: dict[str, Any], result: InvocationResult | None, condition: str
+    ) -> dict[str, Any]:
+        """Return Lambda's destination record for an event's outcome."""
+        try:
+            request_payload: Any = json.loads(event["payload"])
+        except (ValueError, UnicodeDecodeError):
+            request_payload = None
+        response: dict[str, Any] = {
+            "statusCode": 200,
+            "executedVersion": result.version if result else None,
+        }
+        response_payload: Any = None
+        if result is not None and result.error is None:
+            try:
+                response_payload = json.loads(result.output) if result.output else None
+            except (ValueError, UnicodeDecodeError):
+                response_payload = result.output.decode("utf-8", "replace")
+        elif result is not None and result.error is not None:
+            response["functionError"] = "Unhandled"
+            err = result.error
+            response_payload = getattr(err, "payload", None) or {
+                "errorMessage": err.message,
+                "errorType": err.code,
+            }
+        return {
+            "version": "1.0",
+            "timestamp": _iso(time.time()),
+            "requestContext": {
+                "requestId": event["request_id"],
+                "functionArn": f"arn:aws:lambda:local:000000000000:function:{event['function']}:{event['qualifier']}",
+                "condition": condition,
+                "approximateInvokeCount": max(
+                    1, event["attempts"] + (1 if condition == "Success" else 0)
+                ),
+            },
+            "requestPayload": request_payload,
+            "responseContext": response,
+            "responsePayload": response_payload,
+        }
+
+    async def _route(self, destination: Destination, record: dict[str, Any]) -> None:
+        body = json.dumps(record).encode()
+        try:
+            if destination.type == "queue":
+                await self._q(self.queues.send, destination.name, body)
+            else:
+                await self.enqueue(destination.name, "$LATEST", body)
+        except FireboxError as exc:
+            log.warning(
+                "could not deliver to destination %s %s: %s",
+                destination.type,
+                destination.name,
+                exc,
+            )
