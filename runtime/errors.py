@@ -204,21 +204,20 @@ class ServiceUnavailable(FireboxError):
     code = "ServiceUnavailable"
 
 
-_BY_CODE: dict[str, type[FireboxError]] = {}
-
-
-def _register(cls: type[FireboxError]) -> None:
-    _BY_CODE[cls.code] = cls
-    for sub in cls.__subclasses__():
-        _register(sub)
-
-
-_register(FireboxError)
+def _by_code(code: str) -> type[FireboxError]:
+    # Walked at call time: error types defined in other modules (queues, streams) count too.
+    pending: list[type[FireboxError]] = [FireboxError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return FireboxError
 
 
 def error_from_dict(data: dict[str, Any]) -> FireboxError:
     """Rebuild a typed error from its wire form (used across the worker pipe and by the SDK)."""
-    cls = _BY_CODE.get(str(data.get("type")), FireboxError)
+    cls = _by_code(str(data.get("type")))
     err = FireboxError.__new__(cls)
     Exception.__init__(err, data.get("message", ""))
     err.message = str(data.get("message", ""))

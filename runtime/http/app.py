@@ -13,7 +13,7 @@ from firebox.runtime.errors import (
     FunctionNotFound,
     MethodNotAllowed,
 )
-from firebox.runtime.http import native
+from firebox.runtime.http import native, queues_api
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.triggers import trigger
 from firebox.runtime.node import Node
@@ -86,7 +86,11 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             await node.stop()
 
     app = Starlette(
-        routes=[*native.routes(), Route("/{path:path}", trigger, methods=ALL_METHODS)],
+        routes=[
+            *native.routes(),
+            *queues_api.routes(),
+            Route("/{path:path}", trigger, methods=ALL_METHODS),
+        ],
         exception_handlers={
             FireboxError: firebox_error,
             HTTPException: http_error,

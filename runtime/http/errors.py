@@ -25,6 +25,8 @@ from firebox.runtime.errors import (
     Unauthorized,
     WorkerLost,
 )
+from firebox.runtime.events.queue import InvalidReceiptHandle, QueueAlreadyExists, QueueNotFound
+from firebox.runtime.events.stream import ShardNotFound, StreamAlreadyExists, StreamNotFound
 from firebox.runtime.http.codec import encode
 from starlette.responses import Response
 
@@ -51,6 +53,12 @@ STATUS: dict[type[FireboxError], int] = {
     ServiceUnavailable: 503,
     TimedOut: 504,
     InvocationError: 502,
+    QueueNotFound: 404,
+    StreamNotFound: 404,
+    ShardNotFound: 404,
+    QueueAlreadyExists: 409,
+    StreamAlreadyExists: 409,
+    InvalidReceiptHandle: 400,
 }
 
 

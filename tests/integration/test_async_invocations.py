@@ -1,0 +1,227 @@
+"""Event (async) invocations over a real server: durable acceptance, retries with backoff,
+destinations, the DLQ, event age, idempotency, and nothing lost across kill -9."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Server, guest_wasm
+
+pytestmark = pytest.mark.slow
+
+FLAKY = """
+seen = {}
+
+def handler(event, context):
+    key = event["id"]
+    seen[key] = seen.get(key, 0) + 1
+    if event.get("always_fail") or seen[key] <= event.get("fail_times", 0):
+        raise RuntimeError(f"attempt {seen[key]} of {key} fails")
+    return {"id": key, "attempt": seen[key]}
+"""
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # One worker and one reused instance: the flaky handler's memory of attempts is real.
+    server = Server(tmp_path_factory.mktemp("async") / "data", env={"FIREBOX_WORKERS": "1"})
+    server.data_dir.mkdir(parents=True)
+    server.start()
+    src = tmp_path_factory.mktemp("flaky")
+    (src / "app.py").write_text(FLAKY)
+    (src / "firebox.toml").write_text(
+        'name = "flaky"\nruntime = "python3.14"\nisolation = "reuse"\nconcurrency = 1\nprovisioned = 1\n'
+    )
+    with server.client() as client:
+        client.deploy_path(src)
+        client.deploy({"name": "echo"}, guest_wasm("echo"))
+    with server.http() as http:
+        for queue in ("ok-dest", "fail-dest", "dlq", "echo-dest"):
+            assert http.post("/v1/queues", json={"name": queue}).status_code == 201
+        for name, config in {
+            "flaky": {"maximum_retry_attempts": 2, "backoff_base_s": 0.2,
+                      "on_success": {"type": "queue", "name": "ok-dest"},
+                      "on_failure": {"type": "queue", "name": "fail-dest"}, "dead_letter_queue": "dlq"},
+            "echo": {"on_success": {"type": "queue", "name": "echo-dest"}},
+        }.items():  # fmt: skip
+            assert (
+                http.put(f"/v1/functions/{name}/event-invoke-config", json=config).status_code
+                == 200
+            )
+    yield server
+    server.stop()
+
+
+def drain(server: Server, queue: str, want: int, timeout: float = 60) -> list[dict[str, Any]]:
+    """Receive (and delete) messages from a queue until `want` arrived or time runs out."""
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    with server.http() as http:
+        while len(out) < want and time.monotonic() < deadline:
+            got = http.post(
+                f"/v1/queues/{queue}/receive", json={"max_messages": 10, "wait_s": 0.5}
+            ).json()["messages"]
+            if got:
+                http.post(
+                    f"/v1/queues/{queue}/delete",
+                    json={"receipt_handles": [m["receipt_handle"] for m in got]},
+                )
+            out += got
+    return out
+
+
+def send_event(server: Server, function: str, event: object, key: str | None = None) -> str:
+    headers = {"X-Firebox-Invocation-Type": "Event"}
+    if key:
+        headers["X-Firebox-Idempotency-Key"] = key
+    with server.http() as http:
+        r = http.post(f"/v1/functions/{function}/invoke", json=event, headers=headers)
+    assert r.status_code == 202, r.text
+    return str(r.json()["request_id"])
+
+
+def test_thousand_async_invocations_are_all_processed(node: Server) -> None:
+    with node.client() as client:
+        ids = {
+            client.invoke("echo", {"n": n}, invocation_type="Event").request_id for n in range(1000)
+        }
+    assert len(ids) == 1000
+    records = [json.loads(m["body"]) for m in drain(node, "echo-dest", 1000, timeout=120)]
+    assert {r["requestContext"]["requestId"] for r in records} == ids
+    assert all(r["requestContext"]["condition"] == "Success" for r in records)
+
+
+def test_fails_twice_then_succeeds_on_the_success_destination(node: Server) -> None:
+    request_id = send_event(node, "flaky", {"id": "twice", "fail_times": 2})
+    (message,) = drain(node, "ok-dest", 1)
+    record = json.loads(message["body"])
+    assert record["requestContext"]["requestId"] == request_id
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["responsePayload"] == {"id": "twice", "attempt": 3}
+    assert record["requestPayload"] == {"id": "twice", "fail_times": 2}
+
+
+def test_always_failing_goes_to_failure_destination_and_dlq_after_exact_attempts(
+    node: Server,
+) -> None:
+    request_id = send_event(node, "flaky", {"id": "never", "always_fail": True})
+    (failure,) = drain(node, "fail-dest", 1)
+    record = json.loads(failure["body"])
+    assert record["requestContext"]["condition"] == "RetriesExhausted"
+    assert record["requestContext"]["approximateInvokeCount"] == 3
+    assert record["responseContext"]["functionError"] == "Unhandled"
+    assert record["responsePayload"]["errorType"] == "RuntimeError"
+    (dead,) = drain(node, "dlq", 1)
+    assert json.loads(dead["body"]) == {"id": "never", "always_fail": True}
+    assert dead["attributes"]["RequestID"] == request_id
+    time.sleep(1.0)
+    with node.client() as client:
+        attempts = [
+            r
+            for r in client.usage("flaky", records=True)["records"]
+            if r["request_id"] == request_id
+        ]
+    assert len(attempts) == 3 and all(r["outcome"] == "error" for r in attempts)
+
+
+def test_expired_event_goes_to_the_failure_destination(node: Server) -> None:
+    with node.http() as http:
+        http.put(
+            "/v1/functions/flaky/event-invoke-config?qualifier=1", json={}
+        )  # unrelated qualifier
+        http.put("/v1/functions/flaky/event-invoke-config", json={
+            "maximum_retry_attempts": 2, "backoff_base_s": 4, "maximum_event_age_s": 2,
+            "on_failure": {"type": "queue", "name": "fail-dest"},
+        })  # fmt: skip
+    try:
+        send_event(node, "flaky", {"id": "old", "always_fail": True})
+        (failure,) = drain(node, "fail-dest", 1)
+        record = json.loads(failure["body"])
+        assert record["requestContext"]["condition"] == "EventAgeExceeded"
+        assert record["requestPayload"]["id"] == "old"
+    finally:
+        with node.http() as http:
+            http.put("/v1/functions/flaky/event-invoke-config", json={
+                "maximum_retry_attempts": 2, "backoff_base_s": 0.2,
+                "on_success": {"type": "queue", "name": "ok-dest"},
+                "on_failure": {"type": "queue", "name": "fail-dest"}, "dead_letter_queue": "dlq",
+            })  # fmt: skip
+
+
+def test_duplicate_idempotency_key_is_invoked_once(node: Server) -> None:
+    first = send_event(node, "echo", {"k": 1}, key="order-42")
+    second = send_event(node, "echo", {"k": 1}, key="order-42")
+    assert first == second
+    records = drain(node, "echo-dest", 2, timeout=5)
+    assert [json.loads(m["body"])["requestContext"]["requestId"] for m in records] == [first]
+
+
+def test_bad_event_requests_get_4xx(node: Server) -> None:
+    with node.http() as http:
+        assert (
+            http.post(
+                "/v1/functions/nope/invoke", json={}, headers={"X-Firebox-Invocation-Type": "Event"}
+            ).status_code
+            == 404
+        )
+        assert (
+            http.post(
+                "/v1/functions/echo/invoke", json={}, headers={"X-Firebox-Invocation-Type": "Later"}
+            ).status_code
+            == 400
+        )
+        assert (
+            http.put(
+                "/v1/functions/echo/event-invoke-config", json={"maximum_retry_attempts": 99}
+            ).status_code
+            == 400
+        )
+        assert (
+            http.put(
+                "/v1/functions/echo/event-invoke-config", json={"on_success": {"type": "email"}}
+            ).status_code
+            == 400
+        )
+        assert http.post("/v1/queues/missing/receive", json={}).status_code == 404
+        assert (
+            http.post("/v1/queues", json={"name": "q", "visibility_timeout_s": -1}).status_code
+            == 400
+        )
+
+
+def test_nothing_is_lost_across_kill_9(server_factory: type[Server], tmp_path: Path) -> None:
+    node = server_factory(env={"FIREBOX_WORKERS": "1"}).start()
+    with node.client() as client:
+        client.deploy({"name": "echo"}, guest_wasm("echo"))
+    with node.http() as http:
+        http.post("/v1/queues", json={"name": "done"})
+        http.put(
+            "/v1/functions/echo/event-invoke-config",
+            json={"on_success": {"type": "queue", "name": "done"}},
+        )
+    ids = set()
+    with httpx.Client(base_url=node.url, headers=node.http().headers, timeout=30) as http:
+        for n in range(1000):
+            r = http.post(
+                "/v1/functions/echo/invoke",
+                json={"n": n},
+                headers={"X-Firebox-Invocation-Type": "Event"},
+            )
+            assert r.status_code == 202
+            ids.add(r.json()["request_id"])
+    assert node.proc is not None
+    node.proc.send_signal(signal.SIGKILL)  # mid-delivery: most events are still queued
+    node.proc.wait(10)
+    node.proc = None
+    node.start()
+    records = drain(node, "done", 1000, timeout=120)
+    seen = {json.loads(m["body"])["requestContext"]["requestId"] for m in records}
+    assert seen == ids  # every accepted event ran at least once; duplicates are allowed
