@@ -148,7 +148,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 # --- real services (PostgreSQL, Redis) --------------------------------------------------
 
-POSTGRES_URL = os.environ.get("FIREBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "FIREBOX_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("FIREBOX_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 

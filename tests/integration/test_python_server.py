@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-
 from firebox.compiler.build import build_function
 from firebox.compiler.errors import NativeDependencyError
 from firebox.runtime.errors import HandlerError, InvalidArtifact, ResponseTooLarge, TimedOut
 from firebox.sdk.client import Client
+
 from tests.conftest import EXAMPLES, Server
 
 pytestmark = pytest.mark.slow
