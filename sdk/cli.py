@@ -426,6 +426,9 @@ def parser() -> argparse.ArgumentParser:
         help="set an environment variable",
     )
     c.set_defaults(fn=cmd_config_set)
+    from firebox.sdk.cli_events import add_parsers
+
+    add_parsers(sub)
     return p
 
 

@@ -25,6 +25,7 @@ from firebox.runtime.credentials import (
     read_file,
 )
 from firebox.runtime.errors import Unauthorized
+from firebox.sdk.events import Events, Mappings, Queues, Schedules, Streams, attach
 from firebox.sdk.operations import Alias, Function, Invocation, LogEntry, Op, Operations, raise_for
 
 __all__ = [
@@ -73,6 +74,12 @@ def _build(path: str | Path) -> tuple[dict[str, Any], bytes]:
 class Client:
     """A synchronous client of one firebox node (thread-safe, like httpx.Client)."""
 
+    queues: Queues
+    streams: Streams
+    mappings: Mappings
+    schedules: Schedules
+    events: Events
+
     def __init__(
         self,
         endpoint: str | None = None,
@@ -88,6 +95,7 @@ class Client:
             headers={"Authorization": bearer_token(self.credentials)},
         )
         self._ops = Operations(self._http, use_msgpack)
+        attach(self)  # .queues, .streams, .mappings, .schedules, .events
 
     def _run(self, op: Op) -> Any:
         request = next(op)
@@ -270,6 +278,12 @@ class Client:
 class AsyncClient:
     """An asyncio client of one firebox node; the same operations as `Client`, awaited."""
 
+    queues: Queues
+    streams: Streams
+    mappings: Mappings
+    schedules: Schedules
+    events: Events
+
     def __init__(
         self,
         endpoint: str | None = None,
@@ -285,6 +299,7 @@ class AsyncClient:
             headers={"Authorization": bearer_token(self.credentials)},
         )
         self._ops = Operations(self._http, use_msgpack)
+        attach(self)  # .queues, .streams, .mappings, .schedules, .events
 
     async def _run(self, op: Op) -> Any:
         request = next(op)
