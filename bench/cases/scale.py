@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import psutil
 from firebox.compiler.build import build_function
+from firebox.runtime.errors import FireboxError
 from firebox.sdk.client import Client
 
 from bench.cases import CaseResult
@@ -255,17 +256,28 @@ def _variant(
             invoked: set[str] = set()
             deploy_ns: list[int] = []
             prev = 0
-            for n in checkpoints:
+            for target in checkpoints:
+                n = target
                 bracket: list[int] = []
                 after_deploy: list[int] = []
-                for i in range(prev, n):
+                full = False
+                for i in range(prev, target):
                     name = f"{variant.key}-{i}"
                     manifest, code = maker.make(name, i)
                     t0 = clock()
-                    client.deploy(manifest, code)
+                    try:
+                        client.deploy(manifest, code)
+                    except FireboxError as exc:  # the node is full: measure what fits
+                        stopped[variant.key] = (
+                            f"deploy {i + 1} refused ({type(exc).__name__}: {exc}); measured"
+                            f" at n={i}"
+                        )
+                        full = True
+                        n = i
+                        break
                     bracket.append(clock() - t0)
                     names.append(name)
-                    if i == n - 1:  # time to first invocation right after a deploy
+                    if i == target - 1:  # time to first invocation right after a deploy
                         t1 = clock()
                         result = client.invoke(name, maker.event)
                         after_deploy.append(clock() - t1)
@@ -273,13 +285,21 @@ def _variant(
                         invoked.add(name)
                 deploy_ns.extend(bracket)
                 prev = n
+                if n == 0 or not bracket:
+                    break
+                if full:  # time to first invocation: the last function that fitted
+                    t1 = clock()
+                    result = client.invoke(names[-1], maker.event)
+                    after_deploy.append(clock() - t1)
+                    maker.check(result)
+                    invoked.add(names[-1])
                 waited, ready, errors = wait_pools(
                     client, n + WARMUP_FUNCTIONS, POOLS_READY_TIMEOUT_S
                 )
                 time.sleep(0.5)
                 mem = memory(node.proc.pid, client)
                 disk = disk_usage(data_dir)
-                first, warm, cold = _invoke_sample(client, maker, names, invoked, rng, pick)
+                first, warm, cold, failed = _invoke_sample(client, maker, names, invoked, rng, pick)
                 label = f"{variant.key} n={n}"
                 rows += [
                     Row(
@@ -314,9 +334,12 @@ def _variant(
                         "workers USS MiB": mem["workers_uss"] / 2**20,
                         "node USS MiB": mem["node_uss"] / 2**20,
                         "cold in sample": cold,
+                        "failed in sample": failed,
                         "fill errors": "; ".join(f"{k}: {v}" for k, v in errors.items())[:200],
                     }
                 )
+                if full:
+                    break
                 if ready < n + WARMUP_FUNCTIONS:
                     stopped[variant.key] = (
                         f"only {ready} of {n + WARMUP_FUNCTIONS} instances ready after"
@@ -366,32 +389,42 @@ def _invoke_sample(
     invoked: set[str],
     rng: random.Random,
     pick: int,
-) -> tuple[list[int], list[int], int]:
-    """Invoke a random sample: first invocations of never-invoked functions, then warm ones."""
+) -> tuple[list[int], list[int], int, int]:
+    """Invoke a random sample: first invocations of never-invoked functions, then warm ones.
+
+    Returns (first latencies, warm latencies, cold replies, failed invocations); failures
+    are counted, not timed (a node out of instance slots answers some with an error).
+    """
     clock = time.perf_counter_ns
     fresh = [n for n in names if n not in invoked]
     sample = rng.sample(fresh, min(SAMPLE[pick], len(fresh))) or [names[-1]]
     first: list[int] = []
     warm: list[int] = []
-    cold = 0
+    cold = failed = 0
+
+    def call(name: str, into: list[int]) -> Any:
+        nonlocal failed
+        t0 = clock()
+        try:
+            result = client.invoke(name, maker.event)
+            t1 = clock()
+            maker.check(result)
+        except (FireboxError, AssertionError, httpx.HTTPError):
+            failed += 1
+            return None
+        into.append(t1 - t0)
+        return result
+
     for name in sample:
         if name in invoked:
             continue
-        t0 = clock()
-        result = client.invoke(name, maker.event)
-        first.append(clock() - t0)
-        maker.check(result)
+        call(name, first)
         invoked.add(name)
     for _ in range(REPEATS[pick]):
         order = list(sample)
         rng.shuffle(order)
         for name in order:
-            t0 = clock()
-            try:
-                result = client.invoke(name, maker.event)
-            except httpx.HTTPError as exc:
-                raise AssertionError(f"invoking {name} failed: {exc}") from exc
-            warm.append(clock() - t0)
-            maker.check(result)
-            cold += 0 if result.warm else 1
-    return first, warm, cold
+            result = call(name, warm)
+            if result is not None:
+                cold += 0 if result.warm else 1
+    return first, warm, cold, failed
