@@ -41,6 +41,9 @@ DEFAULT_MAX_RESPONSE_BYTES = 6 * MiB
 # A guest that prints forever gets its log truncated here, not the node's memory.
 DEFAULT_MAX_LOG_BYTES = 256 * 1024
 
+# A function's concurrency cap when nothing reserves one (instances running at once).
+DEFAULT_CONCURRENCY = 64
+
 # Platform maxima: a function cannot ask for more than this.
 MAX_MEMORY_MB = 4096
 MAX_TIMEOUT_S = 900.0
@@ -52,6 +55,11 @@ EPOCH_TICK_S = 0.01
 TIMEOUT_GRACE_S = 0.15
 # How long a condemned worker may take to finish its other calls before it is killed.
 KILL_GRACE_S = 1.0
+
+# What the Lambda-compatible API puts in ARNs and expects in SigV4 credential scopes;
+# the defaults are the ones local AWS emulators use, so existing tooling works unchanged.
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT_ID = "000000000000"
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,10 @@ class NodeConfig:
     max_memory_mb: int = field(default_factory=lambda: _env_int("FIREBOX_MAX_MEMORY_MB", 1024))
     # Seconds a pool may sit unused before its extra ready instances are dropped.
     idle_shrink_s: float = field(default_factory=lambda: _env_float("FIREBOX_IDLE_SHRINK_S", 60.0))
+    region: str = field(default_factory=lambda: os.environ.get("FIREBOX_REGION") or DEFAULT_REGION)
+    account_id: str = field(
+        default_factory=lambda: os.environ.get("FIREBOX_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID
+    )
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> NodeConfig:

@@ -19,13 +19,15 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 EXPORT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 ROUTE_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/{}-]*$")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-RESERVED_PREFIXES = ("/v1", "/healthz", "/metrics", "/2015-03-31", "/2017-", "/2018-", "/2019-")
+RESERVED_PREFIXES = (
+    "/v1", "/healthz", "/metrics", "/2015-03-31", "/2016-", "/2017-", "/2018-", "/2019-",
+)  # fmt: skip
 KINDS = ("module", "python")
 
 TOP_KEYS = {
     "name", "description", "runtime", "module", "handler", "memory", "timeout", "fuel",
     "max_request_bytes", "max_response_bytes", "max_log_bytes", "environment", "triggers",
-    "provisioned", "concurrency", "isolation", "snapshot",
+    "provisioned", "concurrency", "isolation", "snapshot", "metadata",
 }  # fmt: skip
 TRIGGER_KEYS = {"type", "route", "methods", "method", "export", "auth"}
 
@@ -52,10 +54,13 @@ class FunctionConfig:
     environment: dict[str, str] = field(default_factory=dict)
     triggers: tuple[HttpTrigger, ...] = ()
     provisioned: int = 1
-    concurrency: int = 64
+    concurrency: int = config.DEFAULT_CONCURRENCY
     isolation: str = "fresh"
     snapshot: bool = False
     export: str = "handle"
+    # Free-form strings kept with the function and never read by the runtime (the Lambda
+    # API keeps Role, the exact Runtime and the package's size and hash here).
+    metadata: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest in its stored form (a dict a later `parse_manifest` accepts)."""
@@ -80,6 +85,8 @@ class FunctionConfig:
         }
         if self.handler:
             data["handler"] = self.handler
+        if self.metadata:
+            data["metadata"] = dict(self.metadata)
         return data
 
 
@@ -140,11 +147,12 @@ def parse_manifest(
             )
     triggers = tuple(_parse_trigger(t, i) for i, t in enumerate(_typed(data, "triggers", list, [])))
     provisioned = _typed(data, "provisioned", int, 1)
-    concurrency = _typed(data, "concurrency", int, 64)
+    # 0 is allowed: like Lambda's reserved concurrency of 0, it throttles every call.
+    concurrency = _typed(data, "concurrency", int, config.DEFAULT_CONCURRENCY)
     if provisioned < 0:
         raise InvalidManifest(f"`provisioned` must be >= 0, got {provisioned}")
-    if concurrency < 1:
-        raise InvalidManifest(f"`concurrency` must be >= 1, got {concurrency}")
+    if concurrency < 0:
+        raise InvalidManifest(f"`concurrency` must be >= 0, got {concurrency}")
     if provisioned > concurrency:
         raise InvalidManifest(
             f"`provisioned` ({provisioned}) cannot exceed `concurrency` ({concurrency})"
@@ -152,6 +160,9 @@ def parse_manifest(
     isolation = _typed(data, "isolation", str, "fresh")
     if isolation not in ("fresh", "reuse"):
         raise InvalidManifest(f"`isolation` must be 'fresh' or 'reuse', got {isolation!r}")
+    metadata = _typed(data, "metadata", dict, {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise InvalidManifest("`metadata` must map strings to strings")
     handler = _typed(data, "handler", str, "")
     if kind == "python" and handler and not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", handler):
         raise InvalidManifest(f"`handler` must look like module.function, got {handler!r}")
@@ -167,6 +178,7 @@ def parse_manifest(
         concurrency=concurrency,
         isolation=isolation,
         snapshot=_typed(data, "snapshot", bool, False),
+        metadata=dict(metadata),
     )
 
 

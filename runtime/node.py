@@ -51,6 +51,7 @@ log = logging.getLogger("firebox.node")
 UPDATABLE = {
     "description", "memory", "timeout", "fuel", "max_request_bytes", "max_response_bytes",
     "max_log_bytes", "environment", "triggers", "provisioned", "concurrency", "isolation",
+    "metadata",
 }  # fmt: skip
 ALIAS_RE = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")
 

@@ -325,6 +325,40 @@ def cmd_config_set(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- access keys (admin only) -------------------------------------------------------------
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.keys_command == "create":
+            key = client.create_key(args.description or "")
+            _print(args, asdict(key), f"access key id:     {key.access_key_id}\n"
+                   f"secret access key: {key.secret_access_key}\n"
+                   "(the secret is shown once; store it now)")  # fmt: skip
+        elif args.keys_command == "ls":
+            keys = client.keys()
+            lines = [f"{'ACCESS KEY ID':24} {'STATE':8} DESCRIPTION"]
+            for k in keys:
+                state = "admin" if k.admin else ("revoked" if k.revoked_at else "active")
+                lines.append(f"{k.access_key_id:24} {state:8} {k.description}")
+            _print(args, [asdict(k) for k in keys], "\n".join(lines))
+        else:
+            client.revoke_key(args.key_id)
+            _print(args, {"revoked": args.key_id}, f"revoked {args.key_id}")
+    return 0
+
+
+def _add_keys_parser(sub: Any) -> None:
+    s = sub.add_parser("keys", help="manage access keys: create | ls | revoke (admin only)")
+    keys_sub = s.add_subparsers(dest="keys_command", required=True)
+    k = keys_sub.add_parser("create", help="issue a new key pair (the secret is shown once)")
+    k.add_argument("--description", "-m")
+    keys_sub.add_parser("ls", help="list keys (no secrets)")
+    k = keys_sub.add_parser("revoke", help="revoke a key: it stops working at once")
+    k.add_argument("key_id")
+    s.set_defaults(fn=cmd_keys)
+
+
 def parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `firebox` command."""
     p = argparse.ArgumentParser(prog="firebox", description="Serverless functions on WebAssembly.")
@@ -429,6 +463,7 @@ def parser() -> argparse.ArgumentParser:
     from firebox.sdk.cli_events import add_parsers
 
     add_parsers(sub)
+    _add_keys_parser(sub)
     return p
 
 

@@ -26,9 +26,20 @@ from firebox.runtime.credentials import (
 )
 from firebox.runtime.errors import Unauthorized
 from firebox.sdk.events import Events, Mappings, Queues, Schedules, Streams, attach
-from firebox.sdk.operations import Alias, Function, Invocation, LogEntry, Op, Operations, raise_for
+from firebox.sdk.operations import (
+    AccessKey,
+    Alias,
+    Function,
+    Invocation,
+    KeyOperations,
+    LogEntry,
+    Op,
+    Operations,
+    raise_for,
+)
 
 __all__ = [
+    "AccessKey",
     "Alias",
     "AsyncClient",
     "Client",
@@ -274,6 +285,22 @@ class Client:
         result: dict[str, Any] = self._run(self._ops.node())
         return result
 
+    # --- access keys (admin only) -------------------------------------------------------
+
+    def create_key(self, description: str = "") -> AccessKey:
+        """Issue a new access key; its secret is in the result and nowhere else. Admin only."""
+        result: AccessKey = self._run(KeyOperations(self._ops).create(description))
+        return result
+
+    def keys(self) -> list[AccessKey]:
+        """Return the admin key and every issued key (revoked ones too), without secrets."""
+        result: list[AccessKey] = self._run(KeyOperations(self._ops).list())
+        return result
+
+    def revoke_key(self, key_id: str) -> None:
+        """Revoke an issued key; an unknown id raises the server's KeyNotFound (404)."""
+        self._run(KeyOperations(self._ops).revoke(key_id))
+
 
 class AsyncClient:
     """An asyncio client of one firebox node; the same operations as `Client`, awaited."""
@@ -463,3 +490,19 @@ class AsyncClient:
         """See Client.node."""
         result: dict[str, Any] = await self._run(self._ops.node())
         return result
+
+    # --- access keys (admin only) -------------------------------------------------------
+
+    async def create_key(self, description: str = "") -> AccessKey:
+        """See Client.create_key."""
+        result: AccessKey = await self._run(KeyOperations(self._ops).create(description))
+        return result
+
+    async def keys(self) -> list[AccessKey]:
+        """See Client.keys."""
+        result: list[AccessKey] = await self._run(KeyOperations(self._ops).list())
+        return result
+
+    async def revoke_key(self, key_id: str) -> None:
+        """See Client.revoke_key."""
+        await self._run(KeyOperations(self._ops).revoke(key_id))

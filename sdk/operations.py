@@ -337,3 +337,41 @@ class Operations:
 
     def node(self) -> Op:
         return (yield from self.call("GET", "/v1/node"))
+
+
+# --- access keys (admin only) -----------------------------------------------------------
+
+
+@dataclass
+class AccessKey:
+    """An access key of the node; `secret_access_key` is only known right after creation."""
+
+    access_key_id: str
+    description: str = ""
+    created_at: float | None = None
+    revoked_at: float | None = None
+    admin: bool = False
+    secret_access_key: str | None = None
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> AccessKey:
+        """Build from the API's description."""
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+class KeyOperations:
+    """The /v1/keys operations, built on an Operations instance (admin credentials needed)."""
+
+    def __init__(self, ops: Operations) -> None:
+        self.ops = ops
+
+    def create(self, description: str = "") -> Op:
+        data = yield from self.ops.call("POST", "/v1/keys", {"description": description})
+        return AccessKey.from_wire(data)
+
+    def list(self) -> Op:
+        data = yield from self.ops.call("GET", "/v1/keys")
+        return [AccessKey.from_wire(k) for k in data["keys"]]
+
+    def revoke(self, key_id: str) -> Op:
+        yield from self.ops.call("DELETE", f"/v1/keys/{key_id}")

@@ -6,14 +6,14 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from firebox.runtime.credentials import verify_bearer
 from firebox.runtime.errors import (
     BadRequest,
     FireboxError,
     FunctionNotFound,
     MethodNotAllowed,
 )
-from firebox.runtime.http import native, queues_api
+from firebox.runtime.http import auth, lambda_api, lambda_settings, native, queues_api
+from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.triggers import trigger
 from firebox.runtime.node import Node
@@ -22,29 +22,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("firebox.http")
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
-
-class AuthMiddleware:
-    """Requires admin credentials on /v1/*; /healthz and trigger routes decide for themselves."""
-
-    def __init__(self, app: ASGIApp, node: Node) -> None:
-        self.app = app
-        self.node = node
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
-            request = Request(scope)
-            try:
-                verify_bearer(request.headers.get("authorization"), self.node.known_keys())
-            except FireboxError as exc:
-                await error_response(exc, request.headers.get("accept"))(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 async def firebox_error(request: Request, exc: Exception) -> Response:
@@ -89,6 +70,10 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
         routes=[
             *native.routes(),
             *queues_api.routes(),
+            *auth.routes(),
+            *lambda_api.routes(),
+            *lambda_settings.routes(),
+            *lambda_api.fallback_routes(),
             Route("/{path:path}", trigger, methods=ALL_METHODS),
         ],
         exception_handlers={
@@ -99,5 +84,6 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
         lifespan=lifespan,
     )
     app.state.node = node
-    app.add_middleware(AuthMiddleware, node=node)
+    app.state.authenticator = Authenticator(node)
+    app.add_middleware(AuthMiddleware, authenticator=app.state.authenticator)
     return app

@@ -1,0 +1,580 @@
+"""The Lambda-compatible REST API: botocore's URIs and shapes for functions, invoke,
+versions, aliases, concurrency, account settings and tags (front-end layer).
+
+Every operation is served at the method and URI botocore's `lambda` service model gives
+it; errors are answered in Lambda's rest-json shape (`lambda_errors`), so boto3 and the
+AWS CLI raise the exception classes they would against AWS. docs/lambda.md lists what is
+accepted, what is ignored and what is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from firebox.runtime.errors import FireboxError, FunctionNotFound, NodeAtCapacity, PayloadTooLarge
+from firebox.runtime.http.lambda_errors import (
+    LambdaError,
+    function_error_type,
+    invalid_content,
+    invalid_parameter,
+    lambda_error_response,
+)
+from firebox.runtime.http.lambda_shapes import (
+    DEFAULT_PYTHON_HANDLER,
+    PYTHON_RUNTIME,
+    Names,
+    alias_configuration,
+    alias_revision_id,
+    code_sha256,
+    configuration,
+    kind_of_runtime,
+    module_code,
+    reserved_concurrency,
+    revision_id,
+    zip_file,
+)
+from firebox.runtime.http.native import MAX_ARTIFACT_BYTES, MAX_JSON_BYTES, node_of, read_body
+from firebox.runtime.node import Node
+from firebox.runtime.storage.registry import LATEST, FunctionRecord
+from firebox.runtime.telemetry import framed_log
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+log = logging.getLogger("firebox.http")
+
+# Lambda returns at most the last 4 KB of the log with LogType=Tail.
+LOG_TAIL_BYTES = 4096
+DEFAULT_PAGE = 50
+MAX_PAGE = 10_000
+INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+# The dated URI prefixes of the operations served here (a path under one of them that
+# matches no operation is UnknownOperationException, not a trigger route).
+PREFIXES = ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2019-09-30")
+# Fields that would change what runs, which firebox cannot honour: refused when set.
+REFUSED_IF_SET = ("Layers", "FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def operation(endpoint: Endpoint) -> Endpoint:
+    """Wrap an endpoint: Lambda's error shape for every failure, a request id on every reply."""
+
+    @functools.wraps(endpoint)
+    async def run(request: Request) -> Response:
+        request_id = str(uuid.uuid4())
+        request.state.request_id = request_id
+        try:
+            response = await endpoint(request)
+        except Exception as exc:
+            if not isinstance(exc, FireboxError):
+                log.exception("Lambda API: unexpected error in %s", endpoint.__name__)
+            return lambda_error_response(exc, request_id)
+        response.headers.setdefault("x-amzn-RequestId", request_id)
+        return response
+
+    return run
+
+
+def ok(value: Any, status: int = 200) -> Response:
+    """Return a JSON response."""
+    return Response(json.dumps(value), status_code=status, media_type="application/json")
+
+
+async def body_of(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """Read a JSON object body; InvalidRequestContentException when it is not one."""
+    body = await read_body(request, limit)
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid_content(f"Could not parse request body into json: {exc}") from None
+    if not isinstance(data, dict):
+        raise invalid_content("Could not parse request body into json: not an object")
+    return data
+
+
+def field_of(data: dict[str, Any], key: str, kind: type) -> Any:
+    """Return `data[key]` (None when absent); InvalidParameterValueException for a wrong type."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise invalid_parameter(f"{key} has the wrong type: {value!r}")
+    return value
+
+
+def _page(request: Request) -> tuple[str | None, int]:
+    raw = request.query_params.get("MaxItems")
+    if raw is not None and (not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE):
+        raise invalid_parameter(f"MaxItems must be between 1 and {MAX_PAGE}, got {raw!r}")
+    return request.query_params.get("Marker") or None, int(raw) if raw else DEFAULT_PAGE
+
+
+def _index_page(items: list[Any], request: Request) -> tuple[list[Any], str | None]:
+    marker, limit = _page(request)
+    start = int(marker) if marker and marker.isdigit() else 0
+    page = items[start : start + limit]
+    return page, str(start + limit) if start + limit < len(items) else None
+
+
+def target_of(request: Request, key: str = "name") -> tuple[Names, str, str | None]:
+    """Return the names of this node and the (name, qualifier) the request's path names."""
+    names = Names(node_of(request).config)
+    name, qualifier = names.parse(request.path_params[key], request.query_params.get("Qualifier"))
+    return names, name, qualifier
+
+
+def record_of(node: Node, names: Names, name: str, qualifier: str | None) -> FunctionRecord:
+    """Return the version a qualifier names (an alias: the version it points at)."""
+    try:
+        if qualifier is None or qualifier == LATEST:
+            return node.get(name)
+        if qualifier.isdigit():
+            return node.registry.version(name, qualifier)
+        node.get(name)
+        alias = node.registry.alias(name, qualifier)
+        if alias is None:
+            raise FunctionNotFound(name)
+        return node.registry.version(name, alias.version)
+    except FunctionNotFound:
+        raise names.not_found(name, qualifier) from None
+
+
+def _check_revision(data: dict[str, Any], current: FunctionRecord) -> None:
+    wanted = data.get("RevisionId")
+    if wanted is not None and wanted != revision_id(current):
+        raise LambdaError(
+            "PreconditionFailedException", 412,
+            "The Revision Id provided does not match the latest Revision Id."
+            " Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+        )  # fmt: skip
+
+
+def _refuse(data: dict[str, Any]) -> None:
+    for key in REFUSED_IF_SET:
+        if data.get(key):
+            raise invalid_parameter(f"{key} is not supported by firebox (see docs/lambda.md)")
+    if data.get("PackageType", "Zip") != "Zip":
+        raise invalid_parameter("only PackageType Zip is supported: firebox runs no images")
+
+
+def _meta(record: FunctionRecord) -> dict[str, str]:
+    return dict(record.config.get("metadata") or {})
+
+
+def _environment(data: dict[str, Any]) -> dict[str, str] | None:
+    env = field_of(data, "Environment", dict)
+    if env is None:
+        return None
+    variables = env.get("Variables") or {}
+    if not isinstance(variables, dict):
+        raise invalid_parameter("Environment.Variables must be a map of strings")
+    return {str(k): str(v) for k, v in variables.items()}
+
+
+def _settings(data: dict[str, Any]) -> dict[str, Any]:
+    """Map the configuration fields both Create and UpdateConfiguration take to manifest keys."""
+    out: dict[str, Any] = {}
+    for field, key, kind in (("Description", "description", str), ("Timeout", "timeout", int),
+                             ("MemorySize", "memory", int)):  # fmt: skip
+        value = field_of(data, field, kind)
+        if value is not None:
+            out[key] = value
+    env = _environment(data)
+    if env is not None:
+        out["environment"] = env
+    return out
+
+
+def _package(kind: str, package: bytes) -> bytes:
+    return package if kind == "python" else module_code(package)
+
+
+# --- functions -----------------------------------------------------------------------
+
+
+async def create_function(request: Request) -> Response:
+    """POST /2015-03-31/functions (CreateFunction)."""
+    node = node_of(request)
+    names = Names(node.config)
+    data = await body_of(request, MAX_ARTIFACT_BYTES)
+    raw_name = field_of(data, "FunctionName", str)
+    if not raw_name:
+        raise invalid_parameter("FunctionName is required")
+    name, qualifier = names.parse(raw_name)
+    if qualifier:
+        raise invalid_parameter("FunctionName must not carry a qualifier in CreateFunction")
+    _refuse(data)
+    code = field_of(data, "Code", dict) or {}
+    if code.get("S3Bucket") or code.get("ImageUri"):
+        raise invalid_parameter("only Code.ZipFile is supported (no S3 or image code)")
+    package = zip_file(code.get("ZipFile"))
+    runtime = field_of(data, "Runtime", str)
+    kind = kind_of_runtime(runtime, package)
+    handler = field_of(data, "Handler", str)
+    tags = field_of(data, "Tags", dict)
+    if node.registry.find(name) is not None:
+        raise LambdaError("ResourceConflictException", 409, f"Function already exist: {name}")
+    metadata = {
+        "Runtime": runtime or (PYTHON_RUNTIME if kind == "python" else "provided.al2023"),
+        "CodeSize": str(len(package)),
+        "CodeSha256": code_sha256(package),
+        "Architectures": ",".join(field_of(data, "Architectures", list) or ["x86_64"]),
+    }
+    if field_of(data, "Role", str):
+        metadata["Role"] = data["Role"]
+    manifest: dict[str, Any] = {"name": name, "runtime": kind, "metadata": metadata}
+    manifest.update(_settings(data))
+    if kind == "python":
+        manifest["handler"] = handler or DEFAULT_PYTHON_HANDLER
+    elif handler:
+        metadata["Handler"] = handler
+    record = await node.deploy(manifest, _package(kind, package), tags)
+    if data.get("Publish"):
+        record = await node.publish(name)
+    return ok(configuration(names, record), 201)
+
+
+async def get_function(request: Request) -> Response:
+    """GET /2015-03-31/functions/{name} (GetFunction)."""
+    node = node_of(request)
+    names, name, qualifier = target_of(request)
+    record = record_of(node, names, name, qualifier)
+    latest = node.get(name)
+    config = configuration(names, record)
+    if qualifier and not qualifier.isdigit() and qualifier != LATEST:
+        config["FunctionArn"] = names.function_arn(name, qualifier)
+    out: dict[str, Any] = {
+        "Configuration": config,
+        "Code": {"RepositoryType": "firebox"},
+        "Tags": latest.tags,
+    }
+    reserved = reserved_concurrency(latest)
+    if reserved is not None:
+        out["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
+    return ok(out)
+
+
+async def get_configuration(request: Request) -> Response:
+    """GET /2015-03-31/functions/{name}/configuration (GetFunctionConfiguration)."""
+    names, name, qualifier = target_of(request)
+    return ok(configuration(names, record_of(node_of(request), names, name, qualifier)))
+
+
+async def list_functions(request: Request) -> Response:
+    """GET /2015-03-31/functions (ListFunctions): Marker/MaxItems, FunctionVersion=ALL."""
+    node = node_of(request)
+    names = Names(node.config)
+    marker, limit = _page(request)
+    every = request.query_params.get("FunctionVersion") == "ALL"
+    page = node.all(marker, limit + 1)
+    more = len(page) > limit
+    page = page[:limit]
+    functions = []
+    for record in page:
+        functions.append(configuration(names, record))
+        if every:
+            functions += [configuration(names, v) for v in node.registry.versions(record.name)]
+    out: dict[str, Any] = {"Functions": functions}
+    if more:
+        out["NextMarker"] = page[-1].name
+    return ok(out)
+
+
+async def update_code(request: Request) -> Response:
+    """PUT /2015-03-31/functions/{name}/code (UpdateFunctionCode)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    data = await body_of(request, MAX_ARTIFACT_BYTES)
+    current = record_of(node, names, name, None)
+    _check_revision(data, current)
+    if data.get("S3Bucket") or data.get("ImageUri"):
+        raise invalid_parameter("only ZipFile is supported (no S3 or image code)")
+    package = zip_file(data.get("ZipFile"))
+    code = _package(current.kind, package)
+    if data.get("DryRun"):
+        return ok(configuration(names, current))
+    meta = {**_meta(current), "CodeSize": str(len(package)), "CodeSha256": code_sha256(package)}
+    if field_of(data, "Architectures", list):
+        meta["Architectures"] = ",".join(data["Architectures"])
+    record = await node.deploy({**current.config, "metadata": meta}, code)
+    if data.get("Publish"):
+        record = await node.publish(name)
+    return ok(configuration(names, record))
+
+
+async def update_configuration(request: Request) -> Response:
+    """PUT /2015-03-31/functions/{name}/configuration (UpdateFunctionConfiguration)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    data = await body_of(request)
+    current = record_of(node, names, name, None)
+    _check_revision(data, current)
+    _refuse(data)
+    changes = _settings(data)
+    meta = _meta(current)
+    runtime = field_of(data, "Runtime", str)
+    if runtime is not None:
+        if kind_of_runtime(runtime, None) != current.kind:
+            raise invalid_parameter(
+                f"cannot change Runtime to {runtime}: the function's code is"
+                f" {'Python' if current.kind == 'python' else 'a WebAssembly module'}"
+            )
+        meta["Runtime"] = runtime
+    if field_of(data, "Role", str):
+        meta["Role"] = data["Role"]
+    changes["metadata"] = meta
+    handler = field_of(data, "Handler", str)
+    if handler and current.kind == "python" and handler != current.config.get("handler"):
+        # A new handler must be checked against the code: redeploy the stored package.
+        code = node.artifacts.get(current.bundle_digest or current.digest)
+        record = await node.deploy({**current.config, **changes, "handler": handler}, code)
+    else:
+        if handler and current.kind != "python":
+            meta["Handler"] = handler
+        record = await node.update_config(name, changes)
+    return ok(configuration(names, record))
+
+
+async def delete_function(request: Request) -> Response:
+    """DELETE /2015-03-31/functions/{name} (DeleteFunction); one version cannot be deleted."""
+    node = node_of(request)
+    names, name, qualifier = target_of(request)
+    if qualifier:
+        raise invalid_parameter(
+            "firebox deletes whole functions only: call DeleteFunction without a qualifier"
+        )
+    try:
+        await node.delete(name)
+    except FunctionNotFound:
+        raise names.not_found(name) from None
+    return Response(status_code=204)
+
+
+# --- invoke --------------------------------------------------------------------------
+
+
+async def invoke(request: Request) -> Response:
+    """POST /2015-03-31/functions/{name}/invocations (Invoke)."""
+    node = node_of(request)
+    names, name, qualifier = target_of(request)
+    kind = request.headers.get("x-amz-invocation-type") or "RequestResponse"
+    if kind not in INVOCATION_TYPES:
+        raise invalid_parameter(f"InvocationType must be one of {', '.join(INVOCATION_TYPES)}")
+    try:
+        resolved = node.resolve(name, qualifier)
+    except FunctionNotFound:
+        raise names.not_found(name, qualifier) from None
+    fn = resolved.deployed
+    limit = int(fn.spec["limits"]["max_request_bytes"])
+    try:
+        payload = await read_body(request, limit)
+    except PayloadTooLarge:
+        # The modeled class botocore raises for Invoke (other operations answer
+        # RequestEntityTooLargeException, as AWS does).
+        raise LambdaError("RequestTooLargeException", 413,
+                          f"Request must be smaller than {limit} bytes for the InvokeFunction"
+                          " operation") from None  # fmt: skip
+    if not payload.strip():
+        payload = b"{}"
+    try:
+        json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise invalid_content(f"Could not parse request body into json: {exc}") from None
+    if kind == "DryRun":
+        return Response(status_code=204)
+    if kind == "Event":
+        request_id = await node.enqueue(name, resolved.qualifier, payload)
+        return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
+    result = await node.invoke(name, payload, qualifier=resolved.qualifier,
+                               request_id=request.state.request_id)  # fmt: skip
+    headers = {"X-Amz-Executed-Version": result.version, "x-amzn-RequestId": result.request_id}
+    if request.headers.get("x-amz-log-type") == "Tail":
+        memory_mb = int(fn.spec["limits"]["memory_mb"])
+        log = framed_log(result, result.version, memory_mb, result.duration_s * 1000)
+        headers["X-Amz-Log-Result"] = base64.b64encode(log.encode()[-LOG_TAIL_BYTES:]).decode()
+    error = result.error
+    if error is None:
+        return Response(result.output, media_type="application/json", headers=headers)
+    if isinstance(error, NodeAtCapacity):
+        raise error  # the platform's limit, not the function's failure: 429
+    body = getattr(error, "payload", None)
+    if not isinstance(body, dict):
+        body = {"errorMessage": f"RequestId: {result.request_id} Error: {error.message}",
+                "errorType": function_error_type(error)}  # fmt: skip
+    headers["X-Amz-Function-Error"] = "Unhandled"
+    return Response(json.dumps(body), media_type="application/json", headers=headers)
+
+
+# --- versions and aliases ------------------------------------------------------------
+
+
+async def publish_version(request: Request) -> Response:
+    """POST /2015-03-31/functions/{name}/versions (PublishVersion)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    data = await body_of(request)
+    current = record_of(node, names, name, None)
+    _check_revision(data, current)
+    wanted = field_of(data, "CodeSha256", str)
+    actual = configuration(names, current)["CodeSha256"]
+    if wanted and wanted != actual:
+        raise invalid_parameter(
+            f"CodeSHA256 ({wanted}) is different from current CodeSHA256 in $LATEST ({actual})."
+            " Please try again with the CodeSHA256 in $LATEST."
+        )
+    record = await node.publish(name, field_of(data, "Description", str) or "")
+    return ok(configuration(names, record), 201)
+
+
+async def list_versions(request: Request) -> Response:
+    """GET /2015-03-31/functions/{name}/versions (ListVersionsByFunction)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    try:
+        records = node.versions(name)
+    except FunctionNotFound:
+        raise names.not_found(name) from None
+    page, marker = _index_page(records, request)
+    out: dict[str, Any] = {"Versions": [configuration(names, r) for r in page]}
+    if marker:
+        out["NextMarker"] = marker
+    return ok(out)
+
+
+def _routing(data: dict[str, Any]) -> dict[str, float] | None:
+    routing = field_of(data, "RoutingConfig", dict)
+    if routing is None:
+        return None
+    weights = routing.get("AdditionalVersionWeights") or {}
+    if not isinstance(weights, dict):
+        raise invalid_parameter("RoutingConfig.AdditionalVersionWeights must map version -> weight")
+    try:
+        return {str(k): float(v) for k, v in weights.items()}
+    except (TypeError, ValueError):
+        raise invalid_parameter("RoutingConfig weights must be numbers") from None
+
+
+def _alias_not_found(names: Names, name: str, alias: str) -> LambdaError:
+    arn = names.function_arn(name, alias)
+    return LambdaError("ResourceNotFoundException", 404, f"Cannot find alias arn: {arn}")
+
+
+async def create_alias(request: Request) -> Response:
+    """POST /2015-03-31/functions/{name}/aliases (CreateAlias)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    data = await body_of(request)
+    alias, version = field_of(data, "Name", str), field_of(data, "FunctionVersion", str)
+    if not alias or not version:
+        raise invalid_parameter("Name and FunctionVersion are required")
+    record_of(node, names, name, None)
+    record = await node.put_alias(name, alias, version, _routing(data),
+                                  field_of(data, "Description", str) or "", create=True)  # fmt: skip
+    return ok(alias_configuration(names, record), 201)
+
+
+async def get_alias(request: Request) -> Response:
+    """GET /2015-03-31/functions/{name}/aliases/{alias} (GetAlias)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    record_of(node, names, name, None)
+    record = node.registry.alias(name, request.path_params["alias"])
+    if record is None:
+        raise _alias_not_found(names, name, request.path_params["alias"])
+    return ok(alias_configuration(names, record))
+
+
+async def update_alias(request: Request) -> Response:
+    """PUT /2015-03-31/functions/{name}/aliases/{alias} (UpdateAlias)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    alias = request.path_params["alias"]
+    data = await body_of(request)
+    record_of(node, names, name, None)
+    current = node.registry.alias(name, alias)
+    if current is None:
+        raise _alias_not_found(names, name, alias)
+    if data.get("RevisionId") not in (None, alias_revision_id(current)):
+        raise LambdaError("PreconditionFailedException", 412,
+                          "The Revision Id provided does not match the latest Revision Id.")  # fmt: skip
+    version = field_of(data, "FunctionVersion", str) or current.version
+    record = await node.put_alias(name, alias, version, _routing(data),
+                                  field_of(data, "Description", str), create=False)  # fmt: skip
+    return ok(alias_configuration(names, record))
+
+
+async def delete_alias(request: Request) -> Response:
+    """DELETE /2015-03-31/functions/{name}/aliases/{alias} (DeleteAlias)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    try:
+        await node.delete_alias(name, request.path_params["alias"])
+    except FunctionNotFound:
+        raise _alias_not_found(names, name, request.path_params["alias"]) from None
+    return Response(status_code=204)
+
+
+async def list_aliases(request: Request) -> Response:
+    """GET /2015-03-31/functions/{name}/aliases (ListAliases), by FunctionVersion if given."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    record_of(node, names, name, None)
+    aliases = node.registry.aliases(name)
+    version = request.query_params.get("FunctionVersion")
+    if version:
+        aliases = [a for a in aliases if a.version == version]
+    page, marker = _index_page(aliases, request)
+    out: dict[str, Any] = {"Aliases": [alias_configuration(names, a) for a in page]}
+    if marker:
+        out["NextMarker"] = marker
+    return ok(out)
+
+
+async def unknown_operation(request: Request) -> Response:
+    """Any other path under the Lambda API's prefixes."""
+    raise LambdaError(
+        "UnknownOperationException", 404,
+        f"firebox does not serve {request.method} {request.url.path} (see docs/lambda.md)",
+    )  # fmt: skip
+
+
+def routes() -> list[Route]:
+    """Return the routes of the function, invoke, version and alias operations."""
+    fn = "/2015-03-31/functions/{name}"
+    table: list[tuple[str, Endpoint, str]] = [
+        ("/2015-03-31/functions", create_function, "POST"),
+        ("/2015-03-31/functions/", list_functions, "GET"),
+        ("/2015-03-31/functions", list_functions, "GET"),
+        (fn, get_function, "GET"),
+        (fn, delete_function, "DELETE"),
+        (fn + "/configuration", get_configuration, "GET"),
+        (fn + "/configuration", update_configuration, "PUT"),
+        (fn + "/code", update_code, "PUT"),
+        (fn + "/invocations", invoke, "POST"),
+        (fn + "/versions", publish_version, "POST"),
+        (fn + "/versions", list_versions, "GET"),
+        (fn + "/aliases", create_alias, "POST"),
+        (fn + "/aliases", list_aliases, "GET"),
+        (fn + "/aliases/{alias}", get_alias, "GET"),
+        (fn + "/aliases/{alias}", update_alias, "PUT"),
+        (fn + "/aliases/{alias}", delete_alias, "DELETE"),
+    ]
+    return [Route(path, operation(endpoint), methods=[method]) for path, endpoint, method in table]
+
+
+def fallback_routes() -> list[Route]:
+    """Return the catch-all routes of the Lambda prefixes (mount them after every operation)."""
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+    return [
+        Route(f"/{prefix}/{{rest:path}}", operation(unknown_operation), methods=methods)
+        for prefix in PREFIXES
+    ]

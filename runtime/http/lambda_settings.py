@@ -1,0 +1,228 @@
+"""The Lambda-compatible API's settings operations: reserved and provisioned concurrency,
+account settings, tags (front-end layer)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from firebox.runtime import config as defaults
+from firebox.runtime.errors import FunctionNotFound
+from firebox.runtime.http.lambda_api import (
+    Endpoint,
+    body_of,
+    field_of,
+    ok,
+    operation,
+    record_of,
+    target_of,
+)
+from firebox.runtime.http.lambda_errors import LambdaError, invalid_parameter
+from firebox.runtime.http.lambda_shapes import RESERVED_MARK, Names, reserved_concurrency, timestamp
+from firebox.runtime.http.native import node_of
+from firebox.runtime.storage.registry import LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+# Lambda's documented package limits, reported by GetAccountSettings.
+CODE_SIZE_ZIPPED = 50 * 1024 * 1024
+CODE_SIZE_UNZIPPED = 250 * 1024 * 1024
+TOTAL_CODE_SIZE = 75 * 1024**3
+
+
+# --- reserved concurrency ------------------------------------------------------------
+
+
+async def put_concurrency(request: Request) -> Response:
+    """PUT /2017-10-31/functions/{name}/concurrency (PutFunctionConcurrency)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    data = await body_of(request)
+    count = field_of(data, "ReservedConcurrentExecutions", int)
+    if count is None or count < 0:
+        raise invalid_parameter("ReservedConcurrentExecutions (an integer >= 0) is required")
+    current = record_of(node, names, name, None)
+    meta = {**(current.config.get("metadata") or {}), RESERVED_MARK: "true"}
+    changes: dict[str, Any] = {"concurrency": count, "metadata": meta}
+    if int(current.config.get("provisioned", 0)) > count:
+        changes["provisioned"] = count  # the warm-instance floor may not exceed the cap
+    await node.update_config(name, changes)
+    return ok({"ReservedConcurrentExecutions": count})
+
+
+async def get_concurrency(request: Request) -> Response:
+    """GET /2019-09-30/functions/{name}/concurrency (GetFunctionConcurrency)."""
+    names, name, _ = target_of(request)
+    reserved = reserved_concurrency(record_of(node_of(request), names, name, None))
+    return ok({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
+
+
+async def delete_concurrency(request: Request) -> Response:
+    """DELETE /2017-10-31/functions/{name}/concurrency (DeleteFunctionConcurrency)."""
+    node = node_of(request)
+    names, name, _ = target_of(request)
+    current = record_of(node, names, name, None)
+    meta = {k: v for k, v in (current.config.get("metadata") or {}).items() if k != RESERVED_MARK}
+    await node.update_config(name, {"concurrency": defaults.DEFAULT_CONCURRENCY, "metadata": meta})
+    return Response(status_code=204)
+
+
+# --- provisioned concurrency -----------------------------------------------------------
+
+
+def _qualifier(request: Request) -> tuple[Names, str, str]:
+    names, name, qualifier = target_of(request)
+    if not qualifier or qualifier == LATEST:
+        raise invalid_parameter(
+            "Provisioned Concurrency Configs cannot be applied to unpublished function versions:"
+            " give a version number or an alias as Qualifier"
+        )
+    return names, name, qualifier
+
+
+def _provisioned_shape(entry: dict[str, Any]) -> dict[str, Any]:
+    requested = int(entry["requested"])
+    available = min(int(entry["ready"]), requested)
+    return {
+        "RequestedProvisionedConcurrentExecutions": requested,
+        "AllocatedProvisionedConcurrentExecutions": available,
+        "AvailableProvisionedConcurrentExecutions": available,
+        "Status": "READY" if available >= requested else "IN_PROGRESS",
+        "LastModified": timestamp(entry.get("updated_at") or 0),
+    }
+
+
+def _not_configured() -> LambdaError:
+    return LambdaError(
+        "ProvisionedConcurrencyConfigNotFoundException", 404,
+        "No Provisioned Concurrency Config found for this function",
+    )  # fmt: skip
+
+
+async def put_provisioned(request: Request) -> Response:
+    """PUT /2019-09-30/functions/{name}/provisioned-concurrency (PutProvisionedConcurrencyConfig)."""
+    node = node_of(request)
+    names, name, qualifier = _qualifier(request)
+    data = await body_of(request)
+    count = field_of(data, "ProvisionedConcurrentExecutions", int)
+    if count is None or count < 1:
+        raise invalid_parameter("ProvisionedConcurrentExecutions (an integer >= 1) is required")
+    record_of(node, names, name, qualifier)
+    await node.set_provisioned(name, qualifier, count)
+    entry = (await node.provisioned_status(name)).get(qualifier, {"requested": count, "ready": 0})
+    return ok(_provisioned_shape(entry), 202)
+
+
+async def get_provisioned(request: Request) -> Response:
+    """GET .../provisioned-concurrency (Get-, or with List=ALL ListProvisionedConcurrencyConfigs)."""
+    node = node_of(request)
+    if request.query_params.get("List") == "ALL":
+        names, name, _ = target_of(request)
+        record_of(node, names, name, None)
+        status = await node.provisioned_status(name)
+        configs = [
+            {"FunctionArn": names.function_arn(name, q), **_provisioned_shape(e)}
+            for q, e in status.items()
+            if q != LATEST and int(e["requested"]) > 0
+        ]
+        return ok({"ProvisionedConcurrencyConfigs": configs})
+    names, name, qualifier = _qualifier(request)
+    record_of(node, names, name, None)
+    entry = (await node.provisioned_status(name)).get(qualifier)
+    if not entry or int(entry["requested"]) <= 0:
+        raise _not_configured()
+    return ok(_provisioned_shape(entry))
+
+
+async def delete_provisioned(request: Request) -> Response:
+    """DELETE .../provisioned-concurrency (DeleteProvisionedConcurrencyConfig)."""
+    node = node_of(request)
+    names, name, qualifier = _qualifier(request)
+    record_of(node, names, name, None)
+    if qualifier not in await node.provisioned_status(name):
+        raise _not_configured()
+    await node.set_provisioned(name, qualifier, 0)
+    return Response(status_code=204)
+
+
+# --- account settings ------------------------------------------------------------------
+
+
+async def account_settings(request: Request) -> Response:
+    """GET /2016-08-19/account-settings (GetAccountSettings)."""
+    node = node_of(request)
+    functions = node.all()
+    slots = node.config.workers * node.config.pool_slots
+    reserved = sum(reserved_concurrency(f) or 0 for f in functions)
+    code_size = sum(int((f.config.get("metadata") or {}).get("CodeSize", "0")) for f in functions)
+    return ok(
+        {
+            "AccountLimit": {
+                "TotalCodeSize": TOTAL_CODE_SIZE,
+                "CodeSizeUnzipped": CODE_SIZE_UNZIPPED,
+                "CodeSizeZipped": CODE_SIZE_ZIPPED,
+                "ConcurrentExecutions": slots,
+                "UnreservedConcurrentExecutions": max(0, slots - reserved),
+            },
+            "AccountUsage": {"TotalCodeSize": code_size, "FunctionCount": len(functions)},
+        }
+    )
+
+
+# --- tags ------------------------------------------------------------------------------
+
+
+def _tagged(request: Request) -> tuple[Names, str]:
+    names = Names(node_of(request).config)
+    name, qualifier = names.parse(request.path_params["arn"])
+    if qualifier:
+        raise invalid_parameter("tags belong to the function: give its unqualified ARN")
+    try:
+        node_of(request).get(name)
+    except FunctionNotFound:
+        raise names.not_found(name) from None
+    return names, name
+
+
+async def tag_resource(request: Request) -> Response:
+    """POST /2017-03-31/tags/{arn} (TagResource): adds or replaces the given tags."""
+    node = node_of(request)
+    _, name = _tagged(request)
+    tags = field_of(await body_of(request), "Tags", dict)
+    if not tags:
+        raise invalid_parameter("Tags is required")
+    await node.set_tags(name, {**node.get(name).tags, **tags})
+    return Response(status_code=204)
+
+
+async def list_tags(request: Request) -> Response:
+    """GET /2017-03-31/tags/{arn} (ListTags)."""
+    _, name = _tagged(request)
+    return ok({"Tags": node_of(request).get(name).tags})
+
+
+async def untag_resource(request: Request) -> Response:
+    """DELETE /2017-03-31/tags/{arn}?tagKeys=... (UntagResource)."""
+    node = node_of(request)
+    _, name = _tagged(request)
+    drop = set(request.query_params.getlist("tagKeys"))
+    await node.set_tags(name, {k: v for k, v in node.get(name).tags.items() if k not in drop})
+    return Response(status_code=204)
+
+
+def routes() -> list[Route]:
+    """Return the routes of the concurrency, account and tag operations."""
+    table: list[tuple[str, Endpoint, str]] = [
+        ("/2017-10-31/functions/{name}/concurrency", put_concurrency, "PUT"),
+        ("/2017-10-31/functions/{name}/concurrency", delete_concurrency, "DELETE"),
+        ("/2019-09-30/functions/{name}/concurrency", get_concurrency, "GET"),
+        ("/2019-09-30/functions/{name}/provisioned-concurrency", put_provisioned, "PUT"),
+        ("/2019-09-30/functions/{name}/provisioned-concurrency", get_provisioned, "GET"),
+        ("/2019-09-30/functions/{name}/provisioned-concurrency", delete_provisioned, "DELETE"),
+        ("/2016-08-19/account-settings", account_settings, "GET"),
+        ("/2016-08-19/account-settings/", account_settings, "GET"),
+        ("/2017-03-31/tags/{arn}", tag_resource, "POST"),
+        ("/2017-03-31/tags/{arn}", list_tags, "GET"),
+        ("/2017-03-31/tags/{arn}", untag_resource, "DELETE"),
+    ]
+    return [Route(path, operation(endpoint), methods=[method]) for path, endpoint, method in table]
