@@ -30,10 +30,12 @@ from firebox.runtime.errors import (
     Throttled,
 )
 from firebox.runtime.events.async_invoke import AsyncInvoker
+from firebox.runtime.events.mappings import MappingManager
 from firebox.runtime.invoke import Deployed, InvocationResult, Invoker
 from firebox.runtime.manifest import FunctionConfig, HttpTrigger, parse_manifest
 from firebox.runtime.prepare import Preparer
 from firebox.runtime.storage.events_auto import open_queue_backend, open_stream_backend
+from firebox.runtime.storage.mappings import MappingStore
 from firebox.runtime.storage.registry import (
     LATEST,
     AliasRecord,
@@ -114,6 +116,7 @@ class Node:
         self.async_invoker = AsyncInvoker(
             self, self.queues, int(os.environ.get("FIREBOX_ASYNC_CONCURRENCY") or 8)
         )
+        self.mappings = MappingManager(self, self.queues, self.streams, MappingStore(self.registry.engine))
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.poll_s = _env_float("FIREBOX_REGISTRY_POLL_S", 0.5)
@@ -127,6 +130,7 @@ class Node:
         await asyncio.to_thread(self.catalog.reload)
         self._rebuild_routes()
         await self.async_invoker.start()
+        await self.mappings.start()
         if os.environ.get("FIREBOX_PREPARE_PYTHON", "1") != "0":
             self.prepare.start_interpreter()  # so the first Python deploy is fast
         self._tasks = [asyncio.create_task(self._initial_sync()), asyncio.create_task(self._poll())]
@@ -138,6 +142,7 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.mappings.stop()
         await self.async_invoker.stop()
         await self.recorder.stop()
         await self.supervisor.stop()

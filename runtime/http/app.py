@@ -12,7 +12,7 @@ from firebox.runtime.errors import (
     FunctionNotFound,
     MethodNotAllowed,
 )
-from firebox.runtime.http import auth, lambda_api, lambda_settings, native, queues_api
+from firebox.runtime.http import auth, lambda_api, lambda_settings, mappings_api, native, queues_api
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.triggers import trigger
@@ -70,6 +70,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
         routes=[
             *native.routes(),
             *queues_api.routes(),
+            *mappings_api.routes(),
             *auth.routes(),
             *lambda_api.routes(),
             *lambda_settings.routes(),

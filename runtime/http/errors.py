@@ -28,6 +28,7 @@ from firebox.runtime.errors import (
 from firebox.runtime.events.queue import InvalidReceiptHandle, QueueAlreadyExists, QueueNotFound
 from firebox.runtime.events.stream import ShardNotFound, StreamAlreadyExists, StreamNotFound
 from firebox.runtime.http.codec import encode
+from firebox.runtime.storage.mappings import MappingNotFound
 from starlette.responses import Response
 
 # Errors the caller caused are 4xx; errors the function caused are 5xx of the gateway
@@ -59,6 +60,7 @@ STATUS: dict[type[FireboxError], int] = {
     QueueAlreadyExists: 409,
     StreamAlreadyExists: 409,
     InvalidReceiptHandle: 400,
+    MappingNotFound: 404,
 }
 
 
