@@ -336,7 +336,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
                    f"secret access key: {key.secret_access_key}\n"
                    "(the secret is shown once; store it now)")  # fmt: skip
         elif args.keys_command == "ls":
-            keys = client.keys()
+            keys = client.list_keys()
             lines = [f"{'ACCESS KEY ID':24} {'STATE':8} DESCRIPTION"]
             for k in keys:
                 state = "admin" if k.admin else ("revoked" if k.revoked_at else "active")

@@ -292,7 +292,7 @@ class Client:
         result: AccessKey = self._run(KeyOperations(self._ops).create(description))
         return result
 
-    def keys(self) -> list[AccessKey]:
+    def list_keys(self) -> list[AccessKey]:
         """Return the admin key and every issued key (revoked ones too), without secrets."""
         result: list[AccessKey] = self._run(KeyOperations(self._ops).list())
         return result
@@ -498,8 +498,8 @@ class AsyncClient:
         result: AccessKey = await self._run(KeyOperations(self._ops).create(description))
         return result
 
-    async def keys(self) -> list[AccessKey]:
-        """See Client.keys."""
+    async def list_keys(self) -> list[AccessKey]:
+        """See Client.list_keys."""
         result: list[AccessKey] = await self._run(KeyOperations(self._ops).list())
         return result
 
