@@ -104,7 +104,8 @@ class Catalog:
                 if alias is not None and alias.version == record.version:
                     total += count
         if record.version == LATEST:
-            return total if LATEST in settings else None  # None: the manifest's own setting
+            # None: the manifest's own `provisioned` applies (nothing set through the API).
+            return total if total or LATEST in settings else None
         return total
 
     def deployed(self, record: FunctionRecord) -> Deployed:

@@ -116,7 +116,9 @@ class Node:
         self.async_invoker = AsyncInvoker(
             self, self.queues, int(os.environ.get("FIREBOX_ASYNC_CONCURRENCY") or 8)
         )
-        self.mappings = MappingManager(self, self.queues, self.streams, MappingStore(self.registry.engine))
+        self.mappings = MappingManager(
+            self, self.queues, self.streams, MappingStore(self.registry.engine)
+        )
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.poll_s = _env_float("FIREBOX_REGISTRY_POLL_S", 0.5)
@@ -435,13 +437,17 @@ class Node:
         qualifier: str | None = None,
         export: str | None = None,
         request_id: str | None = None,
+        resolved: Resolved | None = None,
     ) -> InvocationResult:
         """Invoke `name[:qualifier]`; the result carries output or the function's error.
+
+        A caller that already resolved the name (and so picked a weighted alias's version)
+        passes `resolved`, so the version it checked is the version that runs.
 
         Raises FunctionNotFound, PayloadTooLarge and Throttled before anything runs
         (each still leaves a log line and a usage record).
         """
-        resolved = self.catalog.resolve(name, qualifier)
+        resolved = resolved or self.catalog.resolve(name, qualifier)
         fn = resolved.deployed
         request_id = request_id or str(uuid.uuid4())
         memory_mb = int(fn.spec["limits"]["memory_mb"])

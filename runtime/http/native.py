@@ -322,8 +322,10 @@ async def invoke(request: Request) -> Response:
         request_id = await node.enqueue(fn.name, resolved.qualifier, payload,
                                         idempotency_key=request.headers.get("x-firebox-idempotency-key"))  # fmt: skip
         return reply(request, {"request_id": request_id, "status": "accepted"}, status=202)
-    result = await node.invoke(fn.name, payload, qualifier=resolved.qualifier if resolved.qualifier != "$LATEST" else None,
-                               export=request.query_params.get("export"))  # fmt: skip
+    # The version picked above (a weighted alias picks at random) is the one that runs.
+    result = await node.invoke(
+        fn.name, payload, export=request.query_params.get("export"), resolved=resolved
+    )
     accept = request.headers.get("accept")
     if not accept or accept.strip() == "*/*":
         accept = content_type  # answer in the encoding the caller used

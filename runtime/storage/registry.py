@@ -395,12 +395,13 @@ class Registry:
 
     def put_blob(self, digest: str, data: bytes) -> None:
         """Store an artifact for the other nodes (idempotent)."""
-        with self.engine.begin() as conn:
-            if (
-                conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == digest)).first()
-                is None
-            ):
-                conn.execute(blobs.insert().values(digest=digest, data=data))
+        try:
+            with self.engine.begin() as conn:
+                found = conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == digest))
+                if found.first() is None:
+                    conn.execute(blobs.insert().values(digest=digest, data=data))
+        except sa.exc.IntegrityError:
+            pass  # another node stored the same content at the same moment: the same bytes
 
     def get_blob(self, digest: str) -> bytes | None:
         """Return a shared artifact, or None."""

@@ -149,12 +149,17 @@ class TelemetryStore:
             per.setdefault(record.function, []).append(record)
         out: dict[str, Any] = {}
         for name, records in sorted(per.items()):
-            ran = sorted(r.duration_ms for r in records if r.outcome != "throttled")
+            # Refused invocations (throttled, payload too large) never ran: billed 0 ms.
+            ran_records = [r for r in records if r.billed_ms > 0]
+            ran = sorted(r.duration_ms for r in ran_records)
             out[name] = {
-                "invocations": sum(1 for r in records if r.outcome != "throttled"),
-                "errors": sum(1 for r in records if r.outcome == "error"),
+                "invocations": len(ran_records),
+                "errors": sum(1 for r in ran_records if r.outcome == "error"),
+                "rejected": sum(
+                    1 for r in records if r.billed_ms == 0 and r.outcome != "throttled"
+                ),
                 "throttles": sum(1 for r in records if r.outcome == "throttled"),
-                "cold_starts": sum(1 for r in records if r.cold and r.outcome != "throttled"),
+                "cold_starts": sum(1 for r in ran_records if r.cold),
                 "gb_seconds": round(sum(r.gb_seconds for r in records), 9),
                 "duration_ms": {"p50": percentile(ran, 0.5), "p99": percentile(ran, 0.99)},
                 "fuel": sum(r.fuel for r in records),
