@@ -9,8 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import httpx
 from firebox.compiler.errors import CompileError
 from firebox.runtime.errors import FireboxError
+from firebox.sdk.cli_events import UsageError
 
 
 def _print(args: argparse.Namespace, value: Any, human: str) -> None:
@@ -100,8 +102,8 @@ def _since(text: str | None) -> float | None:
     try:
         return float(text)
     except ValueError:
-        raise SystemExit(
-            f"firebox: cannot read the time {text!r}; use 10m, 2h, 1d or a Unix timestamp"
+        raise UsageError(
+            f"cannot read the time {text!r}; use 10m, 2h, 1d or a Unix timestamp"
         ) from None
 
 
@@ -153,9 +155,12 @@ def _weights(items: list[str]) -> dict[str, float] | None:
     out = {}
     for item in items:
         version, sep, weight = item.partition("=")
+        try:
+            out[version] = float(weight)
+        except ValueError:
+            sep = ""
         if not sep:
-            raise SystemExit(f"firebox: --route takes VERSION=WEIGHT (e.g. 3=0.1), got {item!r}")
-        out[version] = float(weight)
+            raise UsageError(f"--route takes VERSION=WEIGHT (e.g. 3=0.1), got {item!r}")
     return out
 
 
@@ -168,7 +173,7 @@ def cmd_alias(args: argparse.Namespace) -> int:
             _print(args, [asdict(a) for a in aliases], "\n".join(lines))
             return 0
         if args.alias is None:
-            raise SystemExit("firebox: name the alias")
+            raise UsageError("name the alias")
         if args.action == "delete":
             client.delete_alias(args.name, args.alias)
             _print(args, {"deleted": args.alias}, f"deleted alias {args.alias}")
@@ -176,7 +181,7 @@ def cmd_alias(args: argparse.Namespace) -> int:
         routing = {} if args.no_route else _weights(args.route)
         if args.action == "create":
             if args.version is None:
-                raise SystemExit("firebox: alias create needs --version")
+                raise UsageError("alias create needs --version")
             alias = client.create_alias(
                 args.name, args.alias, args.version, routing, args.description
             )
@@ -208,9 +213,13 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     if result.error is not None:
         _print(args, result.error.to_dict(), f"error: {result.error.code}: {result.error.message}")
         return 1
-    if args.type != "RequestResponse":
+    if args.type == "DryRun":
+        _print(args, {"status": result.status_code, "version": result.version},
+               f"DryRun: {args.name} would run version {result.version}")  # fmt: skip
+        return 0
+    if args.type == "Event":
         _print(args, {"request_id": result.request_id, "status": result.status_code},
-               f"{args.type}: accepted (request {result.request_id})")  # fmt: skip
+               f"Event: accepted (request {result.request_id})")  # fmt: skip
         return 0
     payload = result.payload
     text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else json.dumps(payload)
@@ -309,7 +318,7 @@ def cmd_config_set(args: argparse.Namespace) -> int:
     for item in args.settings:
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"firebox: settings are KEY=VALUE (e.g. memory=256), got {item!r}")
+            raise UsageError(f"settings are KEY=VALUE (e.g. memory=256), got {item!r}")
         changes[key] = _value(value)
     with _client(args) as client:
         if args.env:
@@ -317,7 +326,7 @@ def cmd_config_set(args: argparse.Namespace) -> int:
             for item in args.env:
                 key, sep, value = item.partition("=")
                 if not sep:
-                    raise SystemExit(f"firebox: --env takes KEY=VALUE, got {item!r}")
+                    raise UsageError(f"--env takes KEY=VALUE, got {item!r}")
                 env[key] = value
             changes["environment"] = env
         fn = client.update_config(args.name, **changes)
@@ -475,7 +484,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FireboxError, CompileError) as exc:
         print(f"firebox: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
+    except UsageError as exc:
+        print(f"firebox: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, httpx.TransportError) as exc:
         print(f"firebox: cannot reach the node: {exc}", file=sys.stderr)
         return 1
     return code

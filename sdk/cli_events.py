@@ -8,6 +8,10 @@ from dataclasses import asdict
 from typing import Any
 
 
+class UsageError(Exception):
+    """A mistake in the command line the parser could not catch (exit code 2)."""
+
+
 def _client(args: argparse.Namespace) -> Any:
     from firebox.sdk.client import Client
 
@@ -33,7 +37,7 @@ def _destination(text: str | None) -> dict[str, str] | None:
         return None
     kind, sep, name = text.partition(":")
     if not sep or kind not in ("queue", "function"):
-        raise SystemExit(f"firebox: a destination is queue:NAME or function:NAME, got {text!r}")
+        raise UsageError(f"a destination is queue:NAME or function:NAME, got {text!r}")
     return {"type": kind, "name": name}
 
 

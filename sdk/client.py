@@ -383,6 +383,16 @@ class AsyncClient:
         """See Client.delete."""
         await self._run(self._ops.delete(name))
 
+    async def set_tags(self, name: str, tags: dict[str, str]) -> Function:
+        """See Client.set_tags."""
+        result: Function = await self._run(self._ops.set_tags(name, tags))
+        return result
+
+    async def get_alias(self, name: str, alias: str) -> Alias:
+        """See Client.get_alias."""
+        result: Alias = await self._run(self._ops.get_alias(name, alias))
+        return result
+
     async def publish(self, name: str, description: str = "") -> Function:
         """See Client.publish."""
         result: Function = await self._run(self._ops.publish(name, description))

@@ -107,7 +107,11 @@ def raise_for(response: httpx.Response) -> None:
         err = body["error"]
     except Exception:
         raise FireboxError(f"HTTP {response.status_code}: {response.text[:200]}") from None
-    raise error_from_dict(err)
+    error = error_from_dict(err)
+    retry_after = response.headers.get("retry-after", "")
+    if retry_after.isdigit():
+        error.retry_after = float(retry_after)  # type: ignore[attr-defined]
+    raise error
 
 
 def decode(response: httpx.Response) -> Any:
