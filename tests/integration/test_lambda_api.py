@@ -298,6 +298,21 @@ def test_list_functions_paginates(client: Any) -> None:
     for name in names:
         client.delete_function(FunctionName=name)
 
+    # A zip holding one .wasm module is a module function too; two .wasm files are refused.
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("echo.wasm", module)
+    client.create_function(FunctionName="zipped-wasm", Runtime="provided.al2023", Role="r",
+                           Handler="handle", Code={"ZipFile": package.getvalue()})  # fmt: skip
+    out = client.invoke(FunctionName="zipped-wasm", Payload=b'{"y": 2}')
+    assert json.loads(out["Payload"].read()) == {"y": 2}
+    client.delete_function(FunctionName="zipped-wasm")
+    with zipfile.ZipFile(package, "a") as archive:
+        archive.writestr("other.wasm", module)
+    with pytest.raises(client.exceptions.InvalidParameterValueException, match="exactly one"):
+        client.create_function(FunctionName="two-wasm", Runtime="provided", Role="r",
+                               Handler="handle", Code={"ZipFile": package.getvalue()})  # fmt: skip
+
 
 def test_errors_in_lambda_shapes(client: Any, node: Server) -> None:
     with pytest.raises(client.exceptions.ResourceNotFoundException):
