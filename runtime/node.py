@@ -31,6 +31,7 @@ from firebox.runtime.errors import (
 )
 from firebox.runtime.events.async_invoke import AsyncInvoker
 from firebox.runtime.events.mappings import MappingManager
+from firebox.runtime.events.scheduler import Scheduler
 from firebox.runtime.invoke import Deployed, InvocationResult, Invoker
 from firebox.runtime.manifest import FunctionConfig, HttpTrigger, parse_manifest
 from firebox.runtime.prepare import Preparer
@@ -43,6 +44,7 @@ from firebox.runtime.storage.registry import (
     Registry,
     registry_url,
 )
+from firebox.runtime.storage.schedules import ScheduleStore
 from firebox.runtime.storage.telemetry import TelemetryStore
 from firebox.runtime.supervisor import Supervisor
 from firebox.runtime.telemetry import Recorder
@@ -116,6 +118,7 @@ class Node:
         self.async_invoker = AsyncInvoker(
             self, self.queues, int(os.environ.get("FIREBOX_ASYNC_CONCURRENCY") or 8)
         )
+        self.scheduler = Scheduler(self, ScheduleStore(self.registry.engine))
         self.mappings = MappingManager(
             self, self.queues, self.streams, MappingStore(self.registry.engine)
         )
@@ -133,6 +136,7 @@ class Node:
         self._rebuild_routes()
         await self.async_invoker.start()
         await self.mappings.start()
+        await self.scheduler.start()
         if os.environ.get("FIREBOX_PREPARE_PYTHON", "1") != "0":
             self.prepare.start_interpreter()  # so the first Python deploy is fast
         self._tasks = [asyncio.create_task(self._initial_sync()), asyncio.create_task(self._poll())]
@@ -144,6 +148,7 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.scheduler.stop()
         await self.mappings.stop()
         await self.async_invoker.stop()
         await self.recorder.stop()

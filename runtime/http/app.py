@@ -12,7 +12,15 @@ from firebox.runtime.errors import (
     FunctionNotFound,
     MethodNotAllowed,
 )
-from firebox.runtime.http import auth, lambda_api, lambda_settings, mappings_api, native, queues_api
+from firebox.runtime.http import (
+    auth,
+    lambda_api,
+    lambda_settings,
+    mappings_api,
+    native,
+    queues_api,
+    schedules_api,
+)
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.triggers import trigger
@@ -71,6 +79,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             *native.routes(),
             *queues_api.routes(),
             *mappings_api.routes(),
+            *schedules_api.routes(),
             *auth.routes(),
             *lambda_api.routes(),
             *lambda_settings.routes(),

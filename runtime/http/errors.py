@@ -29,6 +29,7 @@ from firebox.runtime.events.queue import InvalidReceiptHandle, QueueAlreadyExist
 from firebox.runtime.events.stream import ShardNotFound, StreamAlreadyExists, StreamNotFound
 from firebox.runtime.http.codec import encode
 from firebox.runtime.storage.mappings import MappingNotFound
+from firebox.runtime.storage.schedules import ScheduleNotFound
 from starlette.responses import Response
 
 # Errors the caller caused are 4xx; errors the function caused are 5xx of the gateway
@@ -61,6 +62,7 @@ STATUS: dict[type[FireboxError], int] = {
     StreamAlreadyExists: 409,
     InvalidReceiptHandle: 400,
     MappingNotFound: 404,
+    ScheduleNotFound: 404,
 }
 
 

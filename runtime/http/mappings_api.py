@@ -9,11 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from firebox.runtime.errors import BadRequest, FireboxError
+from firebox.runtime.errors import BadRequest
 from firebox.runtime.events.mappings import MappingManager, describe
-from firebox.runtime.http.codec import encode
 from firebox.runtime.http.native import read_object, reply
-from firebox.runtime.storage.mappings import MappingNotFound
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -23,12 +21,6 @@ def manager_of(request: Request) -> MappingManager:
     """Return the node's mapping manager."""
     manager: MappingManager = request.app.state.node.mappings
     return manager
-
-
-def _not_found(request: Request, error: FireboxError) -> Response:
-    # Until http/errors.py's table lists MappingNotFound (as 404), answer it here.
-    body, media_type = encode({"error": error.to_dict()}, request.headers.get("accept"))
-    return Response(body, status_code=404, media_type=media_type)
 
 
 def _pop_str(data: dict[str, Any], key: str) -> str:
@@ -59,30 +51,20 @@ async def list_mappings(request: Request) -> Response:
 
 async def get_mapping(request: Request) -> Response:
     """GET /v1/event-source-mappings/{id}: the mapping, its state and this node's counters."""
-    try:
-        status = await manager_of(request).status(request.path_params["id"])
-    except MappingNotFound as exc:
-        return _not_found(request, exc)
-    return reply(request, status)
+    return reply(request, await manager_of(request).status(request.path_params["id"]))
 
 
 async def update_mapping(request: Request) -> Response:
     """PATCH /v1/event-source-mappings/{id}: {function?, qualifier?, enabled?, ...settings}."""
     data = await read_object(request)
     manager = manager_of(request)
-    try:
-        record = await manager.update(request.path_params["id"], data)
-        return reply(request, await manager.status(record.id))
-    except MappingNotFound as exc:
-        return _not_found(request, exc)
+    record = await manager.update(request.path_params["id"], data)
+    return reply(request, await manager.status(record.id))
 
 
 async def delete_mapping(request: Request) -> Response:
     """DELETE /v1/event-source-mappings/{id}: stops and deletes the mapping (204)."""
-    try:
-        await manager_of(request).delete(request.path_params["id"])
-    except MappingNotFound as exc:
-        return _not_found(request, exc)
+    await manager_of(request).delete(request.path_params["id"])
     return Response(status_code=204)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
+from firebox.runtime.errors import FireboxError
 from firebox.runtime.events.queue import QueueNotFound
 
-from tests.conftest import Server
+from tests.conftest import Server, guest_wasm
 from tests.integration.test_cli import as_json, firebox
 
 
@@ -64,3 +66,30 @@ def test_queue_cli_and_event_metrics(server: Server) -> None:
     assert missing.returncode == 1 and "Queue not found" in missing.stderr
     firebox(server, "queue", "rm", "cli-q")
     assert "cli-q" not in json.loads(firebox(server, "--json", "queue", "ls").stdout)
+
+
+def test_schedule_and_queue_mapping_on_a_real_server(server_factory: type[Server]) -> None:
+    node = server_factory(env={"FIREBOX_SCHEDULE_ALLOW_SECONDS": "1"}).start()
+    with node.client() as client:
+        client.deploy({"name": "tick"}, guest_wasm("echo"))
+        client.schedules.create("every-second", "tick", "rate(1 second)")
+        assert client.schedules.get("every-second")["next_fire"]
+        client.queues.create("inbox")
+        mapping = client.mappings.create("tick", "queue:inbox", batch_size=5)
+        client.queues.send_batch("inbox", [f"m{i}" for i in range(7)])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            summary = client.usage("tick").get("functions", {}).get("tick", {})
+            if (
+                summary.get("invocations", 0) >= 5
+                and client.queues.get("inbox")["stats"]["depth"] == 0
+            ):
+                break
+            time.sleep(0.5)
+        assert client.queues.get("inbox")["stats"]["depth"] == 0
+        assert client.mappings.get(mapping["id"])["records"] == 7
+        client.schedules.delete("every-second")
+        with pytest.raises(FireboxError, match="not found"):
+            client.schedules.get("every-second")
+        client.mappings.delete(mapping["id"])
+        assert client.usage("tick")["functions"]["tick"]["invocations"] >= 5

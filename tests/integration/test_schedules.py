@@ -23,7 +23,7 @@ from firebox.runtime.events.scheduler import Scheduler, iso
 from firebox.runtime.http import errors as http_errors
 from firebox.runtime.http import schedules_api
 from firebox.runtime.node import Node
-from firebox.runtime.storage.schedules import ScheduleNotFound, ScheduleRecord, ScheduleStore
+from firebox.runtime.storage.schedules import ScheduleRecord, ScheduleStore
 from firebox.runtime.storage.schema import upgrade
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -62,6 +62,8 @@ def pg_url(postgres_url: str) -> Iterator[str]:
 async def running_node(data_dir: Path, database_url: str | None = None) -> AsyncIterator[Node]:
     node = Node(NodeConfig(data_dir=data_dir, workers=1), database_url=database_url)
     await node.start()
+    # The tests start and stop Schedulers of their own, to play nodes going down and up.
+    await node.scheduler.stop()
     try:
         yield node
     finally:
@@ -346,8 +348,6 @@ def app_for(node: Node) -> Starlette:
 
 
 def test_http_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Until runtime/http/errors.py maps it (the one table of statuses).
-    monkeypatch.setitem(http_errors.STATUS, ScheduleNotFound, 404)
 
     async def main() -> None:
         async with running_node(tmp_path / "a") as node:
