@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(report.case_text(result)), flush=True)
     run["duration_s"] = time.monotonic() - t0
     results_path, report_path = report.write(out, run, results)
-    print(f"wrote {results_path} and {report_path} ({run['duration_s']:.1f} s)")
+    print(f"wrote {results_path}, {report_path} and report.md ({run['duration_s']:.1f} s)")
     return 0
 
 

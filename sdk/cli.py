@@ -368,6 +368,30 @@ def _add_keys_parser(sub: Any) -> None:
     s.set_defaults(fn=cmd_keys)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark harness: `python -m bench ARGS` from the repository root."""
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
+    if not (repo / "bench" / "__main__.py").exists():
+        raise UsageError("`firebox bench` runs from a source checkout (bench/ is not installed)")
+    os.chdir(repo)
+    os.execv(sys.executable, [sys.executable, "-m", "bench", *args.bench_args])
+    return 0  # not reached
+
+
+def _add_bench_parser(sub: Any) -> None:
+    # Every argument (options included) goes to `python -m bench`, `-h` too.
+    s = sub.add_parser(
+        "bench",
+        help="run the benchmark suite (python -m bench ...; see bench/README.md)",
+        prefix_chars="\x00",
+        add_help=False,
+    )
+    s.add_argument("bench_args", nargs=argparse.REMAINDER)
+    s.set_defaults(fn=cmd_bench)
+
+
 def parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `firebox` command."""
     p = argparse.ArgumentParser(prog="firebox", description="Serverless functions on WebAssembly.")
@@ -473,6 +497,7 @@ def parser() -> argparse.ArgumentParser:
 
     add_parsers(sub)
     _add_keys_parser(sub)
+    _add_bench_parser(sub)
     return p
 
 

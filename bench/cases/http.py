@@ -1,9 +1,13 @@
-"""Case `http`: HTTP end to end, `firebox serve` beside a bare Starlette endpoint (bench).
+"""Case `http`: HTTP end to end, `firebox serve` beside its peers (bench).
 
-Both servers run as subprocesses on 127.0.0.1 at the same time and are driven in turns,
-phase by phase, with the same payload by one async load generator (httpx), so a noisy
-moment on the machine lands on both alike. firebox serves `examples/echo-wat` through
-its HTTP trigger `POST /echo`; the bare peer does the same wrapping natively.
+Every server runs as a subprocess on 127.0.0.1 at the same time and they are driven in
+turns, phase by phase, with the same payload by one async load generator (httpx), so a
+noisy moment on the machine lands on all alike. Every target does the same work (wrap
+the JSON body): firebox serves `examples/echo-wat` (`POST /echo`) and a Python handler
+(`POST /echo-py`) through HTTP triggers; the peers are a bare Starlette endpoint (the
+front end's floor), a process-per-invocation server (`python handler.py` per request,
+the container-style peer) and `wasmtime serve` with a JS wasi:http component (if it can
+be installed and built here).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import httpx
 from bench.cases import CaseResult
 from bench.measure import Row, ratio, summarize_us
 
-TITLE = "HTTP end to end: firebox serve vs a bare Starlette endpoint"
+TITLE = "HTTP end to end: firebox serve vs bare Starlette, process-per-request, wasmtime serve"
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "echo-wat"
@@ -46,33 +50,55 @@ PAYLOAD = json.dumps(
 ).encode()
 HEADERS = {"content-type": "application/json"}
 START_TIMEOUT_S = 60.0
-REQUEST_TIMEOUT_S = 10.0
+# A node without the compiled Python interpreter compiles it (~20 s, more when loaded).
+PYTHON_START_TIMEOUT_S = 300.0
+REQUEST_TIMEOUT_S = 30.0
 CONCURRENCY = (1, 8, 64)
+
+PYTHON_HANDLER = """\
+def handler(event, context):
+    return {"wrapped": event, "by": "python"}
+"""
+PYTHON_MANIFEST = """\
+name = "echo-python"
+runtime = "python3.14"
+handler = "app.handler"
+memory = 128
+timeout = 10.0
+
+[[triggers]]
+type = "http"
+route = "/echo-py"
+methods = ["POST"]
+export = "handle"
+"""
 
 
 @dataclass(frozen=True)
 class Plan:
-    """How much load each phase puts on each server."""
+    """How much load each phase puts on each target."""
 
     latency_requests: int  # timed requests at concurrency 1
+    latency_max_s: float  # ... or until this long (the process peer is slow)
     warmup_requests: int  # untimed requests before every phase
+    warmup_max_s: float  # ... or until this long
     duration_s: float  # length of each throughput phase
     max_requests: int  # a throughput phase also stops after this many
+    wrk: bool  # also run wrk (if installed)
+    build_peers: bool  # install/build the wasmtime serve peer if it is missing
 
 
-FULL = Plan(latency_requests=2000, warmup_requests=200, duration_s=5.0, max_requests=200_000)
-QUICK = Plan(latency_requests=200, warmup_requests=30, duration_s=1.5, max_requests=20_000)
+FULL = Plan(2000, 8.0, 200, 3.0, 4.0, 200_000, True, True)
+QUICK = Plan(200, 2.0, 30, 1.0, 1.0, 20_000, False, False)
 
 
 @dataclass
 class Server:
-    """One peer: its command, its URL and its process."""
+    """One server process: its command, its log and its process."""
 
     name: str
     cmd: list[str]
-    url: str
     log: Path
-    check: Callable[[Any], bool]
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
@@ -101,6 +127,9 @@ class Server:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
+        # Workers left behind in the group (a node's restarted workers) go too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
     def tail(self) -> str:
         """Return the end of the server's output, for error messages."""
@@ -110,6 +139,17 @@ class Server:
             return ""
 
 
+@dataclass
+class Target:
+    """One URL to load (a server may have several), with the check of its answers."""
+
+    name: str
+    url: str
+    check: Callable[[Any], bool]
+    server: Server
+    start_timeout_s: float = START_TIMEOUT_S
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as sock:
@@ -117,32 +157,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _firebox_ok(body: Any) -> bool:
-    return (
-        isinstance(body, dict)
-        and body.get("by") == "wat"
-        and body.get("wrapped", {}).get("body") == PAYLOAD.decode()
-    )
+def _firebox_ok(by: str) -> Callable[[Any], bool]:
+    def check(body: Any) -> bool:
+        return (
+            isinstance(body, dict)
+            and body.get("by") == by
+            and isinstance(body.get("wrapped"), dict)
+            and body["wrapped"].get("body") == PAYLOAD.decode()
+        )
+
+    return check
 
 
-def _bare_ok(body: Any) -> bool:
-    return isinstance(body, dict) and body == {"wrapped": json.loads(PAYLOAD), "by": "native"}
+def _wrapped_ok(by: str) -> Callable[[Any], bool]:
+    expected = {"wrapped": json.loads(PAYLOAD), "by": by}
+
+    def check(body: Any) -> bool:
+        return isinstance(body, dict) and body == expected
+
+    return check
 
 
-async def _wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    async with httpx.AsyncClient(timeout=2.0) as client:
+async def _wait_ready(target: Target) -> None:
+    deadline = time.monotonic() + target.start_timeout_s
+    async with httpx.AsyncClient(timeout=REQUEST_TIMEOUT_S) as client:
         while True:
-            assert server.proc is not None
-            if server.proc.poll() is not None:
-                raise RuntimeError(f"{server.name} exited at start:\n{server.tail()}")
-            with contextlib.suppress(httpx.HTTPError):
-                response = await client.post(server.url, content=PAYLOAD, headers=HEADERS)
-                if response.status_code == 200 and server.check(response.json()):
+            proc = target.server.proc
+            assert proc is not None
+            if proc.poll() is not None:
+                raise RuntimeError(f"{target.name} exited at start:\n{target.server.tail()}")
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                response = await client.post(target.url, content=PAYLOAD, headers=HEADERS)
+                if response.status_code == 200 and target.check(response.json()):
                     return
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"{server.name} not ready in {START_TIMEOUT_S}s:\n{server.tail()}"
+                    f"{target.name} not ready in {target.start_timeout_s}s:\n{target.server.tail()}"
                 )
             await asyncio.sleep(0.2)
 
@@ -162,7 +212,7 @@ class Phase:
 
 
 async def drive(
-    server: Server, concurrency: int, *, requests: int, duration_s: float | None
+    target: Target, concurrency: int, *, requests: int, duration_s: float | None
 ) -> Phase:
     """Send `requests` (or until `duration_s`) with `concurrency` requests in flight.
 
@@ -189,8 +239,8 @@ async def drive(
             sent += 1
             t0 = clock()
             try:
-                response = await client.post(server.url, content=PAYLOAD, headers=HEADERS)
-                good = response.status_code == 200 and server.check(response.json())
+                response = await client.post(target.url, content=PAYLOAD, headers=HEADERS)
+                good = response.status_code == 200 and target.check(response.json())
             except (httpx.HTTPError, ValueError):
                 good = False
             t1 = clock()
@@ -208,8 +258,8 @@ async def drive(
     return Phase(latencies, elapsed, errors)
 
 
-def _wrk(server: Server, concurrency: int, duration_s: float, tmp: Path) -> dict[str, Any]:
-    """Run wrk against the server; return its requests/s and latency figures as it prints them."""
+def _wrk(target: Target, concurrency: int, duration_s: float, tmp: Path) -> dict[str, Any]:
+    """Run wrk against a target; return its requests/s and latency figures as it prints them."""
     script = tmp / "post.lua"
     body = PAYLOAD.decode().replace("\\", "\\\\").replace('"', '\\"')
     script.write_text(
@@ -221,22 +271,24 @@ def _wrk(server: Server, concurrency: int, duration_s: float, tmp: Path) -> dict
     assert wrk is not None
     cmd = [wrk, "-t1", f"-c{concurrency}", f"-d{max(1, round(duration_s))}s", "--latency"]
     proc = subprocess.run(
-        [*cmd, "-s", str(script), server.url],
+        [*cmd, "-s", str(script), target.url],
         capture_output=True,
         text=True,
-        timeout=duration_s + 30,
+        timeout=duration_s + 60,
     )
     found = re.search(r"Requests/sec:\s+([\d.]+)", proc.stdout)
     p50 = re.search(r"50%\s+(\S+)", proc.stdout)
     p99 = re.search(r"99%\s+(\S+)", proc.stdout)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", proc.stdout)
+    errors = re.search(r"Socket errors:.*", proc.stdout)
     return {
-        "server": server.name,
+        "server": target.name,
         "concurrency": concurrency,
         "requests_per_s": float(found.group(1)) if found else None,
         "p50": p50.group(1) if p50 else None,
         "p99": p99.group(1) if p99 else None,
         "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(0) if errors else "",
     }
 
 
@@ -252,84 +304,153 @@ def running(servers: list[Server]) -> Iterator[None]:
             server.stop()
 
 
+def _firebox_cmd() -> list[str]:
+    firebox_bin = str(Path(sys.executable).with_name("firebox"))
+    return (
+        [firebox_bin] if Path(firebox_bin).exists() else [sys.executable, "-m", "firebox.sdk.cli"]
+    )
+
+
+def _uvicorn(app: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+
+
+def _wasmtime_peer(plan: Plan) -> tuple[list[str], int, dict[str, Any]] | str:
+    """The wasmtime serve command, its port and its configuration, or why it cannot run."""
+    from bench.peers import wasmtime_serve
+
+    try:
+        binary = wasmtime_serve.find_wasmtime(install=plan.build_peers)
+        cwasm, info = wasmtime_serve.build_component(binary, install=plan.build_peers)
+    except wasmtime_serve.Unavailable as exc:
+        return str(exc)
+    port = free_port()
+    info = {
+        "command": "wasmtime serve --allow-precompiled --addr 127.0.0.1:P hello.cwasm",
+        "wasmtime": wasmtime_serve.version(binary),
+        "binary": binary,
+        "work": "a fresh component instance per request (wasmtime serve's model, pooling"
+        ' allocator); JS reads the body and answers `{"wrapped":<body>,"by":"js"}`',
+        **info,
+    }
+    return wasmtime_serve.serve_command(binary, cwasm, HOST, port), port, info
+
+
 def run(quick: bool) -> CaseResult:
-    """Measure both servers side by side and return latency rows, throughput and ratios."""
+    """Measure every target side by side and return latency rows, throughput and ratios."""
+    from bench.cases.python import save_compiled, seed_compiled
+
     plan = QUICK if quick else FULL
+    peers: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="firebox-bench-http-") as tmp_name:
         tmp = Path(tmp_name)
         data_dir = tmp / "data"
-        fb_port, bare_port = free_port(), free_port()
-        firebox_bin = str(Path(sys.executable).with_name("firebox"))
-        firebox_cmd = (
-            [firebox_bin]
-            if Path(firebox_bin).exists()
-            else [sys.executable, "-m", "firebox.sdk.cli"]
+        data_dir.mkdir()
+        seeded = seed_compiled(data_dir)
+        py_fn = tmp / "echo-python"
+        py_fn.mkdir()
+        (py_fn / "app.py").write_text(PYTHON_HANDLER)
+        (py_fn / "firebox.toml").write_text(PYTHON_MANIFEST)
+        fb_port, bare_port, proc_port = free_port(), free_port(), free_port()
+        fb = Server(
+            "firebox",
+            [
+                *_firebox_cmd(),
+                "serve",
+                "--host",
+                HOST,
+                "--port",
+                str(fb_port),
+                "--data-dir",
+                str(data_dir),
+                "--deploy",
+                str(EXAMPLE),
+                "--deploy",
+                str(py_fn),
+            ],
+            tmp / "firebox.log",
         )
-        servers = [
-            Server(
-                "firebox",
-                [
-                    *firebox_cmd,
-                    "serve",
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(fb_port),
-                    "--data-dir",
-                    str(data_dir),
-                    "--deploy",
-                    str(EXAMPLE),
-                ],
-                f"http://{HOST}:{fb_port}/echo",
-                tmp / "firebox.log",
-                _firebox_ok,
+        bare = Server(
+            "bare", _uvicorn("bench.peers.bare_starlette:app", bare_port), tmp / "bare.log"
+        )
+        process = Server(
+            "process",
+            _uvicorn("bench.peers.process_per_request:app", proc_port),
+            tmp / "process.log",
+        )
+        servers = [fb, bare, process]
+        targets = [
+            Target("firebox-wat", f"http://{HOST}:{fb_port}/echo", _firebox_ok("wat"), fb),
+            Target(
+                "firebox-py",
+                f"http://{HOST}:{fb_port}/echo-py",
+                _firebox_ok("python"),
+                fb,
+                PYTHON_START_TIMEOUT_S,
             ),
-            Server(
-                "bare",
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "bench.peers.bare_starlette:app",
-                    "--host",
-                    HOST,
-                    "--port",
-                    str(bare_port),
-                    "--log-level",
-                    "warning",
-                ],
-                f"http://{HOST}:{bare_port}/echo",
-                tmp / "bare.log",
-                _bare_ok,
-            ),
+            Target("bare", f"http://{HOST}:{bare_port}/echo", _wrapped_ok("native"), bare),
+            Target("process", f"http://{HOST}:{proc_port}/echo", _wrapped_ok("process"), process),
         ]
+        wasmtime_peer = _wasmtime_peer(plan)
+        if isinstance(wasmtime_peer, str):
+            skipped["wasmtime-serve"] = wasmtime_peer
+        else:
+            cmd, port, info = wasmtime_peer
+            wt = Server("wasmtime-serve", cmd, tmp / "wasmtime.log")
+            servers.append(wt)
+            targets.append(
+                Target("wasmtime-serve", f"http://{HOST}:{port}/echo", _wrapped_ok("js"), wt)
+            )
+            peers["wasmtime-serve"] = info
         with running(servers):
-            result = asyncio.run(_measure(servers, plan))
-            if shutil.which("wrk"):
+            result = asyncio.run(_measure(targets, plan, skipped))
+            if plan.wrk and shutil.which("wrk"):
                 result.tables["wrk (throughput, requests/s)"] = [
-                    _wrk(server, c, plan.duration_s, tmp) for c in CONCURRENCY for server in servers
+                    _wrk(t, c, plan.duration_s, tmp) for c in CONCURRENCY for t in targets
                 ]
+        save_compiled(data_dir)
     result.config.update(
         {
             "payload_bytes": len(PAYLOAD),
             "payload": PAYLOAD.decode(),
             "plan": plan.__dict__,
             "concurrency": list(CONCURRENCY),
-            "load_generator": "httpx.AsyncClient in the bench process, keep-alive,"
-            " one client per phase; every response checked",
-            "order": "servers run at the same time; each phase runs firebox then bare",
-            "wrk": shutil.which("wrk") or "not installed",
+            "load_generator": "httpx.AsyncClient in the bench process, one keep-alive client"
+            " per in-flight request; every response checked",
+            "order": "servers run at the same time; each phase runs every target in turn",
+            "wrk": (shutil.which("wrk") or "not installed") if plan.wrk else "not run with --quick",
+            "compiled_interpreter_seeded_files": seeded,
+            "not_run": skipped,
         }
     )
     result.peers = {
-        "firebox": {
+        "firebox-wat": {
             "command": "firebox serve --host 127.0.0.1 --port P --data-dir TMP --deploy"
-            " examples/echo-wat",
+            " examples/echo-wat --deploy TMP/echo-python",
             "route": "POST /echo (HTTP trigger, no auth)",
             "work": "build the Lambda function-URL event, dispatch to a worker process,"
             ' guest wraps the event as {"wrapped": <event>, "by": "wat"}',
             "workers": os.environ.get("FIREBOX_WORKERS", f"{os.cpu_count()} (cpu count)"),
             "uvicorn": "uvicorn.run(app, log_level='warning'), default loop and HTTP parser",
+        },
+        "firebox-py": {
+            "command": "the same node",
+            "route": "POST /echo-py (HTTP trigger, no auth)",
+            "work": "as firebox-wat, on the shared Python interpreter component: "
+            + PYTHON_HANDLER.strip().replace("\n", " "),
+            "function": "provisioned 1 (default), isolation fresh",
         },
         "bare": {
             "command": "python -m uvicorn bench.peers.bare_starlette:app --host 127.0.0.1"
@@ -338,39 +459,51 @@ def run(quick: bool) -> CaseResult:
             "work": 'parse the JSON body, answer {"wrapped": <body>, "by": "native"}',
             "uvicorn": "one process, default loop and HTTP parser",
         },
+        "process": {
+            "command": "python -m uvicorn bench.peers.process_per_request:app --host 127.0.0.1"
+            " --port P --log-level warning",
+            "route": "POST /echo",
+            "work": "per request: start `python bench/peers/handler.py` (asyncio subprocess),"
+            ' body on stdin, answer its stdout {"wrapped": <body>, "by": "process"}',
+        },
+        **peers,
     }
+    if skipped:
+        result.peers.update({name: {"not run": why} for name, why in skipped.items()})
     return result
 
 
-async def _measure(servers: list[Server], plan: Plan) -> CaseResult:
-    for server in servers:
-        await _wait_ready(server)
-    rows = {s.name: Row(s.name, f"{s.name}: one request at a time (c=1)") for s in servers}
+async def _measure(targets: list[Target], plan: Plan, skipped: dict[str, str]) -> CaseResult:
+    for target in targets:
+        await _wait_ready(target)
+    rows = {t.name: Row(t.name, f"{t.name}: one request at a time (c=1)") for t in targets}
     throughput: list[dict[str, Any]] = []
     per_c: dict[tuple[str, int], float] = {}
-    for server in servers:
-        await drive(server, 1, requests=plan.warmup_requests, duration_s=None)
-        rows[server.name].warmup = plan.warmup_requests
-    # Latency at c=1 in interleaved halves, so drift lands on both servers.
+    for target in targets:
+        await drive(target, 1, requests=plan.warmup_requests, duration_s=plan.warmup_max_s)
+        rows[target.name].warmup = plan.warmup_requests
+    # Latency at c=1 in interleaved halves, so drift lands on every target.
     for _ in range(2):
-        for server in servers:
-            phase = await drive(server, 1, requests=plan.latency_requests // 2, duration_s=None)
+        for target in targets:
+            phase = await drive(
+                target, 1, requests=plan.latency_requests // 2, duration_s=plan.latency_max_s / 2
+            )
             if phase.errors:
-                raise RuntimeError(f"{server.name}: {phase.errors} failed requests")
-            rows[server.name].samples_ns.extend(phase.latencies_ns)
+                raise RuntimeError(f"{target.name}: {phase.errors} failed requests")
+            rows[target.name].samples_ns.extend(phase.latencies_ns)
     for concurrency in CONCURRENCY:
-        for server in servers:
+        for target in targets:
             # Every connection of the phase is opened and used during the warm-up.
             warmup = max(plan.warmup_requests, 5 * concurrency)
-            await drive(server, concurrency, requests=warmup, duration_s=None)
+            await drive(target, concurrency, requests=warmup, duration_s=plan.warmup_max_s)
             phase = await drive(
-                server, concurrency, requests=plan.max_requests, duration_s=plan.duration_s
+                target, concurrency, requests=plan.max_requests, duration_s=plan.duration_s
             )
             summary = summarize_us(phase.latencies_ns)
-            per_c[(server.name, concurrency)] = phase.throughput
+            per_c[(target.name, concurrency)] = phase.throughput
             throughput.append(
                 {
-                    "server": server.name,
+                    "server": target.name,
                     "concurrency": concurrency,
                     "requests_per_s": phase.throughput,
                     "median_us": summary["median_us"],
@@ -380,29 +513,67 @@ async def _measure(servers: list[Server], plan: Plan) -> CaseResult:
                     "seconds": phase.elapsed_s,
                 }
             )
-    fb, bare = rows["firebox"].summary(), rows["bare"].summary()
-    ratios: dict[str, tuple[float, str]] = {
-        "latency firebox/bare (c=1)": (
-            ratio(fb["median_us"], bare["median_us"]),
-            "median latency at c=1; 1.0 would be the floor",
-        ),
-        "p99 firebox/bare (c=1)": (ratio(fb["p99_us"], bare["p99_us"]), "p99 latency at c=1"),
-    }
-    for concurrency in CONCURRENCY:
-        ratios[f"throughput firebox/bare (c={concurrency})"] = (
-            ratio(per_c[("firebox", concurrency)], per_c[("bare", concurrency)]),
-            "requests/s; 1.0 would be the floor",
+    med = {name: row.summary()["median_us"] for name, row in rows.items()}
+    p99 = {name: row.summary()["p99_us"] for name, row in rows.items()}
+    ratios: dict[str, tuple[float, str]] = {}
+
+    def add(name: str, num: str, den: str, meaning: str) -> None:
+        if num in med and den in med:
+            ratios[name] = (ratio(med[num], med[den]), meaning)
+
+    add("latency firebox-wat/bare (c=1)", "firebox-wat", "bare", "median at c=1; 1.0 = the floor")
+    add("latency firebox-py/bare (c=1)", "firebox-py", "bare", "median at c=1; 1.0 = the floor")
+    if "firebox-wat" in p99 and "bare" in p99:
+        ratios["p99 firebox-wat/bare (c=1)"] = (
+            ratio(p99["firebox-wat"], p99["bare"]),
+            "p99 latency at c=1",
         )
+    add(
+        "latency process/firebox-py (c=1)",
+        "process",
+        "firebox-py",
+        "median at c=1: how much slower a process per invocation is",
+    )
+    add(
+        "latency process/firebox-wat (c=1)",
+        "process",
+        "firebox-wat",
+        "median at c=1",
+    )
+    add(
+        "latency firebox-wat/wasmtime-serve (c=1)",
+        "firebox-wat",
+        "wasmtime-serve",
+        "median at c=1; < 1 means firebox is faster",
+    )
+    for concurrency in CONCURRENCY:
+        for name in ("firebox-wat", "firebox-py"):
+            ratios[f"throughput {name}/bare (c={concurrency})"] = (
+                ratio(per_c[(name, concurrency)], per_c[("bare", concurrency)]),
+                "requests/s; 1.0 would be the floor",
+            )
+        if ("wasmtime-serve", concurrency) in per_c:
+            ratios[f"throughput firebox-wat/wasmtime-serve (c={concurrency})"] = (
+                ratio(per_c[("firebox-wat", concurrency)], per_c[("wasmtime-serve", concurrency)]),
+                "requests/s; > 1 means firebox serves more",
+            )
+        ratios[f"throughput firebox-py/process (c={concurrency})"] = (
+            ratio(per_c[("firebox-py", concurrency)], per_c[("process", concurrency)]),
+            "requests/s",
+        )
+    description = (
+        "Latency rows are single requests at concurrency 1 (median/p99 over up to"
+        f" {plan.latency_requests} per target, at most {plan.latency_max_s:g} s each); the"
+        " throughput table holds each concurrency's requests/s over"
+        f" {plan.duration_s:g} s. The load generator shares the machine with the servers,"
+        " so at high concurrency it is part of what is measured, equally for all."
+    )
+    if skipped:
+        description += " Not run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()) + "."
     return CaseResult(
         name="http",
         title=TITLE,
-        description=(
-            "Latency rows are single requests at concurrency 1 (median/p99 over"
-            f" {plan.latency_requests} per server); the throughput table holds each"
-            f" concurrency's requests/s over {plan.duration_s:g} s. The load generator shares"
-            " the machine with the servers, so at high concurrency it is part of what is"
-            " measured, equally for both."
-        ),
+        description=description,
         rows=list(rows.values()),
         ratios=ratios,
         tables={"throughput (httpx load generator)": throughput},
