@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import shutil
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +36,9 @@ from bench.measure import Row, interleave, ratio
 TITLE = "Startup ladder: WAT echo guest (ABI v1)"
 
 GUEST = Path(__file__).resolve().parents[2] / "tests" / "guests" / "echo.wat"
+C_GUEST = Path(__file__).resolve().parents[1] / "guests" / "echo.c"
+C_FLAGS = ["--target=wasm32-wasi", "-O2", "-nostartfiles", "-Wl,--no-entry"]
+C_RUNGS = ("compile", "cached", "fresh", "pooled", "floor")
 EXPORT = "handle"
 # One payload for every rung, about 100 bytes of JSON, as a small API request would be.
 PAYLOAD = json.dumps(
@@ -100,6 +105,27 @@ def _wait_ready(pool: InstancePool, filler: PoolFiller) -> None:
         time.sleep(0.0002)
 
 
+def build_c(out: Path) -> tuple[bytes | None, str]:
+    """Compile the C echo guest with clang for wasm32-wasi; return (wasm, how) or (None, why)."""
+    clang = shutil.which("clang")
+    if clang is None:
+        return None, "clang is not installed (Debian: clang lld wasi-libc libclang-rt-dev-wasm32)"
+    target = out / "echo-c.wasm"
+    try:
+        proc = subprocess.run(
+            [clang, *C_FLAGS, "-o", str(target), str(C_GUEST)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"clang failed: {exc}"
+    if proc.returncode != 0 or not target.exists():
+        return None, f"clang --target=wasm32-wasi failed: {proc.stderr.strip()[-300:]}"
+    version = subprocess.run([clang, "--version"], capture_output=True, text=True).stdout
+    return target.read_bytes(), f"{version.splitlines()[0]}: clang {' '.join(C_FLAGS)}"
+
+
 def run(quick: bool) -> CaseResult:
     """Measure every rung of the ladder and return the rows and their ratios."""
     pick = 1 if quick else 0
@@ -126,6 +152,25 @@ def run(quick: bool) -> CaseResult:
                 rows["worker"], counts["worker"], warmups["worker"], settings, limits, root, digest
             )
         )
+        c_wasm, c_how = build_c(root)
+        if c_wasm is not None:
+            c_rows = {
+                key: Row(f"c/{key}", "C: " + LABELS[key], notes=NOTES[key]) for key in C_RUNGS
+            }
+            c_digest = store.put(c_wasm)
+            _in_process(
+                c_rows,
+                counts,
+                warmups,
+                ROUNDS[pick],
+                settings,
+                limits,
+                c_wasm,
+                root,
+                c_digest,
+                store.path(c_digest),
+            )
+            rows.update({f"c/{key}": row for key, row in c_rows.items()})
 
     med = {key: row.summary()["median_us"] for key, row in rows.items()}
     p99 = {key: row.summary()["p99_us"] for key, row in rows.items()}
@@ -135,7 +180,9 @@ def run(quick: bool) -> CaseResult:
         description=(
             "Each row is one invocation of the same echo guest with the same payload,"
             " measured in this process with firebox's own engine, cache, guest and pool code"
-            " (rows a-e, interleaved in rounds), then through a real worker process (row f)."
+            " (rows a-e, interleaved in rounds), then through a real worker process (row f);"
+            " then rows a-e again for the same echo guest written in C (clang, wasm32-wasi),"
+            " when clang is installed. The Python rungs are in the `python` case."
         ),
         rows=list(rows.values()),
         ratios={
@@ -145,10 +192,31 @@ def run(quick: bool) -> CaseResult:
             "cached/compile": (ratio(med["cached"], med["compile"]), "median (b) / (a)"),
             "worker/pooled": (ratio(med["worker"], med["pooled"]), "median (f) / (d)"),
             "worker/floor": (ratio(med["worker"], med["floor"]), "median (f) / (e)"),
+            **(
+                {
+                    "C pooled/floor": (
+                        ratio(med["c/pooled"], med["c/floor"]),
+                        "C guest: median (d) / (e)",
+                    ),
+                    "C fresh/floor": (
+                        ratio(med["c/fresh"], med["c/floor"]),
+                        "C guest: median (c) / (e)",
+                    ),
+                    "C fresh / WAT fresh": (
+                        ratio(med["c/fresh"], med["fresh"]),
+                        "median (c) of the C guest / of the WAT guest",
+                    ),
+                }
+                if "c/fresh" in med
+                else {}
+            ),
         },
         config={
             "guest": str(GUEST.relative_to(GUEST.parents[2])),
             "wasm_bytes": len(wasm),
+            "c_guest": str(C_GUEST.relative_to(C_GUEST.parents[2])),
+            "c_build": c_how,
+            "c_wasm_bytes": len(c_wasm) if c_wasm is not None else None,
             "export": EXPORT,
             "payload_bytes": len(PAYLOAD),
             "payload": PAYLOAD.decode(),
@@ -279,7 +347,7 @@ def _in_process(
         hits = cache.stats.hits
         interleave(
             [(rows[key], runner(fn)) for key, fn in once.items()],
-            lambda row: counts[row.key],
+            lambda row: counts[row.key.split("/")[-1]],
             rounds,
         )
         if cache.stats.hits - hits != counts["cached"] or cache.stats.misses != 1:
