@@ -62,7 +62,10 @@ class CallStats:
 class GuestInstance(Protocol):
     """A ready instance of a function: call it once (or again, if `reusable`), then close it."""
 
-    reusable: bool
+    @property
+    def reusable(self) -> bool:
+        """False once the instance trapped (it must not be called again)."""
+        ...
 
     def call(self, export: str, payload: bytes, ctx: CallContext) -> tuple[bytes, CallStats]:
         """Run `export` on `payload`; return the output; raise an InvocationError subclass."""

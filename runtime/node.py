@@ -383,7 +383,9 @@ class Node:
         """Delete candidate artifacts no version references; the interpreter stays."""
         keep = self.registry.digests_in_use()
         for spec in self.loaded.values():
-            keep.update({spec["digest"], spec.get("bundle_digest")})
+            keep.add(spec["digest"])
+            if spec.get("bundle_digest"):
+                keep.add(spec["bundle_digest"])
         for digest in candidates - keep:
             if digest and not self.artifacts.is_component(digest):
                 self.artifacts.delete(digest)

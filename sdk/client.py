@@ -9,6 +9,7 @@ it is `Invocation.error`.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -151,9 +152,9 @@ class Client:
         result: Function = self._run(self._ops.update_config(name, changes))
         return result
 
-    def list(self, limit: int | None = None) -> list[Function]:
+    def list(self, limit: int | None = None) -> builtins.list[Function]:
         """Return every function ($LATEST), following pagination."""
-        result: list[Function] = self._run(self._ops.list(limit))
+        result: builtins.list[Function] = self._run(self._ops.list(limit))
         return result
 
     def get(self, name: str) -> Function:
@@ -175,9 +176,9 @@ class Client:
         result: Function = self._run(self._ops.publish(name, description))
         return result
 
-    def versions(self, name: str) -> list[Function]:
+    def versions(self, name: str) -> builtins.list[Function]:
         """Return $LATEST and every published version."""
-        result: list[Function] = self._run(self._ops.versions(name))
+        result: builtins.list[Function] = self._run(self._ops.versions(name))
         return result
 
     def create_alias(
@@ -215,9 +216,9 @@ class Client:
         """Delete an alias."""
         self._run(self._ops.delete_alias(name, alias))
 
-    def aliases(self, name: str) -> list[Alias]:
+    def aliases(self, name: str) -> builtins.list[Alias]:
         """Return a function's aliases."""
-        result: list[Alias] = self._run(self._ops.aliases(name))
+        result: builtins.list[Alias] = self._run(self._ops.aliases(name))
         return result
 
     def set_provisioned(self, name: str, count: int, qualifier: str = "$LATEST") -> dict[str, Any]:
@@ -254,9 +255,9 @@ class Client:
         )  # fmt: skip
         return result
 
-    def logs(self, name: str, **query: Any) -> list[LogEntry]:
+    def logs(self, name: str, **query: Any) -> builtins.list[LogEntry]:
         """Return a function's logs: since=, until= (Unix seconds), request_id=, version=, limit=."""
-        result: list[LogEntry] = self._run(self._ops.logs(name, query))
+        result: builtins.list[LogEntry] = self._run(self._ops.logs(name, query))
         return result
 
     def follow_logs(self, name: str, timeout: float = 3600.0, **query: Any) -> Iterator[LogEntry]:
@@ -292,9 +293,9 @@ class Client:
         result: AccessKey = self._run(KeyOperations(self._ops).create(description))
         return result
 
-    def list_keys(self) -> list[AccessKey]:
+    def list_keys(self) -> builtins.list[AccessKey]:
         """Return the admin key and every issued key (revoked ones too), without secrets."""
-        result: list[AccessKey] = self._run(KeyOperations(self._ops).list())
+        result: builtins.list[AccessKey] = self._run(KeyOperations(self._ops).list())
         return result
 
     def revoke_key(self, key_id: str) -> None:
@@ -369,9 +370,9 @@ class AsyncClient:
         result: Function = await self._run(self._ops.update_config(name, changes))
         return result
 
-    async def list(self, limit: int | None = None) -> list[Function]:
+    async def list(self, limit: int | None = None) -> builtins.list[Function]:
         """See Client.list."""
-        result: list[Function] = await self._run(self._ops.list(limit))
+        result: builtins.list[Function] = await self._run(self._ops.list(limit))
         return result
 
     async def get(self, name: str) -> Function:
@@ -398,9 +399,9 @@ class AsyncClient:
         result: Function = await self._run(self._ops.publish(name, description))
         return result
 
-    async def versions(self, name: str) -> list[Function]:
+    async def versions(self, name: str) -> builtins.list[Function]:
         """See Client.versions."""
-        result: list[Function] = await self._run(self._ops.versions(name))
+        result: builtins.list[Function] = await self._run(self._ops.versions(name))
         return result
 
     async def create_alias(
@@ -433,9 +434,9 @@ class AsyncClient:
         """See Client.delete_alias."""
         await self._run(self._ops.delete_alias(name, alias))
 
-    async def aliases(self, name: str) -> list[Alias]:
+    async def aliases(self, name: str) -> builtins.list[Alias]:
         """See Client.aliases."""
-        result: list[Alias] = await self._run(self._ops.aliases(name))
+        result: builtins.list[Alias] = await self._run(self._ops.aliases(name))
         return result
 
     async def set_provisioned(
@@ -468,9 +469,9 @@ class AsyncClient:
         )  # fmt: skip
         return result
 
-    async def logs(self, name: str, **query: Any) -> list[LogEntry]:
+    async def logs(self, name: str, **query: Any) -> builtins.list[LogEntry]:
         """See Client.logs."""
-        result: list[LogEntry] = await self._run(self._ops.logs(name, query))
+        result: builtins.list[LogEntry] = await self._run(self._ops.logs(name, query))
         return result
 
     async def follow_logs(
@@ -508,9 +509,9 @@ class AsyncClient:
         result: AccessKey = await self._run(KeyOperations(self._ops).create(description))
         return result
 
-    async def list_keys(self) -> list[AccessKey]:
+    async def list_keys(self) -> builtins.list[AccessKey]:
         """See Client.list_keys."""
-        result: list[AccessKey] = await self._run(KeyOperations(self._ops).list())
+        result: builtins.list[AccessKey] = await self._run(KeyOperations(self._ops).list())
         return result
 
     async def revoke_key(self, key_id: str) -> None:

@@ -8,6 +8,7 @@ an awaitable of it on the async client. Bodies are bytes (text is encoded as UTF
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -105,7 +106,7 @@ class Queues(_Part):
             lambda d: d["message_id"],
         )
 
-    def send_batch(self, name: str, bodies: list[bytes | str]) -> Any:
+    def send_batch(self, name: str, bodies: builtins.list[bytes | str]) -> Any:
         """Send up to 10 messages; returns their ids."""
         entries = [{"body": _as_bytes(b)} for b in bodies]
         return self._then(
@@ -120,7 +121,7 @@ class Queues(_Part):
         if visibility_timeout_s is not None:
             body["visibility_timeout_s"] = visibility_timeout_s
 
-        def convert(data: Any) -> list[QueueMessage]:
+        def convert(data: Any) -> builtins.list[QueueMessage]:
             return [
                 QueueMessage(m["id"], _body(m, "body"), m["receipt_handle"], m["receive_count"], m["sent_at"],
                              m.get("attributes") or {})
@@ -129,7 +130,7 @@ class Queues(_Part):
 
         return self._then(self._ops.call("POST", f"/v1/queues/{name}/receive", body), convert)
 
-    def delete_messages(self, name: str, receipt_handles: list[str]) -> Any:
+    def delete_messages(self, name: str, receipt_handles: builtins.list[str]) -> Any:
         """Delete received messages; returns, per handle, whether it was deleted (stale ones are not)."""
         body = {"receipt_handles": receipt_handles}
         return self._then(
@@ -174,7 +175,7 @@ class Streams(_Part):
             {"partition_key": partition_key, "data": _as_bytes(data)},
         )
 
-    def put_batch(self, name: str, records: list[tuple[str, bytes | str]]) -> Any:
+    def put_batch(self, name: str, records: builtins.list[tuple[str, bytes | str]]) -> Any:
         """Append up to 500 (partition_key, data) records; returns where each landed."""
         body = {"records": [{"partition_key": k, "data": _as_bytes(d)} for k, d in records]}
         return self._then(
@@ -187,7 +188,7 @@ class Streams(_Part):
         if after:
             params["after"] = after
 
-        def convert(data: Any) -> list[StreamRecord]:
+        def convert(data: Any) -> builtins.list[StreamRecord]:
             return [
                 StreamRecord(
                     r["sequence_number"], r["partition_key"], _body(r, "data"), r["arrival_ts"]

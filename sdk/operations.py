@@ -8,6 +8,7 @@ two clients share one implementation of the protocol.
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -178,7 +179,7 @@ class Operations:
         )
 
     def list(self, limit: int | None = None) -> Op:
-        functions: list[Function] = []
+        functions: builtins.list[Function] = []
         after: str | None = None
         while True:
             params: dict[str, Any] = {"limit": 1000}

@@ -8,6 +8,7 @@ upgrades live in `schema.py`.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from dataclasses import dataclass, field
@@ -184,7 +185,9 @@ class Registry:
             raise FunctionNotFound(name)
         return record
 
-    def list(self, after: str | None = None, limit: int | None = None) -> list[FunctionRecord]:
+    def list(
+        self, after: str | None = None, limit: int | None = None
+    ) -> builtins.list[FunctionRecord]:
         """Return functions ($LATEST) by name, after the name `after`, at most `limit`."""
         query = sa.select(functions).order_by(functions.c.name)
         if after:
@@ -194,7 +197,7 @@ class Registry:
         with self.engine.connect() as conn:
             return [_latest(r) for r in conn.execute(query).all()]
 
-    def delete(self, name: str) -> list[FunctionRecord]:
+    def delete(self, name: str) -> builtins.list[FunctionRecord]:
         """Delete a function with its versions, aliases and provisioned settings.
 
         Returns every version that was deleted ($LATEST first); raises FunctionNotFound.
@@ -253,7 +256,7 @@ class Registry:
             self._bump(conn)
         return self.version(name, str(number))
 
-    def versions(self, name: str) -> list[FunctionRecord]:
+    def versions(self, name: str) -> builtins.list[FunctionRecord]:
         """Return the published versions of `name`, oldest first."""
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -337,7 +340,7 @@ class Registry:
             ).first()
         return _alias(row) if row is not None else None
 
-    def aliases(self, function: str) -> list[AliasRecord]:
+    def aliases(self, function: str) -> builtins.list[AliasRecord]:
         """Return a function's aliases by name."""
         with self.engine.connect() as conn:
             rows = conn.execute(
@@ -382,15 +385,17 @@ class Registry:
             rows = conn.execute(
                 sa.select(provisioned).where(provisioned.c.function == function)
             ).all()
-        return {r.qualifier: int(r.count) for r in rows}
+        return {str(r.qualifier): int(r[2]) for r in rows}
 
     # --- artifacts in use, shared blobs ---------------------------------------------
 
     def digests_in_use(self) -> set[str]:
         """Return every artifact digest some version still references."""
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(functions.c.digest, functions.c.bundle_digest)).all()
-            rows += conn.execute(sa.select(versions.c.digest, versions.c.bundle_digest)).all()
+            rows = [
+                *conn.execute(sa.select(functions.c.digest, functions.c.bundle_digest)).all(),
+                *conn.execute(sa.select(versions.c.digest, versions.c.bundle_digest)).all(),
+            ]
         return {d for row in rows for d in row if d}
 
     def put_blob(self, digest: str, data: bytes) -> None:
