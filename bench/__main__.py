@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -29,9 +30,18 @@ def main(argv: list[str] | None = None) -> int:
         help="fewer iterations: the whole run in well under 2 minutes",
     )
     parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="implies --quick, with the HTTP case cut to a few requests per phase: checks the"
+        " harness end to end (its test), measures nothing worth keeping",
+    )
+    parser.add_argument(
         "--out", type=Path, help="output folder (default: bench/results/<timestamp>/)"
     )
     args = parser.parse_args(argv)
+    if args.tiny:
+        args.quick = True
+        os.environ["FIREBOX_BENCH_TINY"] = "1"
     chosen = args.cases or list(CASES)
     unknown = [name for name in chosen if name not in CASES]
     if unknown:
@@ -44,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
         "machine": report.machine_info(),
         "versions": report.versions(),
-        "settings": {"cases": chosen, "quick": args.quick, "out": str(out)},
+        "settings": {
+            "cases": chosen,
+            "quick": args.quick,
+            "tiny": args.tiny,
+            "out": str(out),
+            "FIREBOX_WORKERS": os.environ.get("FIREBOX_WORKERS", "unset (cpu count)"),
+        },
         "duration_s": 0.0,
     }
     print("\n".join(report.header_text(run)))

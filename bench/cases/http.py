@@ -90,6 +90,8 @@ class Plan:
 
 FULL = Plan(2000, 8.0, 200, 3.0, 4.0, 200_000, True, True)
 QUICK = Plan(200, 2.0, 30, 1.0, 1.0, 20_000, False, False)
+# `python -m bench --tiny` (the harness's own test): just enough to fill every table.
+TINY = Plan(20, 0.5, 5, 0.3, 0.3, 2_000, False, False)
 
 
 @dataclass
@@ -352,6 +354,8 @@ def run(quick: bool) -> CaseResult:
     from bench.cases.python import save_compiled, seed_compiled
 
     plan = QUICK if quick else FULL
+    if os.environ.get("FIREBOX_BENCH_TINY"):
+        plan = TINY
     peers: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="firebox-bench-http-") as tmp_name:

@@ -12,36 +12,79 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = {"compile", "cached", "fresh", "pooled", "floor", "worker"}
+C_ROWS = {f"c/{key}" for key in ("compile", "cached", "fresh", "pooled", "floor")}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
 
 
 @pytest.mark.slow
-def test_quick_startup_run_writes_every_row(tmp_path: Path) -> None:
+def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
+    # startup, limits and http (--tiny: a few requests per phase) end to end; the python
+    # and scale cases have their own test below. This checks the harness, not the speed.
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "startup", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "bench", "startup", "limits", "http", "--tiny", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
-    case = results["cases"]["startup"]
-    assert {row["key"] for row in case["rows"]} == ROWS
-    for row in case["rows"]:
-        for field in ("median_us", "p99_us"):
-            value = row[field]
-            assert isinstance(value, float) and math.isfinite(value) and value > 0, (
-                row["key"],
-                field,
-            )
-        assert row["iterations"] >= 100
-    assert {"pooled/floor", "fresh/floor"} <= set(case["ratios"])
     for key in ("cpu_model", "usable_cores", "memory_total_mb"):
         assert results["machine"][key]
     assert results["versions"]["wasmtime"].startswith("50.")
+    assert results["settings"]["tiny"] is True
+
+    startup = results["cases"]["startup"]
+    keys = {row["key"] for row in startup["rows"]}
+    assert keys >= ROWS and keys - ROWS in (set(), C_ROWS)
+    for row in startup["rows"]:
+        assert _finite(row["median_us"]) and _finite(row["p99_us"]), row["key"]
+        assert row["iterations"] >= 100
+    assert {"pooled/floor", "fresh/floor"} <= set(startup["ratios"])
+
+    limits = results["cases"]["limits"]
+    assert {row["key"] for row in limits["rows"]} == {"none", "fuel", "epoch", "both"}
+    assert _finite(limits["ratios"]["fuel on/off"]["value"])
+
+    http = results["cases"]["http"]
+    names = {row["key"] for row in http["rows"]}
+    assert {"firebox-wat", "firebox-py", "bare", "process"} <= names
+    assert names <= {"firebox-wat", "firebox-py", "bare", "process", "wasmtime-serve"}
+    if "wasmtime-serve" not in names:
+        assert http["config"]["not_run"]["wasmtime-serve"]  # the reason is recorded
+    for row in http["rows"]:
+        assert _finite(row["median_us"]), row["key"]
+    table = http["tables"]["throughput (httpx load generator)"]
+    assert {(r["server"], r["concurrency"]) for r in table} >= {
+        (n, c) for n in ("firebox-wat", "bare", "process") for c in (1, 8, 64)
+    }
+    assert all(r["errors"] == 0 for r in table)
+    assert "latency process/firebox-py (c=1)" in http["ratios"]
+
+    plots = results["plots"]
+    assert not results["plot_errors"]
+    assert {"startup_ladder.png", "cold_warm.png", "throughput.png", "limits.png"} <= set(plots)
+    assert {"cdf_startup.png", "cdf_limits.png", "cdf_http.png"} <= set(plots)
+    for name in plots:
+        data = (out / name).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 2000, name
+
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    for case in ("startup", "limits", "http"):
+        assert f'id="case-{case}"' in page
+    assert page.count('src="data:image/png;base64,') >= len(plots)
+    assert "Headline ratios" in page and "pooled/floor" in page
+
     report = (out / "report.md").read_text()
     assert "pooled/floor" in report and "(f) via worker process" in report
+    for name in plots:
+        assert f"]({name})" in report
     assert "pooled/floor" in proc.stdout
 
 
