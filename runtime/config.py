@@ -62,6 +62,22 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "000000000000"
 
 
+def region() -> str:
+    """Return the region firebox puts in ARNs (FIREBOX_REGION, default us-east-1)."""
+    return os.environ.get("FIREBOX_REGION") or DEFAULT_REGION
+
+
+def account_id() -> str:
+    """Return the account id firebox puts in ARNs (FIREBOX_ACCOUNT_ID)."""
+    return os.environ.get("FIREBOX_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID
+
+
+def arn(service: str, resource: str) -> str:
+    """Return an ARN of this node's region and account, e.g. arn("lambda", "function:f")."""
+    scope = "" if service == "iam" else region()
+    return f"arn:aws:{service}:{scope}:{account_id()}:{resource}"
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """The settings of one firebox node, read from the environment with defaults."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import wasmtime
-from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, EPOCH_TICK_S, MiB
+from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, EPOCH_TICK_S, MiB, arn
 from firebox.runtime.errors import (
     FireboxError,
     GuestTrap,
@@ -70,13 +70,11 @@ class PythonFunctionConfig:
 
     def to_wit(self) -> Any:
         """Return the `function-config` record for the `load` export."""
-        arn = self.invoked_function_arn or (
-            f"arn:aws:lambda:local:000000000000:function:{self.function_name}"
-        )
+        function_arn = self.invoked_function_arn or arn("lambda", f"function:{self.function_name}")
         return _record(
             function_name=self.function_name,
             function_version=self.function_version,
-            invoked_function_arn=arn,
+            invoked_function_arn=function_arn,
             memory_limit_mb=self.memory_mb,
             log_group_name=self.log_group_name or f"/aws/lambda/{self.function_name}",
             log_stream_name=self.log_stream_name or f"firebox/[{self.function_version}]",

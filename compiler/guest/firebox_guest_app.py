@@ -69,9 +69,15 @@ def _error(error_type: str, message: str, stack: list[str], request_id: str = ""
     return json.dumps(payload).encode()
 
 
+# Frames kept in `stackTrace` (the innermost ones): formatting the ~1,000 frames of a
+# RecursionError with their source lines costs about a second inside the interpreter.
+STACK_LIMIT = 50
+
+
 def _stack(exc: BaseException) -> list[str]:
     # Drop this module's own frames, as Lambda's runtime drops its bootstrap frames.
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    extracted = traceback.extract_tb(exc.__traceback__, limit=-STACK_LIMIT)
+    frames = [f for f in extracted if f.filename != __file__]
     return traceback.format_list(frames)
 
 

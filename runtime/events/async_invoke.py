@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
+from firebox.runtime.config import arn
 from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound, Throttled
 from firebox.runtime.events.queue import MAX_DELAY_S, Message, QueueAttributes, QueueBackend
 from firebox.runtime.storage.event_configs import EventConfigStore
@@ -378,7 +379,7 @@ class AsyncInvoker:
             "timestamp": _iso(time.time()),
             "requestContext": {
                 "requestId": event["request_id"],
-                "functionArn": f"arn:aws:lambda:local:000000000000:function:{event['function']}:{event['qualifier']}",
+                "functionArn": arn("lambda", f"function:{event['function']}:{event['qualifier']}"),
                 "condition": condition,
                 "approximateInvokeCount": max(
                     1, event["attempts"] + (1 if condition == "Success" else 0)

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from firebox.runtime.config import account_id, arn, region
 from firebox.runtime.errors import BadRequest, FireboxError, Throttled
 from firebox.runtime.events.queue import MAX_WAIT_S, Message, QueueBackend
 from firebox.runtime.events.stream import MAX_READ_LIMIT, Record, StreamBackend
@@ -47,8 +48,6 @@ log = logging.getLogger("firebox.mappings")
 T = TypeVar("T")
 
 # Lambda's ARNs need a region and an account; a firebox node has neither.
-REGION = "local"
-ACCOUNT = "000000000000"
 REPORT_FAILURES = "ReportBatchItemFailures"
 TRIM_HORIZON, LATEST = "TRIM_HORIZON", "LATEST"
 # Lambda's limits and defaults for SQS and Kinesis mappings.
@@ -203,8 +202,8 @@ def parse_source(source: Any) -> tuple[str, str]:
 def source_arn(kind: str, name: str) -> str:
     """Return the Lambda-style ARN of a queue (SQS) or stream (Kinesis)."""
     if kind == "queue":
-        return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
-    return f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}"
+        return arn("sqs", name)
+    return arn("kinesis", f"stream/{name}")
 
 
 def describe(record: MappingRecord) -> dict[str, Any]:
@@ -236,13 +235,13 @@ def sqs_event(queue: str, messages: Sequence[Message]) -> dict[str, Any]:
         "body": m.body.decode("utf-8", "replace"),
         "attributes": {"ApproximateReceiveCount": str(m.receive_count),
                        "SentTimestamp": str(int(m.sent_at * 1000)),
-                       "SenderId": ACCOUNT, "ApproximateFirstReceiveTimestamp": now_ms},
+                       "SenderId": account_id(), "ApproximateFirstReceiveTimestamp": now_ms},
         "messageAttributes": {k: {"stringValue": v, "stringListValues": [], "binaryListValues": [],
                                   "dataType": "String"} for k, v in m.attributes.items()},
         "md5OfBody": hashlib.md5(m.body).hexdigest(),
         "eventSource": "aws:sqs",
         "eventSourceARN": source_arn("queue", queue),
-        "awsRegion": REGION,
+        "awsRegion": region(),
     } for m in messages]}  # fmt: skip
 
 
@@ -257,8 +256,8 @@ def kinesis_event(stream: str, shard: str, records: Sequence[Record]) -> dict[st
         "eventVersion": "1.0",
         "eventID": f"{shard}:{r.sequence_number}",
         "eventName": "aws:kinesis:record",
-        "invokeIdentityArn": f"arn:aws:iam::{ACCOUNT}:role/firebox-event-source-mapping",
-        "awsRegion": REGION,
+        "invokeIdentityArn": arn("iam", "role/firebox-event-source-mapping"),
+        "awsRegion": region(),
         "eventSourceARN": source_arn("stream", stream),
     } for r in records]}  # fmt: skip
 
@@ -687,7 +686,7 @@ class _StreamPoller(_Poller):
         fn = self.record
         body = json.dumps({
             "requestContext": {"requestId": str(uuid.uuid4()),
-                               "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{fn.function}:{fn.qualifier}",
+                               "functionArn": arn("lambda", f"function:{fn.function}:{fn.qualifier}"),
                                "condition": condition, "approximateInvokeCount": attempts},
             "responseContext": {"statusCode": 200, "executedVersion": version or fn.qualifier,
                                 "functionError": error.code if error is not None else "Unhandled"},

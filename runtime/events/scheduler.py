@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from firebox.runtime.config import account_id, arn, region
 from firebox.runtime.errors import FireboxError
 from firebox.runtime.events.schedule import Schedule, parse
 from firebox.runtime.storage.schedules import ScheduleRecord, ScheduleStore
@@ -50,9 +51,6 @@ MAX_SLEEP_S = 1.0
 # How long stop() waits for firings in progress (a direct invoke may be slow) before
 # cancelling them.
 STOP_GRACE_S = 10.0
-# The account and region in scheduled events and rule ARNs (as elsewhere in firebox).
-ACCOUNT_ID = "000000000000"
-REGION = "local"
 
 
 class Invoking(Protocol):
@@ -82,10 +80,10 @@ def scheduled_event(record: ScheduleRecord, tick: datetime) -> dict[str, Any]:
         "id": str(uuid.uuid4()),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
-        "account": ACCOUNT_ID,
+        "account": account_id(),
         "time": iso(tick),
-        "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{record.name}"],
+        "region": region(),
+        "resources": [arn("events", f"rule/{record.name}")],
         "detail": {},
     }
 
