@@ -14,7 +14,6 @@ import time
 import uuid
 from typing import Any
 
-from firebox.runtime.credentials import verify_bearer
 from firebox.runtime.errors import FunctionNotFound, MethodNotAllowed
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.native import invocation_headers, node_of, read_body
@@ -124,7 +123,8 @@ async def trigger(request: Request) -> Response:
             headers={"Allow": ", ".join(allowed)},
         )
     if route.trigger.auth == "key":
-        verify_bearer(request.headers.get("authorization"), node.known_keys())
+        # Any live key (the admin's or one it issued), as a bearer token.
+        request.app.state.authenticator.bearer(request.headers.get("authorization"))
     fn = node.resolve(route.function).deployed
     body = await read_body(request, int(fn.spec["limits"]["max_request_bytes"]))
     request_id = str(uuid.uuid4())

@@ -40,7 +40,8 @@ def functions(server: Server) -> None:
         {
             "name": "transform",
             "triggers": [
-                {"type": "http", "route": "/wrap", "methods": ["POST"], "export": "handle"}
+                {"type": "http", "route": "/wrap", "methods": ["POST"], "export": "handle"},
+                {"route": "/private", "methods": ["POST"], "export": "handle", "auth": "key"},
             ],
         },
         "transform",
@@ -93,6 +94,12 @@ def test_trigger_route_calls_its_export(server: Server) -> None:
     assert event["requestContext"]["http"]["method"] == "POST"
     assert httpx.get(server.url + "/wrap").status_code == 405
     assert httpx.get(server.url + "/nowhere").status_code == 404
+
+
+def test_trigger_with_key_auth_needs_a_key(server: Server) -> None:
+    assert httpx.post(server.url + "/private", content=b"{}").status_code == 401
+    with server.http() as http:  # the admin key; issued keys work the same way
+        assert http.post("/private", content=b"{}").json()["wrapped"]["rawPath"] == "/private"
 
 
 @pytest.mark.parametrize(
