@@ -127,6 +127,7 @@ def test_quick_python_and_scale_runs_write_their_rows(tmp_path: Path) -> None:
     for variant in ("wat", "wat-distinct", "python", "python-distinct"):
         for n in (1, 10):
             assert f"{variant}/{n}/deploy" in keys
+    assert not any(why.startswith("failed") for why in scale["config"]["stopped_early"].values())
     table = next(iter(scale["tables"].values()))
     assert {(r["variant"], r["n"]) for r in table} >= {("python", 10), ("wat", 10)}
     assert all(r["pools ready"] >= r["n"] for r in table)
