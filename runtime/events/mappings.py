@@ -482,6 +482,9 @@ class _QueuePoller(_Poller):
             self.failed(outcome)
         retries = self.config.maximum_retry_attempts
         error = outcome if isinstance(outcome, FireboxError) else outcome.error
+        # The batch's log and usage record are stored before its messages are deleted: a
+        # node killed right after a delete never leaves a processed message without trace.
+        await self.manager.node.recorder.flush()
         for message in batch:
             if message.id in failed:
                 exhausted = 0 <= retries < message.receive_count

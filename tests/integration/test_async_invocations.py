@@ -197,10 +197,26 @@ def test_bad_event_requests_get_4xx(node: Server) -> None:
         )
 
 
+PRINTER = """
+def handler(event, context):
+    for record in event["Records"]:
+        print("processed", record["body"])
+"""
+
+
 def test_nothing_is_lost_across_kill_9(server_factory: type[Server], tmp_path: Path) -> None:
-    node = server_factory(env={"FIREBOX_WORKERS": "1"}).start()
+    node = server_factory(env={"FIREBOX_WORKERS": "1", "FIREBOX_PREPARE_PYTHON": "1"}).start()
+    (tmp_path / "printer").mkdir()
+    (tmp_path / "printer" / "app.py").write_text(PRINTER)
+    (tmp_path / "printer" / "firebox.toml").write_text('name = "printer"\nruntime = "python3.14"\n')
+    bodies = [f"m{i}" for i in range(500)]
     with node.client() as client:
         client.deploy({"name": "echo"}, guest_wasm("echo"))
+        client.deploy_path(tmp_path / "printer")
+        client.queues.create("in", visibility_timeout_s=2)
+        client.mappings.create("printer", "queue:in", batch_size=10)
+        for start in range(0, len(bodies), 10):
+            client.queues.send_batch("in", bodies[start : start + 10])
     with node.http() as http:
         http.post("/v1/queues", json={"name": "done"})
         http.put(
@@ -222,6 +238,18 @@ def test_nothing_is_lost_across_kill_9(server_factory: type[Server], tmp_path: P
     node.proc.wait(10)
     node.proc = None
     node.start()
-    records = drain(node, "done", 1000, timeout=120)
+    records = drain(node, "done", 1000, timeout=300)
     seen = {json.loads(m["body"])["requestContext"]["requestId"] for m in records}
     assert seen == ids  # every accepted event ran at least once; duplicates are allowed
+    # And every queue message went through the mapping: its log is stored before its delete.
+    with node.client() as client:
+        deadline = time.monotonic() + 60
+        while (stats := client.queues.get("in")["stats"])["depth"] + stats["in_flight"] > 0:
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.5)
+        time.sleep(0.5)
+        texts = [e.text for e in client.logs("printer", limit=10_000)]
+    printed = {
+        line.split()[-1] for t in texts for line in t.splitlines() if line.startswith("processed ")
+    }
+    assert printed == set(bodies)
