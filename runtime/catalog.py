@@ -68,6 +68,7 @@ class Catalog:
         self._versions: dict[tuple[str, str], Deployed] = {}
         self._aliases: dict[tuple[str, str], AliasRecord | None] = {}
         self._provisioned: dict[str, dict[str, int]] = {}
+        self._all_provisioned = False
         self.generation = -1
 
     def refresh(self) -> bool:
@@ -83,7 +84,10 @@ class Catalog:
         self.generation = self.registry.generation() if generation is None else generation
         self._versions.clear()
         self._aliases.clear()
-        self._provisioned.clear()
+        # One query for every function's settings: a reload must not cost a query per
+        # function (measured: 865 functions, 0.5 s of 865 small queries per deploy).
+        self._provisioned = self.registry.all_provisioned()
+        self._all_provisioned = True
         latest = {}
         for record in self.registry.list():
             latest[record.name] = self.deployed(record)
@@ -92,6 +96,8 @@ class Catalog:
     def provisioned_for(self, name: str) -> dict[str, int]:
         """Return the provisioned concurrency per qualifier of a function (cached)."""
         if name not in self._provisioned:
+            if self._all_provisioned:
+                return {}  # loaded with everything else: this function has no settings
             self._provisioned[name] = self.registry.provisioned(name)
         return self._provisioned[name]
 

@@ -50,7 +50,9 @@ def _pooling_allocator(config: wasmtime.Config, settings: EngineSettings) -> Non
     ffi.wasmtime_pooling_allocation_config_total_memories_set(pc, slots)
     ffi.wasmtime_pooling_allocation_config_total_tables_set(pc, slots)
     ffi.wasmtime_pooling_allocation_config_total_stacks_set(pc, slots)
-    ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pc, slots * 4)
+    # A componentize-py instance holds ~14 core instances: with `slots * 4` a worker ran out
+    # at ~290 ready Python instances while memory slots were left (measured in bench/scale).
+    ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pc, slots * 16)
     ffi.wasmtime_pooling_allocation_config_total_component_instances_set(pc, slots)
     ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pc, settings.max_memory_mb * MiB)
     # componentize-py components hold several core instances, memories and tables.
@@ -65,8 +67,13 @@ def _pooling_allocator(config: wasmtime.Config, settings: EngineSettings) -> Non
     ffi.wasmtime_pooling_allocation_config_delete(pc)
 
 
-def build_engine(settings: EngineSettings) -> wasmtime.Engine:
-    """Return a new Engine with fuel, epochs, CoW images and the pooling allocator on."""
+def build_engine(settings: EngineSettings, *, parallel: bool = True) -> wasmtime.Engine:
+    """Return a new Engine with fuel, epochs, CoW images and the pooling allocator on.
+
+    `parallel=False` compiles on the calling thread only: the node validates small
+    modules that way, so they never queue behind the interpreter compiling on the
+    shared compile threads (a 1 ms module waited 23-63 s behind it, measured).
+    """
     config = wasmtime.Config()
     config.consume_fuel = True
     config.epoch_interruption = True
@@ -78,7 +85,7 @@ def build_engine(settings: EngineSettings) -> wasmtime.Engine:
     config.memory_guard_size = settings.memory_guard_mb * MiB
     config.memory_reservation_for_growth = 0
     config.memory_may_move = False
-    config.parallel_compilation = True
+    config.parallel_compilation = parallel
     _pooling_allocator(config, settings)
     return wasmtime.Engine(config)
 

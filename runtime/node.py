@@ -26,8 +26,11 @@ from firebox.runtime.errors import (
     FunctionNotFound,
     InvalidArtifact,
     InvalidManifest,
+    NodeAtCapacity,
     PayloadTooLarge,
+    ServiceUnavailable,
     Throttled,
+    WorkerLost,
 )
 from firebox.runtime.events.async_invoke import AsyncInvoker
 from firebox.runtime.events.mappings import MappingManager
@@ -226,6 +229,8 @@ class Node:
         except FireboxError as exc:
             await self.supervisor.unload(candidate.key)
             self.loaded.pop(candidate.key, None)
+            if isinstance(exc, NodeAtCapacity | ServiceUnavailable | WorkerLost):
+                raise  # the node's capacity or health, not the function's fault
             raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
 
     async def deploy(

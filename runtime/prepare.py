@@ -55,6 +55,7 @@ class Preparer:
         self.artifacts = artifacts
         self.registry = registry
         self._engine: wasmtime.Engine | None = None
+        self._component_engine: wasmtime.Engine | None = None
         self._cache: CompiledCache | None = None
         self._interpreter: asyncio.Future[str] | None = None
 
@@ -66,10 +67,18 @@ class Preparer:
         return self._cache
 
     def _compile_engine(self) -> wasmtime.Engine:
+        # Single-threaded: user modules are small and must not wait for the interpreter.
         if self._engine is None:
-            self._engine = build_engine(self.settings)
+            self._engine = build_engine(self.settings, parallel=False)
             self._cache = CompiledCache(self.data_dir, self.settings)
         return self._engine
+
+    def _components(self) -> wasmtime.Engine:
+        # The same settings (so the same cache key), compiled on every core: components are big.
+        self._compile_engine()
+        if self._component_engine is None:
+            self._component_engine = build_engine(self.settings)
+        return self._component_engine
 
     def module(self, code: bytes) -> str:
         """Validate an ABI v1 module, store it, compile it into the cache; return its digest.
@@ -126,7 +135,7 @@ class Preparer:
         if not self.artifacts.exists(digest):
             self.artifacts.put(path.read_bytes())
         self.share(digest)
-        engine = self._compile_engine()
+        engine = self._components()
         with file_lock(self.cache.root / ".compile.lock"):
             self.cache.ensure_component(engine, digest, self.artifacts.path(digest))
         return digest
@@ -152,7 +161,7 @@ class Preparer:
 
     def compile_component(self, digest: str) -> None:
         """Compile a component artifact into the cache if it is not there (for another node's interpreter)."""
-        engine = self._compile_engine()
+        engine = self._components()
         with file_lock(self.cache.root / ".compile.lock"):
             self.cache.ensure_component(engine, digest, self.artifacts.path(digest))
 

@@ -387,6 +387,14 @@ class Registry:
             ).all()
         return {str(r.qualifier): int(r[2]) for r in rows}
 
+    def all_provisioned(self) -> dict[str, dict[str, int]]:
+        """Return the provisioned concurrency of every function, in one query."""
+        out: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(sa.select(provisioned)).all():
+                out.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
+        return out
+
     # --- artifacts in use, shared blobs ---------------------------------------------
 
     def digests_in_use(self) -> set[str]:
