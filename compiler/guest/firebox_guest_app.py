@@ -176,6 +176,20 @@ def _resolve(handler: str) -> Handler:
     return function  # type: ignore[no-any-return]
 
 
+def _warm_up(state: _State) -> None:
+    """Walk the invocation path once without the user's code, while the pool fills.
+
+    The first call on a fresh instance otherwise pays for touching (copy-on-write
+    faulting) the interpreter pages the call path uses: ~3 ms against ~1 ms for a second
+    call, measured in bench/cases/python.py. Nothing here is visible to the function.
+    """
+    sample = {"warm": [1, 2.5, "x", None, True], "nested": {"k": "v" * 64}}
+    json.dumps(json.loads(json.dumps(sample)), default=_json_default).encode()
+    state.budget.reset("")
+    gc.collect(0)
+    host.monotonic_ms()
+
+
 class WitWorld(wit_world.WitWorld):
     """The exports of the `firebox:function/function` world."""
 
@@ -200,6 +214,7 @@ class WitWorld(wit_world.WitWorld):
         finally:
             for stream in state.streams:
                 stream.flush()
+        _warm_up(state)
         _state = state
 
     def handle(self, event: bytes, context: InvocationContext) -> bytes:
