@@ -309,6 +309,8 @@ def scale(cases: list[CaseResult], out: Path) -> list[Figure]:
             if points:
                 ax.plot([n for n, _ in points], [v for _, v in points], marker="o", label=variant)
         ax.set_xscale("log")
+        if key in ("deploy median ms", "first invoke after deploy ms", "latency"):
+            ax.set_yscale("log")
         ax.set_xlabel("functions deployed (log)")
         ax.set_title(title, fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
