@@ -140,7 +140,7 @@ def test_aws_documentation_example_runs_unchanged(make: Make) -> None:
     instance = make(source, "main.lambda_handler", function_name="docs").instantiate()
     sink = Sink()
     assert call(instance, {}, timeout=3.0, sink=sink, request_id="abc-123") is None
-    assert "Lambda function ARN: arn:aws:lambda:local:000000000000:function:docs" in sink.text
+    assert "Lambda function ARN: arn:aws:lambda:us-east-1:000000000000:function:docs" in sink.text
     assert "CloudWatch log group name: /aws/lambda/docs" in sink.text
     assert "Lambda Request ID: abc-123" in sink.text
     assert "Lambda function memory limits in MB: 128" in sink.text

@@ -397,7 +397,7 @@ def test_http_routes_create_read_update_delete(loop: LoopThread, manager: Mappin
             assert made.status_code == 201, made.text
             mapping = made.json()
             assert mapping["batch_size"] == 5 and mapping["maximum_concurrency"] == 2
-            assert mapping["source_arn"] == "arn:aws:sqs:local:000000000000:q2"
+            assert mapping["source_arn"] == "arn:aws:sqs:us-east-1:000000000000:q2"
             assert mapping["state"] == "Disabled" and mapping["polling"] is False
             bad = await http.post(base, json={"function": FUNCTION, "source": "queue:q2", "x": 1})
             assert bad.status_code == 400 and bad.json()["error"]["type"] == "BadRequest"
@@ -430,7 +430,7 @@ def test_event_shapes_are_lambdas() -> None:
     assert sqs["messageAttributes"]["k"]["stringValue"] == "v"
     assert sqs["md5OfBody"] == "5d41402abc4b2a76b9719d911017c592"
     assert sqs["eventSource"] == "aws:sqs"
-    assert sqs["eventSourceARN"] == "arn:aws:sqs:local:000000000000:orders"
+    assert sqs["eventSourceARN"] == "arn:aws:sqs:us-east-1:000000000000:orders"
     record = Record("49-7", "user-1", b"\x00\x01", 1700000000.25)
     kinesis = kinesis_event("clicks", "shardId-000000000001", [record])["Records"][0]
     assert kinesis["kinesis"] == {
@@ -442,7 +442,7 @@ def test_event_shapes_are_lambdas() -> None:
     }
     assert kinesis["eventID"] == "shardId-000000000001:49-7"
     assert kinesis["eventName"] == "aws:kinesis:record" and kinesis["eventVersion"] == "1.0"
-    assert kinesis["eventSourceARN"] == "arn:aws:kinesis:local:000000000000:stream/clicks"
+    assert kinesis["eventSourceARN"] == "arn:aws:kinesis:us-east-1:000000000000:stream/clicks"
     # ReportBatchItemFailures responses, read as Lambda reads them.
     assert failed_items(b"", ["a"]) == set() and failed_items(b"null", ["a"]) == set()
     assert failed_items(b'{"batchItemFailures": []}', ["a"]) == set()

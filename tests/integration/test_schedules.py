@@ -153,7 +153,7 @@ def test_rate_fires_every_tick_on_time(tmp_path: Path) -> None:
             assert event["detail-type"] == "Scheduled Event"
             assert event["source"] == "aws.events"
             assert event["time"] == iso(tick) and event["time"].endswith("Z")
-            assert event["resources"] == ["arn:aws:events:local:000000000000:rule/every-second"]
+            assert event["resources"] == ["arn:aws:events:us-east-1:000000000000:rule/every-second"]
             assert event["detail"] == {} and event["version"] == "0"
             assert uuid.UUID(event["id"]) and event["account"] and event["region"]
             assert len({e["id"] for _, _, e in calls}) == len(calls)
