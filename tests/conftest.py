@@ -187,3 +187,21 @@ def redis_url() -> str:
     except Exception as exc:
         _service_missing("Redis", str(exc).splitlines()[0])
     return REDIS_URL
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL URL on a fresh schema of its own (dropped afterwards), so tests that
+    share the `test` database never see each other's tables."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"fbx_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    yield f"{postgres_url}?options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()

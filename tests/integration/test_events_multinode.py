@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
-import sqlalchemy as sa
 from firebox.sdk.client import Client
 
 from tests.conftest import Server
@@ -30,20 +28,13 @@ def handler(event, context):
 
 
 @pytest.fixture
-def shared(postgres_url: str, redis_url: str) -> Iterator[dict[str, str]]:
-    schema = f"fbx_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+def shared(pg_schema_url: str, redis_url: str) -> Iterator[dict[str, str]]:
     yield {
-        "FIREBOX_DATABASE_URL": f"{postgres_url}?options=-csearch_path%3D{schema}",
+        "FIREBOX_DATABASE_URL": pg_schema_url,
         "FIREBOX_QUEUE_URL": redis_url,
         "FIREBOX_REGISTRY_POLL_S": "0.2",
         "FIREBOX_MAPPING_RELOAD_S": "0.5",
     }
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    engine.dispose()
     client = redis.Redis.from_url(redis_url)
     for key in client.scan_iter("firebox:*"):
         client.delete(key)

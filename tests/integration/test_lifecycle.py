@@ -6,14 +6,11 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from firebox.runtime.errors import (
     BadRequest,
     FunctionNotFound,
@@ -28,24 +25,10 @@ from tests.conftest import Server, guest_wasm
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def pg_database_url(postgres_url: str) -> Iterator[str]:
-    """A PostgreSQL URL on a schema of its own, dropped afterwards."""
-    base = postgres_url
-    schema = f"fbx_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(base)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    yield f"{base}?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def database_url(request: pytest.FixtureRequest) -> str | None:
     """None (SQLite in the data dir) or a PostgreSQL URL: the same tests run on both."""
-    return None if request.param == "sqlite" else str(request.getfixturevalue("pg_database_url"))
+    return None if request.param == "sqlite" else str(request.getfixturevalue("pg_schema_url"))
 
 
 @pytest.fixture
@@ -207,9 +190,9 @@ def test_environment_reaches_only_its_function(node: Server, tmp_path: Path) -> 
 
 
 def test_two_nodes_share_one_postgres_registry(
-    server_factory: type[Server], pg_database_url: str
+    server_factory: type[Server], pg_schema_url: str
 ) -> None:
-    env = {"FIREBOX_DATABASE_URL": pg_database_url, "FIREBOX_REGISTRY_POLL_S": "0.2"}
+    env = {"FIREBOX_DATABASE_URL": pg_schema_url, "FIREBOX_REGISTRY_POLL_S": "0.2"}
     first = server_factory(env=env).start()
     second = server_factory(
         env={**env, "FIREBOX_ACCESS_KEY_ID": "", "FIREBOX_SECRET_ACCESS_KEY": ""}

@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -43,19 +43,6 @@ def node_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FIREBOX_SCHEDULE_ALLOW_SECONDS", "1")
     monkeypatch.setenv("FIREBOX_PREPARE_PYTHON", "0")
     monkeypatch.setenv("FIREBOX_COMPILED_CACHE", str(SESSION_CACHE))
-
-
-@pytest.fixture
-def pg_url(postgres_url: str) -> Iterator[str]:
-    """A PostgreSQL URL on a fresh schema of its own, dropped afterwards."""
-    schema = f"fbx_{uuid.uuid4().hex[:10]}"
-    engine = sa.create_engine(postgres_url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    yield f"{postgres_url}?options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    engine.dispose()
 
 
 @asynccontextmanager
@@ -173,11 +160,11 @@ async def _count(node: Node, expected: int) -> bool:
 # --- two nodes, one registry ------------------------------------------------------------
 
 
-def test_two_schedulers_fire_each_tick_once(tmp_path: Path, pg_url: str) -> None:
+def test_two_schedulers_fire_each_tick_once(tmp_path: Path, pg_schema_url: str) -> None:
     async def main() -> None:
         async with (
-            running_node(tmp_path / "a", pg_url) as a,
-            running_node(tmp_path / "b", pg_url) as b,
+            running_node(tmp_path / "a", pg_schema_url) as a,
+            running_node(tmp_path / "b", pg_schema_url) as b,
         ):
             await deploy_tick(a)
             await until(lambda: "tick" in b.catalog.latest, "node b to see the function")
