@@ -234,3 +234,29 @@ def check_delay(delay_s: float) -> None:
     """Raise ValueError for a send delay out of range."""
     if not 0 <= delay_s <= MAX_DELAY_S:
         raise ValueError(f"delay_s must be 0..{MAX_DELAY_S:g}")
+
+
+class SendsInBatches:
+    """Backends implement `send_batch`; `send` is one-entry batch for every backend."""
+
+    def send_batch(self, queue: str, entries: Sequence[SendEntry]) -> list[str]:
+        raise NotImplementedError
+
+    def send(
+        self,
+        queue: str,
+        body: bytes,
+        *,
+        attributes: dict[str, str] | None = None,
+        delay_s: float | None = None,
+        dedup_id: str | None = None,
+    ) -> str:
+        """See QueueBackend.send."""
+        return self.send_batch(queue, [SendEntry(body, attributes, delay_s, dedup_id)])[0]
+
+
+def check_entries(entries: Sequence[SendEntry]) -> None:
+    """Raise ValueError if an entry's delay is out of SQS's range."""
+    for entry in entries:
+        if entry.delay_s is not None:
+            check_delay(entry.delay_s)

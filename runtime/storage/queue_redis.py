@@ -33,7 +33,8 @@ from firebox.runtime.events.queue import (
     QueueNotFound,
     QueueStats,
     SendEntry,
-    check_delay,
+    SendsInBatches,
+    check_entries,
     check_name,
     check_receive,
     check_visibility,
@@ -286,7 +287,7 @@ def connect(url: str) -> redis.Redis:
     return client
 
 
-class RedisQueueBackend:
+class RedisQueueBackend(SendsInBatches):
     """`QueueBackend` on Redis Streams; every node gives its own `consumer` name."""
 
     def __init__(
@@ -337,21 +338,8 @@ class RedisQueueBackend:
 
     # --- messages -------------------------------------------------------------------
 
-    def send(
-        self,
-        queue: str,
-        body: bytes,
-        *,
-        attributes: dict[str, str] | None = None,
-        delay_s: float | None = None,
-        dedup_id: str | None = None,
-    ) -> str:
-        return self.send_batch(queue, [SendEntry(body, attributes, delay_s, dedup_id)])[0]
-
     def send_batch(self, queue: str, entries: Sequence[SendEntry]) -> list[str]:
-        for entry in entries:
-            if entry.delay_s is not None:
-                check_delay(entry.delay_s)
+        check_entries(entries)
         # One pipeline of per-message scripts: one round trip, each message atomic.
         pipe = self.redis.pipeline(transaction=False)
         for entry in entries:

@@ -29,7 +29,8 @@ from firebox.runtime.events.queue import (
     QueueNotFound,
     QueueStats,
     SendEntry,
-    check_delay,
+    SendsInBatches,
+    check_entries,
     check_name,
     check_receive,
     check_visibility,
@@ -141,7 +142,7 @@ def _attributes(conn: sqlite3.Connection, name: str) -> QueueAttributes:
     return QueueAttributes(**json.loads(row[0]))
 
 
-class SqliteQueueBackend:
+class SqliteQueueBackend(SendsInBatches):
     """`QueueBackend` on a SQLite file; several processes may open the same file."""
 
     def __init__(self, path: Path) -> None:
@@ -187,21 +188,8 @@ class SqliteQueueBackend:
 
     # --- messages -------------------------------------------------------------------
 
-    def send(
-        self,
-        queue: str,
-        body: bytes,
-        *,
-        attributes: dict[str, str] | None = None,
-        delay_s: float | None = None,
-        dedup_id: str | None = None,
-    ) -> str:
-        return self.send_batch(queue, [SendEntry(body, attributes, delay_s, dedup_id)])[0]
-
     def send_batch(self, queue: str, entries: Sequence[SendEntry]) -> list[str]:
-        for entry in entries:
-            if entry.delay_s is not None:
-                check_delay(entry.delay_s)
+        check_entries(entries)
         ids: list[str] = []
         stored = 0
         with self.db.write() as conn:
