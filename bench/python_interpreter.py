@@ -1,6 +1,6 @@
 """Measure the shared Python interpreter component: build, compile, instantiate, load, call, memory.
 
-Run: /work/venv/bin/python bench/python_interpreter.py [--rebuild] [--pooling]
+Run: .venv/bin/python bench/python_interpreter.py [--rebuild] [--pooling]
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ import base64
 import io
 import json
 import os
+import shutil
 import subprocess
+import sys
 import zipfile
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +24,10 @@ from botocore.config import Config  # noqa: E402
 
 from tests.conftest import GUESTS, Server  # noqa: E402
 
-AWS = Path("/work/venv/bin/aws")
+# The AWS CLI installed by the [dev] extra sits next to the interpreter running the tests.
+AWS = Path(sys.executable).with_name("aws")
+if not AWS.exists():
+    AWS = Path(shutil.which("aws") or AWS)
 REGION = "us-east-1"
 ACCOUNT = "000000000000"
 
