@@ -37,7 +37,8 @@ def _engine(pooling: bool) -> wasmtime.Engine:
     if pooling:
         from firebox.runtime.engine import get_engine
 
-        return get_engine()
+        engine: wasmtime.Engine = get_engine()
+        return engine
     config = wasmtime.Config()
     config.consume_fuel = True
     config.epoch_interruption = True
@@ -96,7 +97,10 @@ def main() -> None:
     bundle = _bundle()
     config = PythonFunctionConfig("bench")
     program = PythonProgram(engine, component, bundle, "main.handler", config)
-    inst_t, load_t, first_t, second_t = [], [], [], []
+    inst_t: list[float] = []
+    load_t: list[float] = []
+    first_t: list[float] = []
+    second_t: list[float] = []
     for _ in range(20):
         store = wasmtime.Store(engine)
         store.set_limits(memory_size=128 * 1024 * 1024)

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -35,12 +34,12 @@ import httpx
 
 from bench.cases import CaseResult
 from bench.measure import Row, ratio, summarize_us
+from bench.nodes import HOST, free_port, save_compiled, seed_compiled
 
 TITLE = "HTTP end to end: firebox serve vs bare Starlette, process-per-request, wasmtime serve"
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "echo-wat"
-HOST = "127.0.0.1"
 PAYLOAD = json.dumps(
     {
         "id": "bench-0001",
@@ -152,13 +151,6 @@ class Target:
     check: Callable[[Any], bool]
     server: Server
     start_timeout_s: float = START_TIMEOUT_S
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def _firebox_ok(by: str) -> Callable[[Any], bool]:
@@ -362,7 +354,6 @@ def _wasmtime_peer(plan: Plan) -> tuple[list[str], int, dict[str, Any]] | str:
 
 def run(quick: bool) -> CaseResult:
     """Measure every target side by side and return latency rows, throughput and ratios."""
-    from bench.cases.python import save_compiled, seed_compiled
 
     plan = QUICK if quick else FULL
     if os.environ.get("FIREBOX_BENCH_TINY"):

@@ -10,25 +10,20 @@ the warm invocation over HTTP through the native invoke API.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import httpx
 from firebox.compiler.build import build_function
-from firebox.compiler.interpreter import build_interpreter, default_cache_dir
+from firebox.compiler.interpreter import build_interpreter
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.capture import LogBuffer
 from firebox.runtime.catalog import function_spec
@@ -38,11 +33,11 @@ from firebox.runtime.manifest import parse_manifest
 from firebox.runtime.pool import InstancePool
 from firebox.runtime.programs import load_program
 from firebox.runtime.storage.registry import FunctionRecord
-from firebox.sdk.client import Client, find_credentials
+from firebox.sdk.client import Client
 
 from bench.cases import CaseResult
-from bench.cases.http import HOST, free_port
 from bench.measure import Row, interleave, ratio
+from bench.nodes import Node, persistent_compiled_dir, running, save_compiled, seed_compiled
 
 TITLE = "Python handler: examples/hello-python from deploy to the warm call"
 
@@ -104,136 +99,6 @@ NOTES = {
     "http_b2b": "Client.invoke again and again with no pause: what a client at c=1 sees;"
     " the cold ones (pool not refilled yet) are counted in the table",
 }
-
-
-# --- running a node -------------------------------------------------------------------
-
-
-def persistent_compiled_dir() -> Path:
-    """Where the bench keeps compiled interpreters between runs (keys make sharing safe)."""
-    env = os.environ.get("FIREBOX_BENCH_COMPILED")
-    return Path(env) if env else default_cache_dir() / "bench-compiled"
-
-
-def _link_tree(src: Path, dst: Path, suffixes: tuple[str, ...] = (".ccwasm",)) -> int:
-    """Hard-link (or copy) the files of `src` with `suffixes` into `dst`; return how many."""
-    count = 0
-    if not src.is_dir():
-        return 0
-    for path in src.rglob("*"):
-        if not path.is_file() or path.suffix not in suffixes or path.name.startswith("."):
-            continue
-        target = dst / path.relative_to(src)
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, target)
-        except OSError:
-            shutil.copy2(path, target)
-        count += 1
-    return count
-
-
-def seed_compiled(data_dir: Path) -> int:
-    """Put the compiled interpreter of earlier runs into `data_dir/compiled` (saves ~20 s)."""
-    return _link_tree(persistent_compiled_dir(), data_dir / "compiled")
-
-
-def save_compiled(data_dir: Path) -> int:
-    """Keep the compiled interpreter of this run for the next ones."""
-    return _link_tree(data_dir / "compiled", persistent_compiled_dir())
-
-
-def firebox_cmd() -> list[str]:
-    """The `firebox` command of this venv."""
-    binary = Path(sys.executable).with_name("firebox")
-    return [str(binary)] if binary.exists() else [sys.executable, "-m", "firebox.sdk.cli"]
-
-
-@dataclass
-class Node:
-    """One `firebox serve` subprocess on 127.0.0.1, in its own process group."""
-
-    data_dir: Path
-    log: Path
-    env: dict[str, str] = field(default_factory=dict)
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
-    started_ns: int = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    def start(self) -> None:
-        """Spawn the node (FIREBOX_COMPILED_CACHE is dropped unless `env` sets it)."""
-        self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if k != "FIREBOX_COMPILED_CACHE"}
-        env.update(self.env)
-        cmd = [*firebox_cmd(), "serve", "--host", HOST, "--port", str(self.port)]
-        with self.log.open("ab") as out:
-            self.started_ns = time.perf_counter_ns()
-            self.proc = subprocess.Popen(
-                [*cmd, "--data-dir", str(self.data_dir)],
-                cwd=REPO,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_healthy(self, timeout_s: float = START_TIMEOUT_S) -> int:
-        """Poll /healthz until 200; return ns since the spawn. Raises RuntimeError on failure."""
-        deadline = time.monotonic() + timeout_s
-        with httpx.Client(timeout=2.0) as http:
-            while True:
-                assert self.proc is not None
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"firebox exited at start:\n{self.tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if http.get(self.url + "/healthz").status_code == 200:
-                        return time.perf_counter_ns() - self.started_ns
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"firebox not healthy in {timeout_s}s:\n{self.tail()}")
-                time.sleep(0.005)
-
-    def client(self, timeout: float = 120.0) -> Client:
-        """A Client with the admin credentials the node wrote into its data dir."""
-        return Client(self.url, find_credentials(self.data_dir), timeout=timeout)
-
-    def stop(self) -> None:
-        """Stop the node and everything in its process group (workers, replacements)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=15)
-        # Workers the supervisor restarted while shutting down may outlive the node.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-    def tail(self) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-2000:]
-        except OSError:
-            return ""
-
-
-@contextlib.contextmanager
-def running(node: Node) -> Iterator[Node]:
-    """Start `node` and stop it however the block ends."""
-    try:
-        node.start()
-        yield node
-    finally:
-        node.stop()
 
 
 def check_hello(payload: Any) -> None:

@@ -29,16 +29,9 @@ from firebox.runtime.errors import FireboxError
 from firebox.sdk.client import Client
 
 from bench.cases import CaseResult
-from bench.cases.python import (
-    EVENT,
-    EXAMPLE,
-    Node,
-    check_hello,
-    running,
-    save_compiled,
-    seed_compiled,
-)
+from bench.cases.python import EVENT, EXAMPLE, check_hello
 from bench.measure import Row, ratio
+from bench.nodes import Node, running, save_compiled, seed_compiled
 
 TITLE = "Scale: 1, 100 and 1,000 deployed functions on one node"
 

