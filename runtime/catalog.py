@@ -3,41 +3,31 @@ cached in memory and refreshed when the registry's generation moves (service lay
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
-from dataclasses import dataclass
-from typing import Any
 
 from firebox.runtime.errors import FunctionNotFound
-from firebox.runtime.invoke import Deployed
 from firebox.runtime.manifest import parse_manifest
+from firebox.runtime.specs import Deployed, FunctionSpec, Resolved
 from firebox.runtime.storage.registry import LATEST, AliasRecord, FunctionRecord, Registry
 
 
-def function_spec(record: FunctionRecord, provisioned: int | None = None) -> dict[str, Any]:
-    """Return the spec a worker needs to run one version of a function (its wire form)."""
+def function_spec(record: FunctionRecord, provisioned: int | None = None) -> FunctionSpec:
+    """Return the spec a worker needs to run one version of a function."""
     config = parse_manifest(record.config)
-    return {
-        "name": record.name,
-        "version": record.version,
-        "kind": record.kind,
-        "digest": record.digest,
-        "bundle_digest": record.bundle_digest,
-        "handler": config.handler,
-        "limits": config.limits.to_dict(),
-        "environment": config.environment,
-        "provisioned": config.provisioned if provisioned is None else provisioned,
-        "concurrency": config.concurrency,
-        "isolation": config.isolation,
-        "export": config.export,
-    }
-
-
-def spec_key(spec: dict[str, Any]) -> str:
-    """Return the pool key of a spec: same code, configuration and version share one pool."""
-    blob = json.dumps(spec, sort_keys=True).encode()
-    return f"{spec['name']}:{spec['version']}@{hashlib.sha256(blob).hexdigest()[:12]}"
+    return FunctionSpec(
+        name=record.name,
+        version=record.version,
+        kind=record.kind,
+        digest=record.digest,
+        bundle_digest=record.bundle_digest,
+        handler=config.handler,
+        export=config.export,
+        limits=config.limits,
+        environment=dict(config.environment),
+        provisioned=config.provisioned if provisioned is None else provisioned,
+        concurrency=config.concurrency,
+        isolation=config.isolation,
+    )
 
 
 def parse_qualified(name: str, qualifier: str | None = None) -> tuple[str, str]:
@@ -48,14 +38,6 @@ def parse_qualified(name: str, qualifier: str | None = None) -> tuple[str, str]:
             raise FunctionNotFound(f"{name}: qualifier {inline!r} conflicts with {qualifier!r}")
         qualifier = inline
     return name, qualifier or LATEST
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """The version an invocation runs, and how it was named."""
-
-    deployed: Deployed
-    qualifier: str
 
 
 class Catalog:
@@ -119,7 +101,7 @@ class Catalog:
         spec = function_spec(record, self._provisioned_count(record))
         return Deployed(
             name=record.name,
-            key=spec_key(spec),
+            key=spec.key,
             spec=spec,
             config=record.config,
             version=record.version,
@@ -148,13 +130,19 @@ class Catalog:
             self._versions[key] = self.deployed(self.registry.version(name, version))
         return self._versions[key]
 
-    def resolve(self, name: str, qualifier: str | None = None) -> Resolved:
+    def resolve(
+        self, name: str, qualifier: str | None = None, version: str | None = None
+    ) -> Resolved:
         """Resolve `name[:qualifier]` (version, alias with weights, $LATEST) to what runs.
 
+        A weighted alias picks its version here: resolve once per invocation and pass the
+        result down. `version` is a pick made before (an accepted Event's): no new pick.
         Raises FunctionNotFound naming what was not found.
         """
         name, qualifier = parse_qualified(name, qualifier)
         self.version(name, LATEST)  # the function must exist
+        if version is not None:
+            return Resolved(self.version(name, version), qualifier)
         if qualifier == LATEST or qualifier.isdigit():
             return Resolved(self.version(name, qualifier), qualifier)
         alias = self.alias(name, qualifier)
@@ -163,7 +151,11 @@ class Catalog:
         return Resolved(self.version(name, self.pick(alias)), qualifier)
 
     def pick(self, alias: AliasRecord) -> str:
-        """Choose the version an alias routes this invocation to, by its weights."""
+        """Choose the version an alias routes this invocation to, by its weights.
+
+        Draws once from `rng`: each additional version gets its weight's share of draws,
+        the alias's own version the rest. Call it once per invocation (`resolve` does).
+        """
         draw = self.rng.random()
         for version, weight in alias.routing.items():
             if draw < weight:
@@ -171,7 +163,7 @@ class Catalog:
             draw -= weight
         return alias.version
 
-    def wanted(self) -> dict[str, dict[str, Any]]:
+    def wanted(self) -> dict[str, FunctionSpec]:
         """Return every pool that should be kept ready: $LATEST of each function and each
         published version with provisioned concurrency (directly or through an alias)."""
         out = {d.key: d.spec for d in self.latest.values()}
@@ -193,3 +185,6 @@ class Catalog:
                     continue
                 out[deployed.key] = deployed.spec
         return out
+
+
+__all__ = ["Catalog", "Resolved", "function_spec", "parse_qualified"]

@@ -1,6 +1,10 @@
-"""A firebox node: registry, catalog, artifacts, workers, telemetry assembled (service layer).
+"""A firebox node: its parts wired together, their lifecycle, and the facade the front ends
+call (service layer).
 
-The HTTP front ends call this; it never touches wasmtime or SQL itself.
+The parts: `functions` (deploy, versions, aliases: runtime/functions.py), `admission`
+(runtime/admission.py), `routes` (HTTP triggers: runtime/routing.py), the catalog of
+deployed versions, the invoker and its supervisor, telemetry and the event sources.
+The node never touches wasmtime or SQL itself; blocking calls go through `run_blocking`.
 """
 
 from __future__ import annotations
@@ -9,83 +13,39 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
+from firebox.runtime.admission import Admission, check_payload
 from firebox.runtime.artifacts import ArtifactStore
-from firebox.runtime.catalog import Catalog, Resolved, parse_qualified
+from firebox.runtime.catalog import Catalog
 from firebox.runtime.config import NodeConfig
-from firebox.runtime.credentials import Credentials, load_or_create
+from firebox.runtime.credentials import load_or_create
 from firebox.runtime.engine import EngineSettings
-from firebox.runtime.errors import (
-    BadRequest,
-    Conflict,
-    FireboxError,
-    FunctionNotFound,
-    InvalidArtifact,
-    InvalidManifest,
-    NodeAtCapacity,
-    PayloadTooLarge,
-    ServiceUnavailable,
-    Throttled,
-    WorkerLost,
-)
 from firebox.runtime.events.async_invoke import AsyncInvoker
 from firebox.runtime.events.mappings import MappingManager
 from firebox.runtime.events.scheduler import Scheduler
-from firebox.runtime.invoke import Deployed, InvocationResult, Invoker
-from firebox.runtime.manifest import FunctionConfig, HttpTrigger, parse_manifest
+from firebox.runtime.functions import Functions
+from firebox.runtime.invoke import Invoker
 from firebox.runtime.prepare import Preparer
+from firebox.runtime.routing import Route, RouteTable
+from firebox.runtime.specs import LATEST, FunctionSpec, InvocationResult, Resolved
 from firebox.runtime.storage.events_auto import open_queue_backend, open_stream_backend
 from firebox.runtime.storage.mappings import MappingStore
-from firebox.runtime.storage.registry import (
-    LATEST,
-    AliasRecord,
-    FunctionRecord,
-    Registry,
-    registry_url,
-)
+from firebox.runtime.storage.registry import FunctionRecord, Registry, registry_url
 from firebox.runtime.storage.schedules import ScheduleStore
 from firebox.runtime.storage.telemetry import TelemetryStore
 from firebox.runtime.supervisor import Supervisor
 from firebox.runtime.telemetry import Recorder
 
 log = logging.getLogger("firebox.node")
+T = TypeVar("T")
 
-# Configuration keys a config update may change (code identity keys may not).
-UPDATABLE = {
-    "description", "memory", "timeout", "fuel", "max_request_bytes", "max_response_bytes",
-    "max_log_bytes", "environment", "triggers", "provisioned", "concurrency", "isolation",
-    "metadata",
-}  # fmt: skip
-ALIAS_RE = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")
-
-
-@dataclass(frozen=True)
-class Route:
-    """A compiled HTTP trigger route of a deployed function."""
-
-    pattern: re.Pattern[str]
-    trigger: HttpTrigger
-    function: str
-
-
-def compile_route(route: str) -> re.Pattern[str]:
-    """Turn `/users/{id}/*` into a regex: `{x}` matches one segment, a final `*` the rest."""
-    parts = []
-    for segment in route.strip("/").split("/") if route != "/" else []:
-        if segment == "*":
-            parts.append("(?:/.*)?")
-        elif segment.startswith("{") and segment.endswith("}"):
-            parts.append("/[^/]+")
-        else:
-            parts.append("/" + re.escape(segment))
-    body = "".join(parts)
-    if body.endswith("(?:/.*)?"):
-        return re.compile("^" + body + "$")
-    return re.compile("^" + (body or "/") + "/?$")
+# Threads for the node's blocking calls (registry SQL, telemetry queries, artifact files,
+# compiles): a few, so a slow PostgreSQL cannot take every thread of the default executor.
+BLOCKING_THREADS = 8
 
 
 def _env_float(name: str, default: float) -> float:
@@ -98,6 +58,7 @@ class Node:
     def __init__(self, config: NodeConfig, database_url: str | None = None) -> None:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="node-io")
         self.settings = EngineSettings(
             pool_slots=config.pool_slots, max_memory_mb=config.max_memory_mb
         )
@@ -111,10 +72,13 @@ class Node:
         self.invoker = Invoker(self.supervisor)
         self.telemetry = TelemetryStore(self.registry.engine)
         self.recorder = Recorder(self.telemetry, _env_float("FIREBOX_LOG_RETENTION_S", 7 * 86400))
+        self.admission = Admission(self.catalog, self.recorder)
+        self.routes = RouteTable()
         self.credentials, self.generated_credentials = load_or_create(config.data_dir)
-        self.routes: list[Route] = []
-        self.loaded: dict[str, dict[str, Any]] = {}
-        self.inflight: dict[str, int] = {}
+        # Pools kept ready (key -> spec), and artifacts known to be local and compiled,
+        # so an invocation of a version without a pool checks its files once, not per call.
+        self.loaded: dict[str, FunctionSpec] = {}
+        self._local: set[str] = set()
         queue_url = os.environ.get("FIREBOX_QUEUE_URL") or None
         self.queues = open_queue_backend(queue_url, config.data_dir)
         self.streams = open_stream_backend(queue_url, config.data_dir)
@@ -125,9 +89,14 @@ class Node:
         self.mappings = MappingManager(
             self, self.queues, self.streams, MappingStore(self.registry.engine)
         )
-        self._lock = asyncio.Lock()
+        self.functions = Functions(self)
+        self.lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.poll_s = _env_float("FIREBOX_REGISTRY_POLL_S", 0.5)
+
+    async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call (SQL, files, compiles) on the node's threads; return its result."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -135,8 +104,8 @@ class Node:
         """Start workers and telemetry, read the registry, fill pools in the background."""
         await self.supervisor.start()
         await self.recorder.start()
-        await asyncio.to_thread(self.catalog.reload)
-        self._rebuild_routes()
+        await self.run_blocking(self.catalog.reload)
+        self.routes.rebuild(self.catalog.latest.values())
         await self.async_invoker.start()
         await self.mappings.start()
         await self.scheduler.start()
@@ -159,9 +128,10 @@ class Node:
         self.queues.close()
         self.streams.close()
         self.registry.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _initial_sync(self) -> None:
-        async with self._lock:
+        async with self.lock:
             await self._sync_pools()
 
     async def _poll(self) -> None:
@@ -169,277 +139,87 @@ class Node:
         while True:
             await asyncio.sleep(self.poll_s)
             try:
-                changed = await asyncio.to_thread(self.catalog.refresh)
+                changed = await self.run_blocking(self.catalog.refresh)
             except Exception as exc:  # the database is briefly unreachable: keep serving
                 log.warning("registry poll failed: %s", exc)
                 continue
             if changed:
-                async with self._lock:
-                    self._rebuild_routes()
+                async with self.lock:
+                    self.routes.rebuild(self.catalog.latest.values())
                     await self._sync_pools()
 
-    async def _changed(self) -> None:
+    async def changed(self) -> None:
         """After a write of ours: reload the catalog, routes and pools (lock held by caller)."""
-        await asyncio.to_thread(self.catalog.reload)
-        self._rebuild_routes()
+        await self.run_blocking(self.catalog.reload)
+        self.routes.rebuild(self.catalog.latest.values())
         await self._sync_pools()
 
     async def _sync_pools(self) -> None:
-        wanted = self.catalog.wanted()
+        wanted = await self.run_blocking(self.catalog.wanted)
         for key in [k for k in self.loaded if k not in wanted]:
-            await self.supervisor.unload(key)
-            del self.loaded[key]
+            await self.unload(key)
         for key, spec in wanted.items():
             if key in self.loaded:
                 continue
             try:
-                await self._load(key, spec)
+                await self.load(key, spec)
             except Exception as exc:  # one broken function must not stop the others
                 log.warning("could not load %s: %s", key, exc)
 
-    async def _load(self, key: str, spec: dict[str, Any]) -> None:
-        await asyncio.to_thread(self.prepare.ensure_local, spec["digest"])
-        await asyncio.to_thread(self.prepare.ensure_local, spec.get("bundle_digest"))
-        if spec["kind"] == "python":
-            await asyncio.to_thread(self.prepare.compile_component, spec["digest"])
+    async def load(self, key: str, spec: FunctionSpec) -> None:
+        """Make a version's artifacts local and fill its ready pool on its home worker."""
+        await self.make_local(spec)
         await self.supervisor.load(key, spec)
         self.loaded[key] = spec
 
-    def known_keys(self) -> dict[str, str]:
-        """Return the access keys this node accepts (id -> secret)."""
-        return {self.credentials.access_key_id: self.credentials.secret_access_key}
+    async def unload(self, key: str) -> None:
+        """Drop a version's pools on every worker."""
+        await self.supervisor.unload(key)
+        self.loaded.pop(key, None)
 
-    def admin_credentials(self) -> Credentials:
-        """Return the admin key pair."""
-        return self.credentials
+    async def make_local(self, spec: FunctionSpec) -> None:
+        """Fetch a version's artifacts from the shared store (and compile a component) unless
+        this node already did: one thread hop the first time, none after."""
+        if all(d in self._local for d in spec.digests):
+            return
+        await self.run_blocking(self._make_local, spec)
+        self._local.update(spec.digests)
 
-    # --- deploy and update ------------------------------------------------------------
+    def _make_local(self, spec: FunctionSpec) -> None:
+        for digest in spec.digests:
+            self.prepare.ensure_local(digest)
+        if spec.kind == "python":
+            self.prepare.compile_component(spec.digest)
 
-    async def _store_code(self, config: FunctionConfig, code: bytes) -> tuple[str, str | None]:
-        if config.kind == "python":
-            bundle = await asyncio.to_thread(self.prepare.bundle, code, config.handler)
-            return await self.prepare.interpreter(), bundle
-        return await asyncio.to_thread(self.prepare.module, code), None
+    def forget_local(self, digest: str) -> None:
+        """Forget that an artifact is local (it is about to be deleted)."""
+        self._local.discard(digest)
 
-    async def _try_init(self, record: FunctionRecord) -> None:
-        """Load a candidate version on a worker: a function that fails to initialize is refused."""
-        candidate = self.catalog.deployed(record)
-        try:
-            await self._load(candidate.key, candidate.spec)
-        except FireboxError as exc:
-            await self.supervisor.unload(candidate.key)
-            self.loaded.pop(candidate.key, None)
-            if isinstance(exc, NodeAtCapacity | ServiceUnavailable | WorkerLost):
-                raise  # the node's capacity or health, not the function's fault
-            raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
+    # --- facade: reads, deploys ----------------------------------------------------
+
+    def get(self, name: str) -> FunctionRecord:
+        """Return $LATEST of a function (a blocking read: async code awaits
+        `functions.get`); raises FunctionNotFound."""
+        return self.registry.get(name)
 
     async def deploy(
         self, manifest: dict[str, Any], code: bytes, tags: dict[str, str] | None = None
     ) -> FunctionRecord:
-        """Create a function or replace its $LATEST code and configuration; returns $LATEST.
+        """Create or replace a function's $LATEST (see Functions.deploy)."""
+        return await self.functions.deploy(manifest, code, tags)
 
-        Raises InvalidManifest, InvalidArtifact (nothing new is kept then) or Conflict.
-        """
-        config = parse_manifest(manifest, self.config.max_memory_mb)
-        async with self._lock:
-            self._check_routes(config)
-            digest, bundle = await self._store_code(config, code)
-            stored = config.to_dict()
-            await self._try_init(FunctionRecord(config.name, config.kind, digest, bundle, stored))
-            await asyncio.to_thread(
-                self.registry.put_latest, config.name, config.kind, digest, stored, bundle, tags
-            )
-            await self._changed()
-            self._collect_garbage({digest, bundle})
-            return self.registry.get(config.name)
-
-    async def update_code(self, name: str, code: bytes) -> FunctionRecord:
-        """Replace $LATEST's code, keeping its configuration; raises FunctionNotFound."""
-        current = self.registry.get(name)
-        return await self.deploy(current.config, code)
-
-    async def update_config(self, name: str, changes: dict[str, Any]) -> FunctionRecord:
-        """Change $LATEST's configuration without new code; published versions never change.
-
-        Raises FunctionNotFound, InvalidManifest (unknown key, value out of range).
-        """
-        unknown = sorted(set(changes) - UPDATABLE)
-        if unknown:
-            raise InvalidManifest(
-                f"cannot update {', '.join(unknown)}; updatable keys: {', '.join(sorted(UPDATABLE))}"
-            )
-        async with self._lock:
-            current = self.registry.get(name)
-            merged = {**current.config, **changes}
-            config = parse_manifest(merged, self.config.max_memory_mb)
-            self._check_routes(config)
-            stored = config.to_dict()
-            await self._try_init(
-                FunctionRecord(name, current.kind, current.digest, current.bundle_digest, stored)
-            )
-            record = await asyncio.to_thread(self.registry.update_config, name, stored)
-            await self._changed()
-            return record
-
-    async def publish(self, name: str, description: str = "") -> FunctionRecord:
-        """Publish $LATEST as an immutable numbered version; returns it."""
-        async with self._lock:
-            record = await asyncio.to_thread(self.registry.publish, name, description)
-            await self._changed()
-            return record
-
-    def versions(self, name: str) -> list[FunctionRecord]:
-        """Return $LATEST then every published version of a function."""
-        return [self.registry.get(name), *self.registry.versions(name)]
-
-    async def put_alias(
-        self,
-        function: str,
-        alias: str,
-        version: str,
-        routing: dict[str, float] | None = None,
-        description: str | None = None,
-        *,
-        create: bool,
-    ) -> AliasRecord:
-        """Create or update an alias (with optional weighted routing); returns it.
-
-        Raises BadRequest for a bad name or weights, FunctionNotFound for missing
-        versions, Conflict if creating an alias that exists.
-        """
-        if not ALIAS_RE.match(alias) or alias == LATEST:
-            raise BadRequest(
-                f"alias name {alias!r} must be 1-128 letters, digits, '-' or '_', not all digits"
-            )
-        routing = {str(k): float(v) for k, v in (routing or {}).items()}
-        if any(not 0.0 <= w <= 1.0 for w in routing.values()) or sum(routing.values()) > 1.0:
-            raise BadRequest("routing weights must be between 0 and 1 and add up to at most 1")
-        if str(version) in routing:
-            raise BadRequest("routing cannot name the alias's own version")
-        async with self._lock:
-            record = await asyncio.to_thread(
-                self.registry.put_alias,
-                function,
-                alias,
-                str(version),
-                routing,
-                description,
-                create=create,
-            )
-            await self._changed()
-            return record
-
-    async def delete_alias(self, function: str, alias: str) -> None:
-        """Delete an alias; raises FunctionNotFound."""
-        async with self._lock:
-            await asyncio.to_thread(self.registry.delete_alias, function, alias)
-            await self._changed()
-
-    async def set_provisioned(self, function: str, qualifier: str, count: int) -> None:
-        """Keep `count` instances ready for a version or alias of a function."""
-        if count < 0:
-            raise BadRequest(f"provisioned concurrency must be >= 0, got {count}")
-        name, qualifier = parse_qualified(function, qualifier)
-        resolved = self.catalog.resolve(name, qualifier)  # FunctionNotFound if missing
-        cap = int(resolved.deployed.spec["concurrency"])
-        if count > cap:
-            raise BadRequest(
-                f"provisioned concurrency {count} exceeds the function's concurrency cap {cap}"
-            )
-        async with self._lock:
-            await asyncio.to_thread(self.registry.set_provisioned, name, qualifier, count)
-            await self._changed()
-
-    async def provisioned_status(self, function: str) -> dict[str, Any]:
-        """Return per qualifier: configured provisioned concurrency and instances ready now."""
-        self.registry.get(function)
-        settings = dict(self.catalog.provisioned_for(function))
-        latest = self.catalog.version(function, LATEST)
-        settings.setdefault(LATEST, int(latest.spec["provisioned"]))
-        pools = await self.pool_stats_by_key()
-        out = {}
-        for qualifier, count in sorted(settings.items()):
-            try:
-                deployed = self.catalog.resolve(function, qualifier).deployed
-            except FunctionNotFound:
-                continue
-            if not qualifier.isdigit() and qualifier != LATEST:
-                alias = self.catalog.alias(function, qualifier)
-                deployed = self.catalog.version(function, alias.version) if alias else deployed
-            ready = pools.get(deployed.key, {}).get("ready", 0)
-            out[qualifier] = {"requested": count, "ready": ready, "version": deployed.version}
-        return out
-
-    async def set_tags(self, function: str, tags: dict[str, str]) -> None:
-        """Replace a function's tags."""
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
-            raise BadRequest("tags must map strings to strings")
-        await asyncio.to_thread(self.registry.set_tags, function, tags)
-
-    async def delete(self, name: str) -> None:
-        """Delete a function, its versions, aliases, pools and unreferenced artifacts."""
-        async with self._lock:
-            gone = await asyncio.to_thread(self.registry.delete, name)
-            await asyncio.to_thread(self.async_invoker.configs.delete, name)
-            await self._changed()
-            self._collect_garbage({d for r in gone for d in (r.digest, r.bundle_digest)})
-
-    def _collect_garbage(self, candidates: set[str | None]) -> None:
-        """Delete candidate artifacts no version references; the interpreter stays."""
-        keep = self.registry.digests_in_use()
-        for spec in self.loaded.values():
-            keep.add(spec["digest"])
-            if spec.get("bundle_digest"):
-                keep.add(spec["bundle_digest"])
-        for digest in candidates - keep:
-            if digest and not self.artifacts.is_component(digest):
-                self.artifacts.delete(digest)
-                if self.registry.shared:
-                    self.registry.delete_blob(digest)
-
-    # --- routes -----------------------------------------------------------------------
-
-    def _check_routes(self, config: FunctionConfig) -> None:
-        for trigger in config.triggers:
-            for route in self.routes:
-                if route.function == config.name:
-                    continue
-                if route.trigger.route == trigger.route and set(route.trigger.methods) & set(
-                    trigger.methods
-                ):
-                    raise Conflict(
-                        f"route {trigger.route} is already served by function {route.function}"
-                    )
-
-    def _rebuild_routes(self) -> None:
-        routes = []
-        for deployed in self.catalog.latest.values():
-            config = parse_manifest(deployed.config)
-            for trigger in config.triggers:
-                routes.append(Route(compile_route(trigger.route), trigger, deployed.name))
-        # Longest literal route first, so /api/users wins over /api/*.
-        routes.sort(key=lambda r: -len(r.trigger.route.replace("*", "")))
-        self.routes = routes
+    def resolve(
+        self, name: str, qualifier: str | None = None, version: str | None = None
+    ) -> Resolved:
+        """Resolve `name[:qualifier]` to the version that will run (a weighted alias picks
+        here, once per invocation); `version`, when given, is a pick made earlier."""
+        return self.catalog.resolve(name, qualifier, version)
 
     def match_route(self, path: str) -> list[Route]:
         """Return the trigger routes whose pattern matches `path` (any method)."""
-        return [r for r in self.routes if r.pattern.match(path)]
+        return self.routes.match(path)
 
-    # --- read -------------------------------------------------------------------------
-
-    def get(self, name: str) -> FunctionRecord:
-        """Return $LATEST of a function; raises FunctionNotFound."""
-        return self.registry.get(name)
-
-    def all(self, after: str | None = None, limit: int | None = None) -> list[FunctionRecord]:
-        """Return functions ($LATEST) by name, paginated."""
-        return self.registry.list(after, limit)
-
-    def resolve(self, name: str, qualifier: str | None = None) -> Resolved:
-        """Resolve `name[:qualifier]` to the version that will run."""
-        return self.catalog.resolve(name, qualifier)
-
-    # --- invoke -----------------------------------------------------------------------
+    # --- facade: invoke ------------------------------------------------------------
 
     async def invoke(
         self,
@@ -453,70 +233,55 @@ class Node:
     ) -> InvocationResult:
         """Invoke `name[:qualifier]`; the result carries output or the function's error.
 
-        A caller that already resolved the name (and so picked a weighted alias's version)
-        passes `resolved`, so the version it checked is the version that runs.
+        A front door that already resolved the name passes `resolved` (so a weighted
+        alias picks once, and the version it checked is the version that runs).
 
         Raises FunctionNotFound, PayloadTooLarge and Throttled before anything runs
         (each still leaves a log line and a usage record).
         """
-        resolved = resolved or self.catalog.resolve(name, qualifier)
+        resolved = resolved or self.resolve(name, qualifier)
         fn = resolved.deployed
         request_id = request_id or str(uuid.uuid4())
-        memory_mb = int(fn.spec["limits"]["memory_mb"])
-        cap = int(self.catalog.version(fn.name, LATEST).spec["concurrency"])
-        running = self.inflight.get(fn.name, 0)
-        limit = int(fn.spec["limits"]["max_request_bytes"])
-        rejection: FireboxError | None = None
-        if len(payload) > limit:
-            rejection = PayloadTooLarge("Request payload", len(payload), limit)
-        elif running >= cap:
-            rejection = Throttled(fn.name, cap)
-        if rejection is not None:
-            self.recorder.record_rejected(
-                fn.name, fn.version, request_id, rejection.code, rejection.message,
-                memory_mb=memory_mb, request_bytes=len(payload),
-            )  # fmt: skip
-            raise rejection
-        if fn.key not in self.loaded:
-            # A version without a ready pool: make sure its artifacts are on this node.
-            await asyncio.to_thread(self.prepare.ensure_local, fn.spec["digest"])
-            await asyncio.to_thread(self.prepare.ensure_local, fn.spec.get("bundle_digest"))
-            if fn.spec["kind"] == "python":
-                await asyncio.to_thread(self.prepare.compile_component, fn.spec["digest"])
-        self.inflight[fn.name] = running + 1
-        try:
+        with self.admission.admit(fn, payload, request_id):
+            if fn.key not in self.loaded:
+                await self.make_local(fn.spec)  # a version without a ready pool here
             result = await self.invoker.invoke(fn, payload, export, request_id)
-        finally:
-            self.inflight[fn.name] -= 1
         self.recorder.record(
             fn.name, fn.version, result,
-            memory_mb=memory_mb, request_bytes=len(payload), response_bytes=len(result.output),
+            memory_mb=fn.limits.memory_mb, request_bytes=len(payload),
+            response_bytes=len(result.output),
         )  # fmt: skip
         return result
 
     async def enqueue(
-        self, name: str, qualifier: str | None, payload: bytes, idempotency_key: str | None = None
+        self,
+        name: str,
+        qualifier: str | None,
+        payload: bytes,
+        idempotency_key: str | None = None,
+        *,
+        resolved: Resolved | None = None,
     ) -> str:
         """Accept an Event invocation: stored durably before this returns; returns its request id.
 
+        The version is picked now (or was, by the caller: `resolved`) and stored with the
+        event, so its delivery runs that version with that version's timeout.
         Raises FunctionNotFound and PayloadTooLarge at once (nothing is stored then).
         """
-        resolved = self.catalog.resolve(name, qualifier)
+        resolved = resolved or self.resolve(name, qualifier)
         fn = resolved.deployed
-        limit = int(fn.spec["limits"]["max_request_bytes"])
-        if len(payload) > limit:
-            raise PayloadTooLarge("Request payload", len(payload), limit)
+        check_payload(fn, len(payload))
         return await self.async_invoker.enqueue(
-            fn.name, resolved.qualifier, payload, idempotency_key
+            fn.name, resolved.qualifier, payload, idempotency_key, version=fn.version
         )
 
-    # --- logs, usage, stats -----------------------------------------------------------
+    # --- facade: logs, usage, stats -----------------------------------------------------
 
     async def logs(self, name: str, **query: Any) -> list[dict[str, Any]]:
         """Return a function's logs (see TelemetryStore.logs for the filters)."""
-        self.registry.get(name)
+        await self.functions.get(name)
         await self.recorder.flush()
-        rows = await asyncio.to_thread(self.telemetry.logs, name, **query)
+        rows = await self.run_blocking(lambda: self.telemetry.logs(name, **query))
         return [r.to_dict() for r in rows]
 
     async def usage(
@@ -524,12 +289,12 @@ class Node:
     ) -> dict[str, Any]:
         """Return usage aggregates per function over a window (and the records if asked)."""
         if name:
-            self.registry.get(name)
+            await self.functions.get(name)
         await self.recorder.flush()
-        summary = await asyncio.to_thread(self.telemetry.summary, name, since, until)
+        summary = await self.run_blocking(self.telemetry.summary, name, since, until)
         out: dict[str, Any] = {"since": since, "until": until, "functions": summary}
         if records:
-            rows = await asyncio.to_thread(self.telemetry.usage, name, since, until, 10_000)
+            rows = await self.run_blocking(self.telemetry.usage, name, since, until, 10_000)
             out["records"] = [r.to_dict() for r in rows]
         return out
 
@@ -547,10 +312,14 @@ class Node:
 
     async def pool_stats(self, name: str) -> dict[str, int]:
         """Return the ready/leased counts of a function's $LATEST pools."""
-        deployed = self.catalog.version(name, LATEST)
+        deployed = await self.run_blocking(self.catalog.version, name, LATEST)
         return (await self.pool_stats_by_key()).get(
             deployed.key, {"ready": 0, "leased": 0, "cold_starts": 0, "warm_starts": 0}
         )
+
+    def workers_alive(self) -> int:
+        """Return how many worker processes are running now."""
+        return self.supervisor.alive()
 
     async def stats(self) -> dict[str, Any]:
         """Return node-wide statistics: workers, compiled cache, restarts."""
@@ -566,4 +335,4 @@ class Node:
         }  # fmt: skip
 
 
-__all__ = ["Deployed", "Node", "Route", "compile_route"]
+__all__ = ["Node"]

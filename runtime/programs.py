@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.errors import GuestTrap, InvalidArtifact, ResponseTooLarge
 from firebox.runtime.guest import CallContext, CallStats, CoreProgram, GuestProgram
 from firebox.runtime.limits import Limits
 from firebox.runtime.python_guest import PythonFunctionConfig, PythonInstance, PythonProgram
+from firebox.runtime.specs import FunctionSpec
 
 
 class PythonGuest:
@@ -59,19 +58,19 @@ class PythonGuestProgram:
 
 
 def load_program(
-    spec: dict[str, Any],
+    spec: FunctionSpec,
     engine: wasmtime.Engine,
     artifacts: ArtifactStore,
     cache: CompiledCache,
 ) -> GuestProgram:
-    """Return the program for a function spec (wire form), compiling through the cache.
+    """Return the program for a function spec, compiling through the cache.
 
     Raises InvalidArtifact if the artifact is missing or does not fit the spec's kind.
     """
-    limits = Limits.from_dict(spec.get("limits", {}))
-    env = dict(spec.get("environment", {}))
-    kind = spec.get("kind", "module")
-    digest = spec["digest"]
+    limits = spec.limits
+    env = dict(spec.environment)
+    kind = spec.kind
+    digest = spec.digest
     if not artifacts.exists(digest):
         raise InvalidArtifact(f"artifact {digest} is missing from the store")
     if kind == "module":
@@ -80,14 +79,15 @@ def load_program(
     if kind == "python":
         component = cache.load_component(engine, digest, artifacts.path(digest))
         config = PythonFunctionConfig(
-            function_name=spec["name"],
-            function_version=spec.get("version", "$LATEST"),
-            invoked_function_arn=spec.get("arn", ""),
+            function_name=spec.name,
+            function_version=spec.version,
             memory_mb=limits.memory_mb,
             environment=env,
             max_log_bytes=limits.max_log_bytes,
         )
-        bundle = artifacts.get(spec["bundle_digest"])
-        program = PythonProgram(engine, component, bundle, spec["handler"], config)
+        if spec.bundle_digest is None:
+            raise InvalidArtifact(f"Python function {spec.name} has no code bundle")
+        bundle = artifacts.get(spec.bundle_digest)
+        program = PythonProgram(engine, component, bundle, spec.handler, config)
         return PythonGuestProgram(program, limits)
     raise InvalidArtifact(f"unknown function kind {kind!r}")

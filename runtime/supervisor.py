@@ -14,7 +14,6 @@ import subprocess
 import sys
 import zlib
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 from firebox.runtime.config import KILL_GRACE_S, TIMEOUT_GRACE_S, NodeConfig
@@ -26,6 +25,7 @@ from firebox.runtime.errors import (
     WorkerLost,
     error_from_dict,
 )
+from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
 from firebox.runtime.wire import HEADER, pack, unpack
 
 log = logging.getLogger("firebox.supervisor")
@@ -149,9 +149,8 @@ class Supervisor:
         self.config = config
         self.settings = settings
         self.workers = [WorkerProcess(i, config, settings) for i in range(config.workers)]
-        self.specs: dict[str, dict[str, Any]] = {}
+        self.specs: dict[str, FunctionSpec] = {}
         self.restarts = 0
-        self.compiled = 0
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._worker_up = asyncio.Event()
@@ -221,12 +220,15 @@ class Supervisor:
                 await asyncio.wait_for(self._worker_up.wait(), remaining)
         return worker
 
-    async def _load_on(self, worker: WorkerProcess, key: str, spec: dict[str, Any]) -> None:
-        reply = await worker.request({"op": "load", "fn": key, "spec": spec}, timeout=600)
-        self.compiled += int(reply.get("compiled", 0))
+    async def _load_on(self, worker: WorkerProcess, key: str, spec: FunctionSpec) -> None:
+        await worker.request({"op": "load", "fn": key, "spec": spec.to_wire()}, timeout=600)
         worker.loaded.add(key)
 
-    async def load(self, key: str, spec: dict[str, Any]) -> None:
+    def alive(self) -> int:
+        """Return how many worker processes are running now."""
+        return sum(1 for w in self.workers if w.alive)
+
+    async def load(self, key: str, spec: FunctionSpec) -> None:
         """Compile a function version on its home worker and fill its ready pool there."""
         self.specs[key] = spec
         await self._load_on(self.home(key), key, spec)
@@ -240,21 +242,19 @@ class Supervisor:
                 with contextlib.suppress(FireboxError, TimeoutError):
                     await worker.request({"op": "unload", "fn": key}, timeout=10)
 
-    async def invoke(
-        self, key: str, msg: dict[str, Any], timeout_s: float, spec: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    async def invoke(self, request: InvokeRequest) -> InvokeReply:
         """Run one invocation on a worker and return its reply (which may carry a guest error).
 
-        Answers TimedOut on time even when the guest is stuck in a host call: the worker
-        that overstays is then killed and replaced. Raises WorkerLost if the worker died.
+        Answers TimedOut on time (the request's `limits.timeout_s`) even when the guest is
+        stuck in a host call: the worker that overstays is then killed and replaced.
+        Raises WorkerLost if the worker died.
         """
+        key = request.key
+        timeout_s = request.limits.timeout_s
         worker = await self.acquire(key, WORKER_START_TIMEOUT_S)
-        msg["op"] = "invoke"
-        msg["fn"] = key
-        if key not in worker.loaded:
-            # Not loaded on this worker yet (a version without ready instances, or the
-            # home worker is busy): the worker loads it from the spec on the way.
-            msg["spec"] = self.specs.get(key) or spec
+        # Not loaded on this worker yet (a version without ready instances, or the home
+        # worker is busy): the worker loads it from the spec on the way.
+        msg = request.to_wire(with_spec=key not in worker.loaded)
         worker.inflight += 1
         try:
             future = worker.send(msg)
@@ -266,7 +266,7 @@ class Supervisor:
                 future.add_done_callback(_consume)
                 raise TimedOut(timeout_s)
             worker.loaded.add(key)
-            return future.result()
+            return InvokeReply.from_wire(future.result())
         finally:
             worker.inflight -= 1
 
@@ -289,10 +289,6 @@ class Supervisor:
             for r in replies
             if isinstance(r, dict)
         ]
-
-    def data_dir(self) -> Path:
-        """Return the node's data directory."""
-        return self.config.data_dir
 
 
 async def _wait(future: asyncio.Future[dict[str, Any]], timeout: float) -> bool:

@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Callable
 
-from firebox.runtime.invoke import InvocationResult
+from firebox.runtime.specs import InvocationResult
 from firebox.runtime.storage.telemetry import LogRecord, TelemetryStore, UsageRecord
 
 log = logging.getLogger("firebox.telemetry")

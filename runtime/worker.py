@@ -19,7 +19,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +29,9 @@ from firebox.runtime.capture import LogBuffer
 from firebox.runtime.engine import EngineSettings, get_engine
 from firebox.runtime.errors import FireboxError, InvocationError
 from firebox.runtime.guest import CallContext
-from firebox.runtime.limits import Limits
 from firebox.runtime.pool import InstancePool, PoolFiller
 from firebox.runtime.programs import load_program
+from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
 from firebox.runtime.wire import pack, recv_frame
 
 
@@ -63,7 +63,7 @@ class Worker:
         with self._send_lock:
             self.sock.sendall(frame)
 
-    def pool_for(self, key: str, spec: dict[str, Any] | None) -> InstancePool:
+    def pool_for(self, key: str, spec: FunctionSpec | None) -> InstancePool:
         """Return the pool of a function version, loading it from `spec` if new here."""
         pool = self.pools.get(key)
         if pool is not None:
@@ -77,9 +77,9 @@ class Worker:
             program = load_program(spec, self.engine, self.artifacts, self.cache)
             pool = InstancePool(
                 program,
-                min_ready=int(spec.get("provisioned", 1)),
-                max_ready=int(spec.get("concurrency", 64)),
-                reuse=spec.get("isolation", "fresh") == "reuse",
+                min_ready=spec.provisioned,
+                max_ready=spec.concurrency,
+                reuse=spec.isolation == "reuse",
                 idle_shrink_s=self.idle_shrink_s,
             )
             self.pools[key] = pool
@@ -89,12 +89,11 @@ class Worker:
     # --- operations ---------------------------------------------------------------
 
     def op_load(self, msg: dict[str, Any]) -> dict[str, Any]:
-        misses = self.cache.stats.misses
-        pool = self.pool_for(msg["fn"], msg["spec"])
+        pool = self.pool_for(msg["fn"], FunctionSpec.from_wire(msg["spec"]))
         # One instance made now proves the function initializes (a Python handler that
         # fails to import fails its deploy) and makes the first invocation warm.
         pool.fill_one()
-        return {"compiled": self.cache.stats.misses - misses}
+        return {}
 
     def op_unload(self, msg: dict[str, Any]) -> dict[str, Any]:
         key = msg["fn"]
@@ -116,32 +115,30 @@ class Worker:
         }
 
     def op_invoke(self, msg: dict[str, Any]) -> dict[str, Any]:
-        limits = Limits.from_dict(msg.get("limits", {}))
-        started = time.monotonic()
+        request = InvokeRequest.from_wire(msg)
+        limits = request.limits
         log = LogBuffer(limits.max_log_bytes)
         ctx = CallContext(
-            request_id=msg["request_id"],
-            deadline=started + float(msg.get("timeout_s", limits.timeout_s)),
+            request_id=request.request_id,
+            deadline=time.monotonic() + limits.timeout_s,
             log=log,
-            function_name=msg.get("name", ""),
-            function_version=msg.get("version", "$LATEST"),
-            invoked_arn=msg.get("arn", ""),
+            function_name=request.name,
+            function_version=request.version,
         )
-        reply: dict[str, Any] = {"warm": False}
+        warm = False
         try:
-            pool = self.pool_for(msg["fn"], msg.get("spec"))
+            pool = self.pool_for(request.key, request.spec)
             instance, warm = pool.lease()
-            reply["warm"] = warm
             try:
-                output, stats = instance.call(msg.get("export", "handle"), msg["payload"], ctx)
+                output, stats = instance.call(request.export, request.payload, ctx)
             finally:
                 pool.release(instance)
-            reply.update(ok=True, result=output, fuel=stats.fuel, memory=stats.memory_bytes)
+            reply = InvokeReply(
+                ok=True, output=output, warm=warm, fuel=stats.fuel, memory_bytes=stats.memory_bytes
+            )
         except FireboxError as exc:
-            reply.update(ok=False, error=exc.to_dict())
-        reply["log"] = log.text()
-        reply["duration_s"] = time.monotonic() - started
-        return reply
+            reply = InvokeReply(ok=False, error=exc.to_dict(), warm=warm)
+        return replace(reply, log=log.text()).to_wire()
 
     def handle(self, msg: dict[str, Any]) -> None:
         """Run one request from the node and send its reply (never raises)."""

@@ -425,5 +425,5 @@ def _in_process(
         "in_process_load_program_ms": round(load_s * 1000, 2),
         "in_process_cache": asdict(cache.stats),
         "engine_settings": asdict(settings),
-        "spec": spec,
+        "spec": spec.to_wire(),
     }

@@ -9,6 +9,7 @@ again), and the whole dispatch through a real worker process.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import json
 import shutil
@@ -18,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache, compile_module
@@ -28,6 +28,7 @@ from firebox.runtime.engine import EngineSettings, EpochTicker, build_engine
 from firebox.runtime.guest import CallContext, CoreInstance, CoreProgram
 from firebox.runtime.limits import Limits
 from firebox.runtime.pool import InstancePool, PoolFiller
+from firebox.runtime.specs import FunctionSpec, InvokeRequest
 from firebox.runtime.supervisor import Supervisor
 
 from bench.cases import CaseResult
@@ -369,17 +370,18 @@ async def _via_worker(
     digest: str,
 ) -> None:
     key = "echo:$LATEST"
-    spec: dict[str, Any] = {
-        "kind": "module",
-        "digest": digest,
-        "limits": limits.to_dict(),
-        "environment": {},
-        "provisioned": 1,
-        "concurrency": 8,
-        "isolation": "fresh",
-        "export": EXPORT,
-        "name": "echo",
-    }
+    spec = FunctionSpec(
+        name="echo",
+        version="$LATEST",
+        kind="module",
+        digest=digest,
+        handler="",
+        export=EXPORT,
+        limits=limits,
+        provisioned=1,
+        concurrency=8,
+        isolation="fresh",
+    )
     sup = Supervisor(NodeConfig(data_dir=root, workers=1), settings)
     await sup.start()
     try:
@@ -398,23 +400,24 @@ async def _via_worker(
 
         async def once(record: bool) -> None:
             await wait_ready()
-            msg = {
-                "request_id": "r",
-                "export": EXPORT,
-                "payload": PAYLOAD,
-                "limits": limits.to_dict(),
-                "timeout_s": CALL_TIMEOUT_S,
-                "name": "echo",
-                "version": "$LATEST",
-            }
+            request = InvokeRequest(
+                key=key,
+                request_id="r",
+                payload=PAYLOAD,
+                export=EXPORT,
+                limits=dataclasses.replace(limits, timeout_s=CALL_TIMEOUT_S),
+                name="echo",
+                version="$LATEST",
+                spec=spec,
+            )
             t0 = clock()
-            reply = await sup.invoke(key, msg, CALL_TIMEOUT_S)
+            reply = await sup.invoke(request)
             t1 = clock()
-            if not reply.get("ok"):
-                raise AssertionError(f"the worker answered an error: {reply.get('error')}")
-            if not reply.get("warm"):
+            if not reply.ok:
+                raise AssertionError(f"the worker answered an error: {reply.error}")
+            if not reply.warm:
                 raise AssertionError("the worker's pool had no ready instance: a cold start")
-            _check(bytes(reply["result"]))
+            _check(reply.output)
             if record:
                 row.samples_ns.append(t1 - t0)
 

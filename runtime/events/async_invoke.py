@@ -2,8 +2,9 @@
 least once, retried with backoff, expired by age, routed to destinations and a DLQ (events layer).
 
 Each accepted event is one message on the internal queue `firebox-async-invocations`
-holding {request_id, function, qualifier, payload, accepted_at, attempts}. A dispatcher
-receives messages, extends their visibility over the function's timeout, and invokes.
+holding {request_id, function, qualifier, version, payload, accepted_at, attempts}: `version`
+is the one picked when the event was accepted (a weighted alias picks once), so the
+dispatcher extends visibility over *that* version's timeout and invokes that version.
 A retry is a *new* message (attempts + 1, delayed by the backoff) sent before the old
 one is deleted, so attempts are counted exactly even when a node dies mid-delivery (the
 old message then simply comes back after its visibility timeout: at least once).
@@ -32,8 +33,8 @@ from firebox.runtime.storage.event_configs import EventConfigStore
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from firebox.runtime.invoke import InvocationResult
     from firebox.runtime.node import Node
+    from firebox.runtime.specs import InvocationResult
 
 log = logging.getLogger("firebox.async")
 T = TypeVar("T")
@@ -210,9 +211,18 @@ class AsyncInvoker:
     # --- accept ---------------------------------------------------------------------
 
     async def enqueue(
-        self, function: str, qualifier: str, payload: bytes, idempotency_key: str | None = None
+        self,
+        function: str,
+        qualifier: str,
+        payload: bytes,
+        idempotency_key: str | None = None,
+        *,
+        version: str | None = None,
     ) -> str:
         """Write the event to the durable queue and return its request id (before the 202).
+
+        `version` is the version the qualifier resolved to for this event; without it
+        (a destination's event) the qualifier is resolved once, at delivery.
 
         A repeated idempotency key within the dedup window (5 minutes) is accepted once:
         the duplicate returns the same request id and is not invoked again.
@@ -225,7 +235,7 @@ class AsyncInvoker:
             request_id = str(uuid.uuid4())
         await self._send(
             {"request_id": request_id, "function": function, "qualifier": qualifier,
-             "payload": payload, "accepted_at": time.time(), "attempts": 0},
+             "version": version, "payload": payload, "accepted_at": time.time(), "attempts": 0},
             dedup_id=f"{function}:{idempotency_key}" if idempotency_key else None,
         )  # fmt: skip
         return request_id
@@ -272,7 +282,7 @@ class AsyncInvoker:
         function, qualifier = event["function"], event["qualifier"]
         try:
             config = self.config(function, qualifier)
-            timeout = self.node.resolve(function, qualifier).deployed.timeout_s
+            resolved = self.node.resolve(function, qualifier, event.get("version"))
         except FunctionNotFound:
             # Deleted since it was accepted: nothing can ever run it.
             await self._finish(message, event, None, "FunctionNotFound", EventInvokeConfig())
@@ -285,12 +295,12 @@ class AsyncInvoker:
             self.queues.change_visibility,
             ASYNC_QUEUE,
             message.receipt_handle,
-            timeout + VISIBILITY_MARGIN_S,
+            resolved.deployed.timeout_s + VISIBILITY_MARGIN_S,
         )
         self.stats.delivered += 1
         try:
             result = await self.node.invoke(
-                function, event["payload"], qualifier=qualifier, request_id=event["request_id"]
+                function, event["payload"], resolved=resolved, request_id=event["request_id"]
             )
         except Throttled:
             # Throttles are retried without using up attempts, as Lambda does.

@@ -41,8 +41,8 @@ from firebox.runtime.storage.mappings import (
 )
 
 if TYPE_CHECKING:
-    from firebox.runtime.invoke import InvocationResult
     from firebox.runtime.node import Node
+    from firebox.runtime.specs import InvocationResult
 
 log = logging.getLogger("firebox.mappings")
 T = TypeVar("T")

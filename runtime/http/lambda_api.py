@@ -132,18 +132,10 @@ def target_of(request: Request, key: str = "name") -> tuple[Names, str, str | No
     return names, name, qualifier
 
 
-def record_of(node: Node, names: Names, name: str, qualifier: str | None) -> FunctionRecord:
+async def record_of(node: Node, names: Names, name: str, qualifier: str | None) -> FunctionRecord:
     """Return the version a qualifier names (an alias: the version it points at)."""
     try:
-        if qualifier is None or qualifier == LATEST:
-            return node.get(name)
-        if qualifier.isdigit():
-            return node.registry.version(name, qualifier)
-        node.get(name)
-        alias = node.registry.alias(name, qualifier)
-        if alias is None:
-            raise FunctionNotFound(name)
-        return node.registry.version(name, alias.version)
+        return await node.functions.record(name, qualifier)
     except FunctionNotFound:
         raise names.not_found(name, qualifier) from None
 
@@ -221,7 +213,7 @@ async def create_function(request: Request) -> Response:
     kind = kind_of_runtime(runtime, package)
     handler = field_of(data, "Handler", str)
     tags = field_of(data, "Tags", dict)
-    if node.registry.find(name) is not None:
+    if await node.functions.find(name) is not None:
         raise LambdaError("ResourceConflictException", 409, f"Function already exist: {name}")
     metadata = {
         "Runtime": runtime or (PYTHON_RUNTIME if kind == "python" else "provided.al2023"),
@@ -237,9 +229,9 @@ async def create_function(request: Request) -> Response:
         manifest["handler"] = handler or DEFAULT_PYTHON_HANDLER
     elif handler:
         metadata["Handler"] = handler
-    record = await node.deploy(manifest, _package(kind, package), tags)
+    record = await node.functions.deploy(manifest, _package(kind, package), tags)
     if data.get("Publish"):
-        record = await node.publish(name)
+        record = await node.functions.publish(name)
     return ok(configuration(names, record), 201)
 
 
@@ -247,8 +239,8 @@ async def get_function(request: Request) -> Response:
     """GET /2015-03-31/functions/{name} (GetFunction)."""
     node = node_of(request)
     names, name, qualifier = target_of(request)
-    record = record_of(node, names, name, qualifier)
-    latest = node.get(name)
+    record = await record_of(node, names, name, qualifier)
+    latest = await node.functions.get(name)
     config = configuration(names, record)
     if qualifier and not qualifier.isdigit() and qualifier != LATEST:
         config["FunctionArn"] = names.function_arn(name, qualifier)
@@ -266,7 +258,7 @@ async def get_function(request: Request) -> Response:
 async def get_configuration(request: Request) -> Response:
     """GET /2015-03-31/functions/{name}/configuration (GetFunctionConfiguration)."""
     names, name, qualifier = target_of(request)
-    return ok(configuration(names, record_of(node_of(request), names, name, qualifier)))
+    return ok(configuration(names, await record_of(node_of(request), names, name, qualifier)))
 
 
 async def list_functions(request: Request) -> Response:
@@ -275,14 +267,16 @@ async def list_functions(request: Request) -> Response:
     names = Names(node.config)
     marker, limit = _page(request)
     every = request.query_params.get("FunctionVersion") == "ALL"
-    page = node.all(marker, limit + 1)
+    page = await node.functions.list_latest(marker, limit + 1)
     more = len(page) > limit
     page = page[:limit]
     functions = []
     for record in page:
         functions.append(configuration(names, record))
         if every:
-            functions += [configuration(names, v) for v in node.registry.versions(record.name)]
+            functions += [
+                configuration(names, v) for v in await node.functions.published(record.name)
+            ]
     out: dict[str, Any] = {"Functions": functions}
     if more:
         out["NextMarker"] = page[-1].name
@@ -294,7 +288,7 @@ async def update_code(request: Request) -> Response:
     node = node_of(request)
     names, name, _ = target_of(request)
     data = await body_of(request, MAX_ARTIFACT_BYTES)
-    current = record_of(node, names, name, None)
+    current = await record_of(node, names, name, None)
     _check_revision(data, current)
     if data.get("S3Bucket") or data.get("ImageUri"):
         raise invalid_parameter("only ZipFile is supported (no S3 or image code)")
@@ -305,9 +299,9 @@ async def update_code(request: Request) -> Response:
     meta = {**_meta(current), "CodeSize": str(len(package)), "CodeSha256": code_sha256(package)}
     if field_of(data, "Architectures", list):
         meta["Architectures"] = ",".join(data["Architectures"])
-    record = await node.deploy({**current.config, "metadata": meta}, code)
+    record = await node.functions.deploy({**current.config, "metadata": meta}, code)
     if data.get("Publish"):
-        record = await node.publish(name)
+        record = await node.functions.publish(name)
     return ok(configuration(names, record))
 
 
@@ -316,7 +310,7 @@ async def update_configuration(request: Request) -> Response:
     node = node_of(request)
     names, name, _ = target_of(request)
     data = await body_of(request)
-    current = record_of(node, names, name, None)
+    current = await record_of(node, names, name, None)
     _check_revision(data, current)
     _refuse(data)
     changes = _settings(data)
@@ -335,12 +329,14 @@ async def update_configuration(request: Request) -> Response:
     handler = field_of(data, "Handler", str)
     if handler and current.kind == "python" and handler != current.config.get("handler"):
         # A new handler must be checked against the code: redeploy the stored package.
-        code = node.artifacts.get(current.bundle_digest or current.digest)
-        record = await node.deploy({**current.config, **changes, "handler": handler}, code)
+        code = await node.functions.code(current)
+        record = await node.functions.deploy(
+            {**current.config, **changes, "handler": handler}, code
+        )
     else:
         if handler and current.kind != "python":
             meta["Handler"] = handler
-        record = await node.update_config(name, changes)
+        record = await node.functions.update_config(name, changes)
     return ok(configuration(names, record))
 
 
@@ -353,7 +349,7 @@ async def delete_function(request: Request) -> Response:
             "firebox deletes whole functions only: call DeleteFunction without a qualifier"
         )
     try:
-        await node.delete(name)
+        await node.functions.delete(name)
     except FunctionNotFound:
         raise names.not_found(name) from None
     return Response(status_code=204)
@@ -374,7 +370,7 @@ async def invoke(request: Request) -> Response:
     except FunctionNotFound:
         raise names.not_found(name, qualifier) from None
     fn = resolved.deployed
-    limit = int(fn.spec["limits"]["max_request_bytes"])
+    limit = fn.limits.max_request_bytes
     try:
         payload = await read_body(request, limit)
     except PayloadTooLarge:
@@ -392,13 +388,15 @@ async def invoke(request: Request) -> Response:
     if kind == "DryRun":
         return Response(status_code=204)
     if kind == "Event":
-        request_id = await node.enqueue(name, resolved.qualifier, payload)
+        request_id = await node.enqueue(name, resolved.qualifier, payload, resolved=resolved)
         return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
-    result = await node.invoke(name, payload, qualifier=resolved.qualifier,
+    # The version picked above (a weighted alias picks once) is the one that runs, and
+    # the Tail's Memory Size below is that version's.
+    result = await node.invoke(name, payload, resolved=resolved,
                                request_id=request.state.request_id)  # fmt: skip
     headers = {"X-Amz-Executed-Version": result.version, "x-amzn-RequestId": result.request_id}
     if request.headers.get("x-amz-log-type") == "Tail":
-        memory_mb = int(fn.spec["limits"]["memory_mb"])
+        memory_mb = fn.limits.memory_mb
         log = framed_log(result, result.version, memory_mb, result.duration_s * 1000)
         headers["X-Amz-Log-Result"] = base64.b64encode(log.encode()[-LOG_TAIL_BYTES:]).decode()
     error = result.error
@@ -422,7 +420,7 @@ async def publish_version(request: Request) -> Response:
     node = node_of(request)
     names, name, _ = target_of(request)
     data = await body_of(request)
-    current = record_of(node, names, name, None)
+    current = await record_of(node, names, name, None)
     _check_revision(data, current)
     wanted = field_of(data, "CodeSha256", str)
     actual = configuration(names, current)["CodeSha256"]
@@ -431,7 +429,7 @@ async def publish_version(request: Request) -> Response:
             f"CodeSHA256 ({wanted}) is different from current CodeSHA256 in $LATEST ({actual})."
             " Please try again with the CodeSHA256 in $LATEST."
         )
-    record = await node.publish(name, field_of(data, "Description", str) or "")
+    record = await node.functions.publish(name, field_of(data, "Description", str) or "")
     return ok(configuration(names, record), 201)
 
 
@@ -440,7 +438,7 @@ async def list_versions(request: Request) -> Response:
     node = node_of(request)
     names, name, _ = target_of(request)
     try:
-        records = node.versions(name)
+        records = await node.functions.versions(name)
     except FunctionNotFound:
         raise names.not_found(name) from None
     page, marker = _index_page(records, request)
@@ -476,8 +474,8 @@ async def create_alias(request: Request) -> Response:
     alias, version = field_of(data, "Name", str), field_of(data, "FunctionVersion", str)
     if not alias or not version:
         raise invalid_parameter("Name and FunctionVersion are required")
-    record_of(node, names, name, None)
-    record = await node.put_alias(name, alias, version, _routing(data),
+    await record_of(node, names, name, None)
+    record = await node.functions.put_alias(name, alias, version, _routing(data),
                                   field_of(data, "Description", str) or "", create=True)  # fmt: skip
     return ok(alias_configuration(names, record), 201)
 
@@ -486,8 +484,8 @@ async def get_alias(request: Request) -> Response:
     """GET /2015-03-31/functions/{name}/aliases/{alias} (GetAlias)."""
     node = node_of(request)
     names, name, _ = target_of(request)
-    record_of(node, names, name, None)
-    record = node.registry.alias(name, request.path_params["alias"])
+    await record_of(node, names, name, None)
+    record = await node.functions.alias(name, request.path_params["alias"])
     if record is None:
         raise _alias_not_found(names, name, request.path_params["alias"])
     return ok(alias_configuration(names, record))
@@ -499,15 +497,15 @@ async def update_alias(request: Request) -> Response:
     names, name, _ = target_of(request)
     alias = request.path_params["alias"]
     data = await body_of(request)
-    record_of(node, names, name, None)
-    current = node.registry.alias(name, alias)
+    await record_of(node, names, name, None)
+    current = await node.functions.alias(name, alias)
     if current is None:
         raise _alias_not_found(names, name, alias)
     if data.get("RevisionId") not in (None, alias_revision_id(current)):
         raise LambdaError("PreconditionFailedException", 412,
                           "The Revision Id provided does not match the latest Revision Id.")  # fmt: skip
     version = field_of(data, "FunctionVersion", str) or current.version
-    record = await node.put_alias(name, alias, version, _routing(data),
+    record = await node.functions.put_alias(name, alias, version, _routing(data),
                                   field_of(data, "Description", str), create=False)  # fmt: skip
     return ok(alias_configuration(names, record))
 
@@ -517,7 +515,7 @@ async def delete_alias(request: Request) -> Response:
     node = node_of(request)
     names, name, _ = target_of(request)
     try:
-        await node.delete_alias(name, request.path_params["alias"])
+        await node.functions.delete_alias(name, request.path_params["alias"])
     except FunctionNotFound:
         raise _alias_not_found(names, name, request.path_params["alias"]) from None
     return Response(status_code=204)
@@ -527,8 +525,8 @@ async def list_aliases(request: Request) -> Response:
     """GET /2015-03-31/functions/{name}/aliases (ListAliases), by FunctionVersion if given."""
     node = node_of(request)
     names, name, _ = target_of(request)
-    record_of(node, names, name, None)
-    aliases = node.registry.aliases(name)
+    await record_of(node, names, name, None)
+    aliases = await node.functions.aliases(name)
     version = request.query_params.get("FunctionVersion")
     if version:
         aliases = [a for a in aliases if a.version == version]

@@ -41,19 +41,19 @@ async def put_concurrency(request: Request) -> Response:
     count = field_of(data, "ReservedConcurrentExecutions", int)
     if count is None or count < 0:
         raise invalid_parameter("ReservedConcurrentExecutions (an integer >= 0) is required")
-    current = record_of(node, names, name, None)
+    current = await record_of(node, names, name, None)
     meta = {**(current.config.get("metadata") or {}), RESERVED_MARK: "true"}
     changes: dict[str, Any] = {"concurrency": count, "metadata": meta}
     if int(current.config.get("provisioned", 0)) > count:
         changes["provisioned"] = count  # the warm-instance floor may not exceed the cap
-    await node.update_config(name, changes)
+    await node.functions.update_config(name, changes)
     return ok({"ReservedConcurrentExecutions": count})
 
 
 async def get_concurrency(request: Request) -> Response:
     """GET /2019-09-30/functions/{name}/concurrency (GetFunctionConcurrency)."""
     names, name, _ = target_of(request)
-    reserved = reserved_concurrency(record_of(node_of(request), names, name, None))
+    reserved = reserved_concurrency(await record_of(node_of(request), names, name, None))
     return ok({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
 
 
@@ -61,9 +61,11 @@ async def delete_concurrency(request: Request) -> Response:
     """DELETE /2017-10-31/functions/{name}/concurrency (DeleteFunctionConcurrency)."""
     node = node_of(request)
     names, name, _ = target_of(request)
-    current = record_of(node, names, name, None)
+    current = await record_of(node, names, name, None)
     meta = {k: v for k, v in (current.config.get("metadata") or {}).items() if k != RESERVED_MARK}
-    await node.update_config(name, {"concurrency": defaults.DEFAULT_CONCURRENCY, "metadata": meta})
+    await node.functions.update_config(
+        name, {"concurrency": defaults.DEFAULT_CONCURRENCY, "metadata": meta}
+    )
     return Response(status_code=204)
 
 
@@ -107,9 +109,11 @@ async def put_provisioned(request: Request) -> Response:
     count = field_of(data, "ProvisionedConcurrentExecutions", int)
     if count is None or count < 1:
         raise invalid_parameter("ProvisionedConcurrentExecutions (an integer >= 1) is required")
-    record_of(node, names, name, qualifier)
-    await node.set_provisioned(name, qualifier, count)
-    entry = (await node.provisioned_status(name)).get(qualifier, {"requested": count, "ready": 0})
+    await record_of(node, names, name, qualifier)
+    await node.functions.set_provisioned(name, qualifier, count)
+    entry = (await node.functions.provisioned_status(name)).get(
+        qualifier, {"requested": count, "ready": 0}
+    )
     return ok(_provisioned_shape(entry), 202)
 
 
@@ -118,8 +122,8 @@ async def get_provisioned(request: Request) -> Response:
     node = node_of(request)
     if request.query_params.get("List") == "ALL":
         names, name, _ = target_of(request)
-        record_of(node, names, name, None)
-        status = await node.provisioned_status(name)
+        await record_of(node, names, name, None)
+        status = await node.functions.provisioned_status(name)
         configs = [
             {"FunctionArn": names.function_arn(name, q), **_provisioned_shape(e)}
             for q, e in status.items()
@@ -127,8 +131,8 @@ async def get_provisioned(request: Request) -> Response:
         ]
         return ok({"ProvisionedConcurrencyConfigs": configs})
     names, name, qualifier = _qualifier(request)
-    record_of(node, names, name, None)
-    entry = (await node.provisioned_status(name)).get(qualifier)
+    await record_of(node, names, name, None)
+    entry = (await node.functions.provisioned_status(name)).get(qualifier)
     if not entry or int(entry["requested"]) <= 0:
         raise _not_configured()
     return ok(_provisioned_shape(entry))
@@ -138,10 +142,10 @@ async def delete_provisioned(request: Request) -> Response:
     """DELETE .../provisioned-concurrency (DeleteProvisionedConcurrencyConfig)."""
     node = node_of(request)
     names, name, qualifier = _qualifier(request)
-    record_of(node, names, name, None)
-    if qualifier not in await node.provisioned_status(name):
+    await record_of(node, names, name, None)
+    if qualifier not in await node.functions.provisioned_status(name):
         raise _not_configured()
-    await node.set_provisioned(name, qualifier, 0)
+    await node.functions.set_provisioned(name, qualifier, 0)
     return Response(status_code=204)
 
 
@@ -151,7 +155,7 @@ async def delete_provisioned(request: Request) -> Response:
 async def account_settings(request: Request) -> Response:
     """GET /2016-08-19/account-settings (GetAccountSettings)."""
     node = node_of(request)
-    functions = node.all()
+    functions = await node.functions.list_latest()
     slots = node.config.workers * node.config.pool_slots
     reserved = sum(reserved_concurrency(f) or 0 for f in functions)
     code_size = sum(int((f.config.get("metadata") or {}).get("CodeSize", "0")) for f in functions)
@@ -191,7 +195,7 @@ async def tag_resource(request: Request) -> Response:
     tags = field_of(await body_of(request), "Tags", dict)
     if not tags:
         raise invalid_parameter("Tags is required")
-    await node.set_tags(name, {**node.get(name).tags, **tags})
+    await node.functions.set_tags(name, {**(await node.functions.get(name)).tags, **tags})
     return Response(status_code=204)
 
 
@@ -206,7 +210,9 @@ async def untag_resource(request: Request) -> Response:
     node = node_of(request)
     _, name = _tagged(request)
     drop = set(request.query_params.getlist("tagKeys"))
-    await node.set_tags(name, {k: v for k, v in node.get(name).tags.items() if k not in drop})
+    await node.functions.set_tags(
+        name, {k: v for k, v in (await node.functions.get(name)).tags.items() if k not in drop}
+    )
     return Response(status_code=204)
 
 

@@ -13,9 +13,9 @@ from typing import Any
 from firebox.runtime.errors import BadRequest, PayloadTooLarge
 from firebox.runtime.http.codec import decode, encode, is_msgpack, json_to_msgpack
 from firebox.runtime.http.errors import error_response
-from firebox.runtime.invoke import InvocationResult
 from firebox.runtime.manifest import parse_toml
 from firebox.runtime.node import Node
+from firebox.runtime.specs import InvocationResult
 from firebox.runtime.storage.registry import AliasRecord, FunctionRecord
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -122,14 +122,16 @@ async def deploy(request: Request) -> Response:
     if not isinstance(manifest, dict):
         raise BadRequest("`manifest` must be an object (or firebox.toml text)")
     tags = _str_map(data["tags"], "tags") if "tags" in data else None
-    record = await node_of(request).deploy(manifest, code_of(data) or b"", tags)
+    record = await node_of(request).functions.deploy(manifest, code_of(data) or b"", tags)
     return reply(request, describe(record), status=201)
 
 
 async def list_functions(request: Request) -> Response:
     """GET /v1/functions?after=NAME&limit=N: a page of functions and the `next` marker."""
     limit = _int_param(request, "limit", 1000, 1, 10_000)
-    page = node_of(request).all(request.query_params.get("after"), limit + 1)
+    page = await node_of(request).functions.list_latest(
+        request.query_params.get("after"), limit + 1
+    )
     more = len(page) > limit
     page = page[:limit]
     return reply(
@@ -141,37 +143,39 @@ async def get_function(request: Request) -> Response:
     """GET /v1/functions/{name}: $LATEST, its versions, aliases and ready instances."""
     node = node_of(request)
     name = request.path_params["name"]
-    out = describe(node.get(name))
-    out["versions"] = [describe(v) for v in node.registry.versions(name)]
-    out["aliases"] = [describe_alias(a) for a in node.registry.aliases(name)]
+    out = describe(await node.functions.get(name))
+    out["versions"] = [describe(v) for v in await node.functions.published(name)]
+    out["aliases"] = [describe_alias(a) for a in await node.functions.aliases(name)]
     out["pool"] = await node.pool_stats(name)
     return reply(request, out)
 
 
 async def delete_function(request: Request) -> Response:
     """DELETE /v1/functions/{name}: the function, its versions, aliases and artifacts."""
-    await node_of(request).delete(request.path_params["name"])
+    await node_of(request).functions.delete(request.path_params["name"])
     return Response(status_code=204)
 
 
 async def update_code(request: Request) -> Response:
     """PUT /v1/functions/{name}/code: {code | code_base64}; $LATEST's configuration stays."""
     data = await read_object(request, MAX_ARTIFACT_BYTES)
-    record = await node_of(request).update_code(request.path_params["name"], code_of(data) or b"")
+    record = await node_of(request).functions.update_code(
+        request.path_params["name"], code_of(data) or b""
+    )
     return reply(request, describe(record))
 
 
 async def update_config(request: Request) -> Response:
     """PATCH /v1/functions/{name}/configuration: the keys to change (manifest names)."""
     data = await read_object(request)
-    record = await node_of(request).update_config(request.path_params["name"], data)
+    record = await node_of(request).functions.update_config(request.path_params["name"], data)
     return reply(request, describe(record))
 
 
 async def publish(request: Request) -> Response:
     """POST /v1/functions/{name}/versions: {description?}; publishes $LATEST."""
     data = await read_object(request)
-    record = await node_of(request).publish(
+    record = await node_of(request).functions.publish(
         request.path_params["name"], str(data.get("description", ""))
     )
     return reply(request, describe(record), status=201)
@@ -181,7 +185,12 @@ async def list_versions(request: Request) -> Response:
     """GET /v1/functions/{name}/versions: $LATEST and every published version."""
     return reply(
         request,
-        {"versions": [describe(v) for v in node_of(request).versions(request.path_params["name"])]},
+        {
+            "versions": [
+                describe(v)
+                for v in await node_of(request).functions.versions(request.path_params["name"])
+            ]
+        },
     )
 
 
@@ -189,8 +198,10 @@ async def list_aliases(request: Request) -> Response:
     """GET /v1/functions/{name}/aliases."""
     node = node_of(request)
     name = request.path_params["name"]
-    node.get(name)
-    return reply(request, {"aliases": [describe_alias(a) for a in node.registry.aliases(name)]})
+    await node.functions.get(name)
+    return reply(
+        request, {"aliases": [describe_alias(a) for a in await node.functions.aliases(name)]}
+    )
 
 
 def _routing(data: dict[str, Any]) -> dict[str, float] | None:
@@ -210,7 +221,7 @@ async def create_alias(request: Request) -> Response:
     data = await read_object(request)
     if not isinstance(data.get("name"), str) or "version" not in data:
         raise BadRequest("`name` and `version` are required")
-    alias = await node_of(request).put_alias(
+    alias = await node_of(request).functions.put_alias(
         request.path_params["name"], data["name"], str(data["version"]), _routing(data),
         data.get("description"), create=True,
     )  # fmt: skip
@@ -221,8 +232,8 @@ async def get_alias(request: Request) -> Response:
     """GET /v1/functions/{name}/aliases/{alias}."""
     node = node_of(request)
     name, alias_name = request.path_params["name"], request.path_params["alias"]
-    node.get(name)
-    alias = node.registry.alias(name, alias_name)
+    await node.functions.get(name)
+    alias = await node.functions.alias(name, alias_name)
     if alias is None:
         from firebox.runtime.errors import FunctionNotFound
 
@@ -235,9 +246,9 @@ async def update_alias(request: Request) -> Response:
     node = node_of(request)
     data = await read_object(request)
     name, alias_name = request.path_params["name"], request.path_params["alias"]
-    current = node.registry.alias(name, alias_name)
+    current = await node.functions.alias(name, alias_name)
     version = str(data.get("version", current.version if current else ""))
-    alias = await node.put_alias(
+    alias = await node.functions.put_alias(
         name, alias_name, version, _routing(data), data.get("description"), create=False
     )
     return reply(request, describe_alias(alias))
@@ -245,7 +256,9 @@ async def update_alias(request: Request) -> Response:
 
 async def delete_alias(request: Request) -> Response:
     """DELETE /v1/functions/{name}/aliases/{alias}."""
-    await node_of(request).delete_alias(request.path_params["name"], request.path_params["alias"])
+    await node_of(request).functions.delete_alias(
+        request.path_params["name"], request.path_params["alias"]
+    )
     return Response(status_code=204)
 
 
@@ -253,7 +266,11 @@ async def get_provisioned(request: Request) -> Response:
     """GET /v1/functions/{name}/provisioned: per qualifier, requested and ready instances."""
     return reply(
         request,
-        {"provisioned": await node_of(request).provisioned_status(request.path_params["name"])},
+        {
+            "provisioned": await node_of(request).functions.provisioned_status(
+                request.path_params["name"]
+            )
+        },
     )
 
 
@@ -265,8 +282,8 @@ async def put_provisioned(request: Request) -> Response:
         raise BadRequest("`count` (an integer) is required")
     node = node_of(request)
     name = request.path_params["name"]
-    await node.set_provisioned(name, str(data.get("qualifier", "$LATEST")), count)
-    return reply(request, {"provisioned": await node.provisioned_status(name)})
+    await node.functions.set_provisioned(name, str(data.get("qualifier", "$LATEST")), count)
+    return reply(request, {"provisioned": await node.functions.provisioned_status(name)})
 
 
 async def put_tags(request: Request) -> Response:
@@ -274,8 +291,8 @@ async def put_tags(request: Request) -> Response:
     data = await read_object(request)
     node = node_of(request)
     name = request.path_params["name"]
-    await node.set_tags(name, _str_map(data.get("tags", {}), "tags"))
-    return reply(request, describe(node.get(name)))
+    await node.functions.set_tags(name, _str_map(data.get("tags", {}), "tags"))
+    return reply(request, describe(await node.functions.get(name)))
 
 
 def invocation_headers(result: InvocationResult, tail: bool) -> dict[str, str]:
@@ -308,7 +325,7 @@ async def invoke(request: Request) -> Response:
     resolved = node.resolve(request.path_params["name"], qualifier)
     fn = resolved.deployed
     content_type = request.headers.get("content-type")
-    body = await read_body(request, int(fn.spec["limits"]["max_request_bytes"]))
+    body = await read_body(request, fn.limits.max_request_bytes)
     if not body.strip():
         payload = b"{}"
     elif is_msgpack(content_type):
@@ -320,7 +337,8 @@ async def invoke(request: Request) -> Response:
         return Response(status_code=204, headers={"X-Firebox-Executed-Version": fn.version})
     if kind == "Event":
         request_id = await node.enqueue(fn.name, resolved.qualifier, payload,
-                                        idempotency_key=request.headers.get("x-firebox-idempotency-key"))  # fmt: skip
+                                        request.headers.get("x-firebox-idempotency-key"),
+                                        resolved=resolved)  # fmt: skip
         return reply(request, {"request_id": request_id, "status": "accepted"}, status=202)
     # The version picked above (a weighted alias picks at random) is the one that runs.
     result = await node.invoke(
@@ -413,7 +431,7 @@ async def node_stats(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     """GET /healthz: 200 while the node has at least one live worker."""
     node = node_of(request)
-    alive = sum(1 for w in node.supervisor.workers if w.alive)
+    alive = node.workers_alive()
     status = 200 if alive else 503
     return reply(request, {"status": "ok" if alive else "degraded", "workers": alive}, status)
 

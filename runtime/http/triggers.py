@@ -125,11 +125,14 @@ async def trigger(request: Request) -> Response:
     if route.trigger.auth == "key":
         # Any live key (the admin's or one it issued), as a bearer token.
         request.app.state.authenticator.bearer(request.headers.get("authorization"))
-    fn = node.resolve(route.function).deployed
-    body = await read_body(request, int(fn.spec["limits"]["max_request_bytes"]))
+    resolved = node.resolve(route.function)
+    fn = resolved.deployed
+    body = await read_body(request, fn.limits.max_request_bytes)
     request_id = str(uuid.uuid4())
     event = json.dumps(function_url_event(request, body, request_id, fn.name)).encode()
-    result = await node.invoke(fn.name, event, export=route.trigger.export, request_id=request_id)
+    result = await node.invoke(
+        fn.name, event, export=route.trigger.export, request_id=request_id, resolved=resolved
+    )
     headers = invocation_headers(result, tail=False)
     if result.error is not None:
         return error_response(result.error, request.headers.get("accept"), headers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from firebox.runtime.errors import InvalidManifest
 from firebox.runtime.manifest import parse_manifest, parse_toml
-from firebox.runtime.node import compile_route
+from firebox.runtime.routing import compile_route
 
 
 def test_defaults_are_lambdas() -> None:

@@ -1,0 +1,69 @@
+"""Admission: whether an invocation may run now (payload size, per-function concurrency cap),
+answered with PayloadTooLarge or Throttled and recorded as a rejection (service layer).
+
+Every invocation passes here exactly once, after its version was resolved and before
+anything is dispatched; an accepted Event is checked for size here when it is accepted
+and for concurrency when it is delivered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from firebox.runtime.catalog import Catalog
+from firebox.runtime.errors import FireboxError, PayloadTooLarge, Throttled
+from firebox.runtime.specs import LATEST, Deployed
+from firebox.runtime.telemetry import Recorder
+
+
+def check_payload(fn: Deployed, size: int) -> None:
+    """Refuse a request payload over the version's limit; raises PayloadTooLarge."""
+    limit = fn.limits.max_request_bytes
+    if size > limit:
+        raise PayloadTooLarge("Request payload", size, limit)
+
+
+class Admission:
+    """Counts the invocations running on this node per function and admits new ones."""
+
+    def __init__(self, catalog: Catalog, recorder: Recorder) -> None:
+        self.catalog = catalog
+        self.recorder = recorder
+        self.inflight: dict[str, int] = {}
+
+    def cap(self, name: str) -> int:
+        """Return a function's concurrency cap (its $LATEST configuration's, for every version)."""
+        return self.catalog.version(name, LATEST).spec.concurrency
+
+    @contextlib.contextmanager
+    def admit(self, fn: Deployed, payload: bytes, request_id: str) -> Iterator[None]:
+        """Hold one of the function's concurrency slots for the body of the `with`.
+
+        Raises PayloadTooLarge or Throttled before the body runs; either still leaves a
+        log line and a usage record, as Lambda's throttles do.
+        """
+        running = self.inflight.get(fn.name, 0)
+        cap = self.cap(fn.name)
+        rejection: FireboxError | None = None
+        try:
+            check_payload(fn, len(payload))
+        except PayloadTooLarge as exc:
+            rejection = exc
+        if rejection is None and running >= cap:
+            rejection = Throttled(fn.name, cap)
+        if rejection is not None:
+            self.recorder.record_rejected(
+                fn.name, fn.version, request_id, rejection.code, rejection.message,
+                memory_mb=fn.limits.memory_mb, request_bytes=len(payload),
+            )  # fmt: skip
+            raise rejection
+        # Counted before the first await of the caller, so concurrent calls see each other.
+        self.inflight[fn.name] = running + 1
+        try:
+            yield
+        finally:
+            self.inflight[fn.name] -= 1
+
+
+__all__ = ["Admission", "check_payload"]

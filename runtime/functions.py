@@ -1,0 +1,286 @@
+"""The node's functions as records: deploy, update, publish, aliases, provisioned concurrency,
+tags, delete, the reads the APIs need, and artifact garbage collection (service layer).
+
+Every registry call runs on the node's blocking executor (`Node.run_blocking`), never on
+the event loop: with PostgreSQL each one is a network round trip.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from firebox.runtime.catalog import parse_qualified
+from firebox.runtime.errors import (
+    BadRequest,
+    FireboxError,
+    FunctionNotFound,
+    InvalidArtifact,
+    InvalidManifest,
+    NodeAtCapacity,
+    ServiceUnavailable,
+    WorkerLost,
+)
+from firebox.runtime.manifest import FunctionConfig, parse_manifest
+from firebox.runtime.storage.registry import LATEST, AliasRecord, FunctionRecord
+
+if TYPE_CHECKING:
+    from firebox.runtime.node import Node
+
+# Configuration keys a config update may change (code identity keys may not).
+UPDATABLE = {
+    "description", "memory", "timeout", "fuel", "max_request_bytes", "max_response_bytes",
+    "max_log_bytes", "environment", "triggers", "provisioned", "concurrency", "isolation",
+    "metadata",
+}  # fmt: skip
+ALIAS_RE = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")
+
+
+class Functions:
+    """Deploys and versions the functions of one node, and answers what the APIs read."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.registry = node.registry
+        self.catalog = node.catalog
+        self.prepare = node.prepare
+        self.run = node.run_blocking
+
+    # --- read -------------------------------------------------------------------------
+
+    async def get(self, name: str) -> FunctionRecord:
+        """Return $LATEST of a function; raises FunctionNotFound."""
+        return await self.run(self.registry.get, name)
+
+    async def find(self, name: str) -> FunctionRecord | None:
+        """Return $LATEST of a function, or None when there is none."""
+        return await self.run(self.registry.find, name)
+
+    async def list_latest(
+        self, after: str | None = None, limit: int | None = None
+    ) -> list[FunctionRecord]:
+        """Return functions ($LATEST) by name, paginated."""
+        return await self.run(self.registry.list, after, limit)
+
+    async def versions(self, name: str) -> list[FunctionRecord]:
+        """Return $LATEST then every published version; raises FunctionNotFound."""
+        latest = await self.get(name)
+        return [latest, *await self.published(name)]
+
+    async def published(self, name: str) -> list[FunctionRecord]:
+        """Return the published versions of a function, oldest first."""
+        return await self.run(self.registry.versions, name)
+
+    async def aliases(self, name: str) -> list[AliasRecord]:
+        """Return a function's aliases (none for a function that does not exist)."""
+        return await self.run(self.registry.aliases, name)
+
+    async def alias(self, name: str, alias: str) -> AliasRecord | None:
+        """Return one alias of a function, or None."""
+        return await self.run(self.registry.alias, name, alias)
+
+    async def record(self, name: str, qualifier: str | None = None) -> FunctionRecord:
+        """Return the version a qualifier names (an alias: the version it points at).
+
+        Raises FunctionNotFound naming what is missing.
+        """
+        if qualifier is None or qualifier == LATEST:
+            return await self.get(name)
+        if qualifier.isdigit():
+            return await self.run(self.registry.version, name, qualifier)
+        await self.get(name)
+        alias = await self.alias(name, qualifier)
+        if alias is None:
+            raise FunctionNotFound(name)
+        return await self.run(self.registry.version, name, alias.version)
+
+    async def code(self, record: FunctionRecord) -> bytes:
+        """Return the code a version was deployed with (a Python function's bundle)."""
+        digest = record.bundle_digest or record.digest
+        return await self.run(self.node.artifacts.get, digest)
+
+    # --- deploy and update ------------------------------------------------------------
+
+    async def _store_code(self, config: FunctionConfig, code: bytes) -> tuple[str, str | None]:
+        if config.kind == "python":
+            bundle = await self.run(self.prepare.bundle, code, config.handler)
+            return await self.prepare.interpreter(), bundle
+        return await self.run(self.prepare.module, code), None
+
+    async def _try_init(self, record: FunctionRecord) -> None:
+        """Load a candidate version on a worker: a function that fails to initialize is refused."""
+        candidate = self.catalog.deployed(record)
+        try:
+            await self.node.load(candidate.key, candidate.spec)
+        except FireboxError as exc:
+            await self.node.unload(candidate.key)
+            if isinstance(exc, NodeAtCapacity | ServiceUnavailable | WorkerLost):
+                raise  # the node's capacity or health, not the function's fault
+            raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
+
+    async def deploy(
+        self, manifest: dict[str, Any], code: bytes, tags: dict[str, str] | None = None
+    ) -> FunctionRecord:
+        """Create a function or replace its $LATEST code and configuration; returns $LATEST.
+
+        Raises InvalidManifest, InvalidArtifact (nothing new is kept then) or Conflict.
+        """
+        config = parse_manifest(manifest, self.node.config.max_memory_mb)
+        async with self.node.lock:
+            self.node.routes.check(config)
+            digest, bundle = await self._store_code(config, code)
+            stored = config.to_dict()
+            await self._try_init(FunctionRecord(config.name, config.kind, digest, bundle, stored))
+            await self.run(
+                self.registry.put_latest, config.name, config.kind, digest, stored, bundle, tags
+            )
+            await self.node.changed()
+            await self.collect_garbage({digest, bundle})
+            return await self.get(config.name)
+
+    async def update_code(self, name: str, code: bytes) -> FunctionRecord:
+        """Replace $LATEST's code, keeping its configuration; raises FunctionNotFound."""
+        current = await self.get(name)
+        return await self.deploy(current.config, code)
+
+    async def update_config(self, name: str, changes: dict[str, Any]) -> FunctionRecord:
+        """Change $LATEST's configuration without new code; published versions never change.
+
+        Raises FunctionNotFound, InvalidManifest (unknown key, value out of range).
+        """
+        unknown = sorted(set(changes) - UPDATABLE)
+        if unknown:
+            raise InvalidManifest(
+                f"cannot update {', '.join(unknown)}; updatable keys: {', '.join(sorted(UPDATABLE))}"
+            )
+        async with self.node.lock:
+            current = await self.get(name)
+            merged = {**current.config, **changes}
+            config = parse_manifest(merged, self.node.config.max_memory_mb)
+            self.node.routes.check(config)
+            stored = config.to_dict()
+            await self._try_init(
+                FunctionRecord(name, current.kind, current.digest, current.bundle_digest, stored)
+            )
+            record = await self.run(self.registry.update_config, name, stored)
+            await self.node.changed()
+            return record
+
+    async def publish(self, name: str, description: str = "") -> FunctionRecord:
+        """Publish $LATEST as an immutable numbered version; returns it."""
+        async with self.node.lock:
+            record = await self.run(self.registry.publish, name, description)
+            await self.node.changed()
+            return record
+
+    async def put_alias(
+        self,
+        function: str,
+        alias: str,
+        version: str,
+        routing: dict[str, float] | None = None,
+        description: str | None = None,
+        *,
+        create: bool,
+    ) -> AliasRecord:
+        """Create or update an alias (with optional weighted routing); returns it.
+
+        Raises BadRequest for a bad name or weights, FunctionNotFound for missing
+        versions, Conflict if creating an alias that exists.
+        """
+        if not ALIAS_RE.match(alias) or alias == LATEST:
+            raise BadRequest(
+                f"alias name {alias!r} must be 1-128 letters, digits, '-' or '_', not all digits"
+            )
+        routing = {str(k): float(v) for k, v in (routing or {}).items()}
+        if any(not 0.0 <= w <= 1.0 for w in routing.values()) or sum(routing.values()) > 1.0:
+            raise BadRequest("routing weights must be between 0 and 1 and add up to at most 1")
+        if str(version) in routing:
+            raise BadRequest("routing cannot name the alias's own version")
+        async with self.node.lock:
+            record = await self.run(
+                lambda: self.registry.put_alias(
+                    function, alias, str(version), routing, description, create=create
+                )
+            )
+            await self.node.changed()
+            return record
+
+    async def delete_alias(self, function: str, alias: str) -> None:
+        """Delete an alias; raises FunctionNotFound."""
+        async with self.node.lock:
+            await self.run(self.registry.delete_alias, function, alias)
+            await self.node.changed()
+
+    async def set_provisioned(self, function: str, qualifier: str, count: int) -> None:
+        """Keep `count` instances ready for a version or alias of a function."""
+        if count < 0:
+            raise BadRequest(f"provisioned concurrency must be >= 0, got {count}")
+        name, qualifier = parse_qualified(function, qualifier)
+        resolved = self.catalog.resolve(name, qualifier)  # FunctionNotFound if missing
+        cap = resolved.deployed.spec.concurrency
+        if count > cap:
+            raise BadRequest(
+                f"provisioned concurrency {count} exceeds the function's concurrency cap {cap}"
+            )
+        async with self.node.lock:
+            await self.run(self.registry.set_provisioned, name, qualifier, count)
+            await self.node.changed()
+
+    async def provisioned_status(self, function: str) -> dict[str, Any]:
+        """Return per qualifier: configured provisioned concurrency and instances ready now."""
+        await self.get(function)
+        settings = dict(await self.run(self.catalog.provisioned_for, function))
+        latest = await self.run(self.catalog.version, function, LATEST)
+        settings.setdefault(LATEST, latest.spec.provisioned)
+        pools = await self.node.pool_stats_by_key()
+        out = {}
+        for qualifier, count in sorted(settings.items()):
+            # The alias's own version (not a weighted pick): that is what keeps instances.
+            try:
+                if qualifier == LATEST or qualifier.isdigit():
+                    deployed = await self.run(self.catalog.version, function, qualifier)
+                else:
+                    alias = await self.run(self.catalog.alias, function, qualifier)
+                    if alias is None:
+                        continue
+                    deployed = await self.run(self.catalog.version, function, alias.version)
+            except FunctionNotFound:
+                continue
+            ready = pools.get(deployed.key, {}).get("ready", 0)
+            out[qualifier] = {"requested": count, "ready": ready, "version": deployed.version}
+        return out
+
+    async def set_tags(self, function: str, tags: dict[str, str]) -> None:
+        """Replace a function's tags."""
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+            raise BadRequest("tags must map strings to strings")
+        await self.run(self.registry.set_tags, function, tags)
+
+    async def delete(self, name: str) -> None:
+        """Delete a function, its versions, aliases, pools and unreferenced artifacts."""
+        async with self.node.lock:
+            gone = await self.run(self.registry.delete, name)
+            await self.run(self.node.async_invoker.configs.delete, name)
+            await self.node.changed()
+            await self.collect_garbage({d for r in gone for d in (r.digest, r.bundle_digest)})
+
+    async def collect_garbage(self, candidates: set[str | None]) -> None:
+        """Delete candidate artifacts no version references; the interpreter stays."""
+        keep = await self.run(self.registry.digests_in_use)
+        for spec in self.node.loaded.values():
+            keep.update(spec.digests)
+        doomed = [d for d in candidates - keep if d]
+        if doomed:
+            await self.run(self._delete_artifacts, doomed)
+
+    def _delete_artifacts(self, digests: list[str]) -> None:
+        for digest in digests:
+            if not self.node.artifacts.is_component(digest):
+                self.node.forget_local(digest)
+                self.node.artifacts.delete(digest)
+                if self.registry.shared:
+                    self.registry.delete_blob(digest)
+
+
+__all__ = ["ALIAS_RE", "UPDATABLE", "Functions"]
