@@ -1,6 +1,8 @@
-"""The Lambda-shaped data of a mapping's batches: the SQS and Kinesis events a function
-receives, its ReportBatchItemFailures answer, and the records sent for items given up on
-(events layer)."""
+"""The Lambda-shaped data of a mapping's batches (events layer).
+
+The SQS and Kinesis events a function receives, how its ReportBatchItemFailures answer
+is read, and the records sent for items given up on.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Event source mapping settings: parsing and validating a mapping's configuration and
-source, and its public description (events layer).
+"""Event source mapping settings: parsing, validation and description (events layer).
 
 The settings follow Lambda's CreateEventSourceMapping for SQS (queue) and Kinesis
 (stream) sources, with Lambda's limits and defaults; every refusal is a BadRequest that

@@ -1,5 +1,7 @@
-"""Event source mappings: creates, changes and deletes them and runs a poller for each enabled
-one, Lambda's CreateEventSourceMapping model (events layer).
+"""The event source mapping manager: mappings' lifecycle and their pollers (events layer).
+
+It creates, changes and deletes mappings (Lambda's CreateEventSourceMapping model) and
+runs a poller for each enabled one.
 
 The settings are parsed in `mapping_config`, the pollers run in `queue_poller` (up to
 `maximum_concurrency` batches in flight) and `stream_poller` (one consumer per shard,

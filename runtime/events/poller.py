@@ -1,5 +1,7 @@
-"""What every mapping poller shares: its tasks and how they stop, backoff, one invocation,
-and the counters it keeps (events layer)."""
+"""What every event source mapping poller shares (events layer).
+
+Its tasks and how they stop, its backoff, one invocation, and the counters it keeps.
+"""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""The queue side of event source mappings: receives batches from a queue and keeps up to
-`maximum_concurrency` of them in flight (events layer).
+"""The queue poller of event source mappings: batches in flight, deletes, retries (events layer).
 
-A batch is deleted only after the function succeeds (with ReportBatchItemFailures, only
-its successful messages), so failed messages come back after the queue's visibility
-timeout and the queue's own redrive policy applies; with `maximum_retry_attempts` n, a
-message that failed n + 1 deliveries goes to `destination_on_failure` instead.
+It keeps up to `maximum_concurrency` batches in flight. A batch is deleted only after
+the function succeeds (with ReportBatchItemFailures, only its successful messages), so
+failed messages come back after the queue's visibility timeout and the queue's own
+redrive policy applies; with `maximum_retry_attempts` n, a message that failed n + 1
+deliveries goes to `destination_on_failure` instead.
 """
 
 from __future__ import annotations

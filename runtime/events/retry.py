@@ -1,4 +1,4 @@
-"""The retry policy of the events layer: backoff delays, attempt counting and age limits (events layer).
+"""The retry policy: backoff delays, attempt counting and age limits (events layer).
 
 Async invocations retry a failed event after an exponential, fully jittered delay, up to
 `maximum_retry_attempts` times and while it is younger than `maximum_event_age_s`.

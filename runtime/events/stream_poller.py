@@ -1,5 +1,4 @@
-"""The stream side of event source mappings: one consumer per shard, in order, checkpointing
-after success (events layer).
+"""The stream poller of event source mappings: one consumer per shard, in order (events layer).
 
 A shard's checkpoint (consumer = the mapping id) advances only past records the
 function processed or that were given up on, so a stopped or killed node resumes where

@@ -1,8 +1,8 @@
-"""What the queue and stream APIs share: byte bodies in JSON or msgpack, number fields, and
-backend calls off the event loop (front-end layer).
+"""Message and record bodies, number fields and backend calls of the event APIs (front-end layer).
 
-Message and record bodies are bytes: msgpack carries them as bin; JSON carries them as
-text in `body` / `data`, or base64 in `body_base64` / `data_base64`.
+Shared by the queue and stream APIs. Message and record bodies are bytes: msgpack
+carries them as bin; JSON carries them as text in `body` / `data`, or base64 in
+`body_base64` / `data_base64`.
 """
 
 from __future__ import annotations

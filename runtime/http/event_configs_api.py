@@ -1,5 +1,8 @@
-"""The native API for a function's event-invoke config (retries, event age, destinations,
-DLQ) and the event metrics (front-end layer)."""
+"""The native API for event-invoke configs and the event metrics (front-end layer).
+
+A function's event-invoke config holds its async retries, maximum event age,
+destinations and DLQ; the metrics are the async counters and every queue's depth.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The native API for queues under /v1/queues: create, inspect, send, receive, delete and
-change the visibility of messages (front-end layer).
+"""The native API for queues and their messages under /v1/queues (front-end layer).
+
+Create, inspect, purge and delete queues; send, receive, delete messages and change
+their visibility.
 
 Message bodies are bytes (see `event_bodies`).
 """

@@ -1,5 +1,6 @@
-"""The native API for streams under /v1/streams: create, describe, delete, put and read
-records (front-end layer).
+"""The native API for streams and their records under /v1/streams (front-end layer).
+
+Create, describe and delete streams; put and read records.
 
 Record data is bytes (see `event_bodies`).
 """
