@@ -27,7 +27,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgpack
 from firebox.runtime.config import arn
 from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound, Throttled
-from firebox.runtime.events.queue import MAX_DELAY_S, Message, QueueAttributes, QueueBackend
+from firebox.runtime.events.queue import Message, QueueAttributes, QueueBackend
+from firebox.runtime.events.retry import (
+    BACKOFF_BASE_S,
+    DEFAULT_MAX_EVENT_AGE_S,
+    DEFAULT_MAX_RETRIES,
+    MAX_RETRIES,
+    backoff_s,
+    retries_exhausted,
+    too_old,
+)
 from firebox.runtime.storage.event_configs import EventConfigStore
 
 if TYPE_CHECKING:
@@ -40,12 +49,6 @@ log = logging.getLogger("firebox.async")
 T = TypeVar("T")
 
 ASYNC_QUEUE = "firebox-async-invocations"
-# Lambda's defaults: 2 retries, events kept up to 6 hours.
-DEFAULT_MAX_RETRIES = 2
-DEFAULT_MAX_EVENT_AGE_S = 6 * 3600
-MAX_RETRIES = 10
-# Backoff before retry n (1-based): base * 2^(n-1), full jitter, capped by the queue's max delay.
-BACKOFF_BASE_S = 1.0
 # Extra visibility beyond the function's timeout, so a slow invocation is not redelivered.
 VISIBILITY_MARGIN_S = 30.0
 
@@ -136,12 +139,6 @@ class AsyncStats:
     expired: int = 0
     dead_lettered: int = 0
     in_flight: int = field(default=0)
-
-
-def backoff_s(attempt: int, base: float, rng: random.Random) -> float:
-    """Return the delay before retry `attempt` (1-based): exponential with full jitter."""
-    ceiling = min(MAX_DELAY_S, base * 2 ** (attempt - 1))
-    return rng.uniform(ceiling / 2, ceiling)
 
 
 def _iso(ts: float) -> str:
@@ -287,7 +284,7 @@ class AsyncInvoker:
             # Deleted since it was accepted: nothing can ever run it.
             await self._finish(message, event, None, "FunctionNotFound", EventInvokeConfig())
             return
-        if time.time() - event["accepted_at"] > config.maximum_event_age_s:
+        if too_old(event["accepted_at"], config.maximum_event_age_s, time.time()):
             self.stats.expired += 1
             await self._finish(message, event, None, "EventAgeExceeded", config)
             return
@@ -314,7 +311,7 @@ class AsyncInvoker:
             await self._finish(message, event, result, "Success", config)
             return
         attempts = event["attempts"] + 1
-        if attempts <= config.maximum_retry_attempts:
+        if not retries_exhausted(attempts, config.maximum_retry_attempts):
             self.stats.retries += 1
             await self._retry(
                 message,

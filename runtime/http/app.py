@@ -14,12 +14,14 @@ from firebox.runtime.errors import (
 )
 from firebox.runtime.http import (
     auth,
+    event_configs_api,
     lambda_api,
     lambda_settings,
     mappings_api,
     native,
     queues_api,
     schedules_api,
+    streams_api,
 )
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.errors import error_response
@@ -78,6 +80,8 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
         routes=[
             *native.routes(),
             *queues_api.routes(),
+            *streams_api.routes(),
+            *event_configs_api.routes(),
             *mappings_api.routes(),
             *schedules_api.routes(),
             *auth.routes(),

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from firebox.runtime.errors import BadRequest
-from firebox.runtime.events.mappings import MappingManager, describe
+from firebox.runtime.events.mapping_config import describe
+from firebox.runtime.events.mappings import MappingManager
 from firebox.runtime.http.native import read_object, reply
 from starlette.requests import Request
 from starlette.responses import Response

@@ -2,8 +2,8 @@
 
 SQLAlchemy Core on the registry's engine, so one code path serves SQLite and PostgreSQL.
 The store keeps what the user asked for (the source, the configuration, `enabled`) and
-the state the manager last recorded; pollers and their counters live in
-`firebox.runtime.events.mappings`.
+the state the manager last recorded; the manager, its pollers and their counters live
+in `firebox.runtime.events` (`mappings`, `queue_poller`, `stream_poller`, `poller`).
 """
 
 from __future__ import annotations

@@ -20,15 +20,14 @@ import redis
 from firebox.compiler.build import build_function
 from firebox.runtime.config import NodeConfig
 from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound
-from firebox.runtime.events.mappings import MappingManager, failed_items, kinesis_event, sqs_event
+from firebox.runtime.events.mappings import MappingManager
 from firebox.runtime.events.queue import (
-    Message,
     QueueAttributes,
     QueueBackend,
     QueueNotFound,
     QueueStats,
 )
-from firebox.runtime.events.stream import Record, StreamBackend
+from firebox.runtime.events.stream import StreamBackend
 from firebox.runtime.http import mappings_api
 from firebox.runtime.http.app import firebox_error
 from firebox.runtime.node import Node
@@ -419,34 +418,3 @@ def test_http_routes_create_read_update_delete(loop: LoopThread, manager: Mappin
             assert missing.json()["error"]["type"] == "MappingNotFound"
 
     loop.run(exercise())
-
-
-def test_event_shapes_are_lambdas() -> None:
-    message = Message("m-1", b"hello", "rh-1", 2, 1700000000.5, {"k": "v"})
-    sqs = sqs_event("orders", [message])["Records"][0]
-    assert sqs["messageId"] == "m-1" and sqs["receiptHandle"] == "rh-1" and sqs["body"] == "hello"
-    assert sqs["attributes"]["ApproximateReceiveCount"] == "2"
-    assert sqs["attributes"]["SentTimestamp"] == "1700000000500"
-    assert sqs["messageAttributes"]["k"]["stringValue"] == "v"
-    assert sqs["md5OfBody"] == "5d41402abc4b2a76b9719d911017c592"
-    assert sqs["eventSource"] == "aws:sqs"
-    assert sqs["eventSourceARN"] == "arn:aws:sqs:us-east-1:000000000000:orders"
-    record = Record("49-7", "user-1", b"\x00\x01", 1700000000.25)
-    kinesis = kinesis_event("clicks", "shardId-000000000001", [record])["Records"][0]
-    assert kinesis["kinesis"] == {
-        "kinesisSchemaVersion": "1.0",
-        "partitionKey": "user-1",
-        "sequenceNumber": "49-7",
-        "data": "AAE=",
-        "approximateArrivalTimestamp": 1700000000.25,
-    }
-    assert kinesis["eventID"] == "shardId-000000000001:49-7"
-    assert kinesis["eventName"] == "aws:kinesis:record" and kinesis["eventVersion"] == "1.0"
-    assert kinesis["eventSourceARN"] == "arn:aws:kinesis:us-east-1:000000000000:stream/clicks"
-    # ReportBatchItemFailures responses, read as Lambda reads them.
-    assert failed_items(b"", ["a"]) == set() and failed_items(b"null", ["a"]) == set()
-    assert failed_items(b'{"batchItemFailures": []}', ["a"]) == set()
-    assert failed_items(b'{"batchItemFailures": [{"itemIdentifier": "a"}]}', ["a"]) == {"a"}
-    assert failed_items(b'{"batchItemFailures": [{"itemIdentifier": "z"}]}', ["a"]) is None
-    assert failed_items(b'{"batchItemFailures": [{"itemIdentifier": ""}]}', ["a"]) is None
-    assert failed_items(b"not json", ["a"]) is None
