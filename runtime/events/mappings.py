@@ -29,16 +29,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from firebox.runtime.config import account_id, arn, region
-from firebox.runtime.errors import BadRequest, FireboxError, Throttled
+from firebox.runtime.errors import BadRequest, FireboxError, MappingNotFound, Throttled
 from firebox.runtime.events.queue import MAX_WAIT_S, Message, QueueBackend
 from firebox.runtime.events.stream import MAX_READ_LIMIT, Record, StreamBackend
-from firebox.runtime.storage.mappings import (
-    DISABLED,
-    ENABLED,
-    MappingNotFound,
-    MappingRecord,
-    MappingStore,
-)
+from firebox.runtime.storage.mappings import DISABLED, ENABLED, MappingRecord, MappingStore
 
 if TYPE_CHECKING:
     from firebox.runtime.invoke import InvocationResult

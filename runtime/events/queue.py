@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from firebox.runtime.errors import FireboxError
-
 # SQS's defaults: 30 s visibility, 4 days retention, no delay.
 DEFAULT_VISIBILITY_TIMEOUT_S = 30.0
 DEFAULT_RETENTION_S = 4 * 24 * 3600.0
@@ -30,36 +28,6 @@ MAX_RECEIVE_BATCH = 10
 MAX_WAIT_S = 20.0
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-
-
-class QueueNotFound(FireboxError):
-    """No queue of that name exists."""
-
-    code = "QueueNotFound"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Queue not found: {name}")
-        self.name = name
-
-
-class QueueAlreadyExists(FireboxError):
-    """A queue of that name exists with different attributes."""
-
-    code = "QueueAlreadyExists"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Queue {name} already exists with different attributes; delete it first")
-        self.name = name
-
-
-class InvalidReceiptHandle(FireboxError):
-    """A receipt handle was not produced by this backend (malformed, not merely stale)."""
-
-    code = "InvalidReceiptHandle"
-
-    def __init__(self, handle: str) -> None:
-        super().__init__(f"Invalid receipt handle: {handle!r}")
-        self.handle = handle
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,9 @@ import pytest
 import redis
 from firebox.compiler.build import build_function
 from firebox.runtime.config import NodeConfig
-from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound
+from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound, QueueNotFound
 from firebox.runtime.events.mappings import MappingManager, failed_items, kinesis_event, sqs_event
-from firebox.runtime.events.queue import (
-    Message,
-    QueueAttributes,
-    QueueBackend,
-    QueueNotFound,
-    QueueStats,
-)
+from firebox.runtime.events.queue import Message, QueueAttributes, QueueBackend, QueueStats
 from firebox.runtime.events.stream import Record, StreamBackend
 from firebox.runtime.http import mappings_api
 from firebox.runtime.http.app import firebox_error
