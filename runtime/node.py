@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import re
 import uuid
 from dataclasses import dataclass
@@ -88,10 +87,6 @@ def compile_route(route: str) -> re.Pattern[str]:
     return re.compile("^" + (body or "/") + "/?$")
 
 
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
-
-
 class Node:
     """Deploys, versions, routes and invokes functions on this node."""
 
@@ -102,32 +97,28 @@ class Node:
             pool_slots=config.pool_slots, max_memory_mb=config.max_memory_mb
         )
         self.artifacts = ArtifactStore(config.data_dir)
-        self.registry = Registry(
-            registry_url(config.data_dir, database_url or os.environ.get("FIREBOX_DATABASE_URL"))
-        )
+        self.registry = Registry(registry_url(config.data_dir, database_url or config.database_url))
         self.catalog = Catalog(self.registry)
         self.prepare = Preparer(self.settings, config.data_dir, self.artifacts, self.registry)
         self.supervisor = Supervisor(config, self.settings)
         self.invoker = Invoker(self.supervisor)
         self.telemetry = TelemetryStore(self.registry.engine)
-        self.recorder = Recorder(self.telemetry, _env_float("FIREBOX_LOG_RETENTION_S", 7 * 86400))
+        self.recorder = Recorder(self.telemetry, config.log_retention_s)
         self.credentials, self.generated_credentials = load_or_create(config.data_dir)
         self.routes: list[Route] = []
         self.loaded: dict[str, dict[str, Any]] = {}
         self.inflight: dict[str, int] = {}
-        queue_url = os.environ.get("FIREBOX_QUEUE_URL") or None
+        queue_url = config.queue_url
         self.queues = open_queue_backend(queue_url, config.data_dir)
         self.streams = open_stream_backend(queue_url, config.data_dir)
-        self.async_invoker = AsyncInvoker(
-            self, self.queues, int(os.environ.get("FIREBOX_ASYNC_CONCURRENCY") or 8)
-        )
+        self.async_invoker = AsyncInvoker(self, self.queues, config.async_concurrency)
         self.scheduler = Scheduler(self, ScheduleStore(self.registry.engine))
         self.mappings = MappingManager(
             self, self.queues, self.streams, MappingStore(self.registry.engine)
         )
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self.poll_s = _env_float("FIREBOX_REGISTRY_POLL_S", 0.5)
+        self.poll_s = config.registry_poll_s
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -140,7 +131,7 @@ class Node:
         await self.async_invoker.start()
         await self.mappings.start()
         await self.scheduler.start()
-        if os.environ.get("FIREBOX_PREPARE_PYTHON", "1") != "0":
+        if self.config.prepare_python:
             self.prepare.start_interpreter()  # so the first Python deploy is fast
         self._tasks = [asyncio.create_task(self._initial_sync()), asyncio.create_task(self._poll())]
 

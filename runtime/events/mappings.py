@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from collections import deque
@@ -28,6 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from firebox.runtime import config
 from firebox.runtime.config import account_id, arn, region
 from firebox.runtime.errors import BadRequest, FireboxError, MappingNotFound, Throttled
 from firebox.runtime.events.queue import MAX_WAIT_S, Message, QueueBackend
@@ -55,22 +55,18 @@ MAX_RETRY_ATTEMPTS = 10_000
 MAX_RECORD_AGE_S = 7 * 86400.0
 
 
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
-
-
 # How long a queue receive waits for a first message, and how often an idle shard is read
 # (Lambda reads each shard once a second; half that keeps latency low at SQLite's cost).
-POLL_S = _env_float("FIREBOX_MAPPING_POLL_S", 0.5)
+POLL_S = config.FIREBOX_MAPPING_POLL_S.get()
 # Retry backoff after a function error or throttle: doubles from the base up to the cap.
-RETRY_BASE_S = _env_float("FIREBOX_MAPPING_RETRY_BASE_S", 0.5)
-RETRY_MAX_S = _env_float("FIREBOX_MAPPING_RETRY_MAX_S", 30.0)
+RETRY_BASE_S = config.FIREBOX_MAPPING_RETRY_BASE_S.get()
+RETRY_MAX_S = config.FIREBOX_MAPPING_RETRY_MAX_S.get()
 # How often the store is re-read, so mappings changed on another node take effect here.
-RELOAD_S = _env_float("FIREBOX_MAPPING_RELOAD_S", 5.0)
+RELOAD_S = config.FIREBOX_MAPPING_RELOAD_S.get()
 # How long stopping a poller lets in-flight batches finish before cancelling them.
-DRAIN_S = _env_float("FIREBOX_MAPPING_DRAIN_S", 5.0)
+DRAIN_S = config.FIREBOX_MAPPING_DRAIN_S.get()
 # Queue and stream calls block (SQLite locks, Redis round trips, long polls).
-THREADS = int(_env_float("FIREBOX_MAPPING_THREADS", 32))
+THREADS = config.FIREBOX_MAPPING_THREADS.get()
 
 
 def _iso(ts: float) -> str:
