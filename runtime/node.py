@@ -37,17 +37,8 @@ from firebox.runtime.events.scheduler import Scheduler
 from firebox.runtime.invoke import Deployed, InvocationResult, Invoker
 from firebox.runtime.manifest import FunctionConfig, HttpTrigger, parse_manifest
 from firebox.runtime.prepare import Preparer
-from firebox.runtime.storage.events_auto import open_queue_backend, open_stream_backend
-from firebox.runtime.storage.mappings import MappingStore
-from firebox.runtime.storage.registry import (
-    LATEST,
-    AliasRecord,
-    FunctionRecord,
-    Registry,
-    registry_url,
-)
-from firebox.runtime.storage.schedules import ScheduleStore
-from firebox.runtime.storage.telemetry import TelemetryStore
+from firebox.runtime.storage.registry import LATEST, AliasRecord, FunctionRecord
+from firebox.runtime.storage.stores import open_stores
 from firebox.runtime.supervisor import Supervisor
 from firebox.runtime.telemetry import Recorder
 
@@ -97,25 +88,23 @@ class Node:
             pool_slots=config.pool_slots, max_memory_mb=config.max_memory_mb
         )
         self.artifacts = ArtifactStore(config.data_dir)
-        self.registry = Registry(registry_url(config.data_dir, database_url or config.database_url))
+        self.stores = open_stores(config, database_url)
+        self.registry = self.stores.registry
         self.catalog = Catalog(self.registry)
-        self.prepare = Preparer(self.settings, config.data_dir, self.artifacts, self.registry)
+        self.prepare = Preparer(self.settings, config.data_dir, self.artifacts, self.stores.blobs)
         self.supervisor = Supervisor(config, self.settings)
         self.invoker = Invoker(self.supervisor)
-        self.telemetry = TelemetryStore(self.registry.engine)
+        self.telemetry = self.stores.telemetry
         self.recorder = Recorder(self.telemetry, config.log_retention_s)
         self.credentials, self.generated_credentials = load_or_create(config.data_dir)
         self.routes: list[Route] = []
         self.loaded: dict[str, dict[str, Any]] = {}
         self.inflight: dict[str, int] = {}
-        queue_url = config.queue_url
-        self.queues = open_queue_backend(queue_url, config.data_dir)
-        self.streams = open_stream_backend(queue_url, config.data_dir)
+        self.queues = self.stores.queues
+        self.streams = self.stores.streams
         self.async_invoker = AsyncInvoker(self, self.queues, config.async_concurrency)
-        self.scheduler = Scheduler(self, ScheduleStore(self.registry.engine))
-        self.mappings = MappingManager(
-            self, self.queues, self.streams, MappingStore(self.registry.engine)
-        )
+        self.scheduler = Scheduler(self, self.stores.schedules)
+        self.mappings = MappingManager(self, self.queues, self.streams, self.stores.mappings)
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.poll_s = config.registry_poll_s
@@ -385,8 +374,8 @@ class Node:
         for digest in candidates - keep:
             if digest and not self.artifacts.is_component(digest):
                 self.artifacts.delete(digest)
-                if self.registry.shared:
-                    self.registry.delete_blob(digest)
+                if self.stores.blobs is not None:
+                    self.stores.blobs.delete(digest)
 
     # --- routes -----------------------------------------------------------------------
 

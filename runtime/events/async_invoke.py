@@ -27,7 +27,6 @@ import msgpack
 from firebox.runtime.config import arn
 from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound, Throttled
 from firebox.runtime.events.queue import MAX_DELAY_S, Message, QueueAttributes, QueueBackend
-from firebox.runtime.storage.event_configs import EventConfigStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -153,7 +152,7 @@ class AsyncInvoker:
     def __init__(self, node: Node, queues: QueueBackend, concurrency: int = 8) -> None:
         self.node = node
         self.queues = queues
-        self.configs = EventConfigStore(node.registry.engine)
+        self.configs = node.stores.event_configs
         self.concurrency = concurrency
         self.stats = AsyncStats()
         self.rng = random.Random()

@@ -4,7 +4,7 @@ Delivery is at least once and ordering is best effort. A received message stays 
 for its visibility timeout; if it is not deleted by then it is delivered again, and once
 its receive count passes the queue's `max_receive_count` it moves to the dead-letter queue
 instead. Backends: `firebox.runtime.storage.queue_sqlite` (one node, the default) and
-`firebox.runtime.storage.queue_redis` (many nodes); `events_auto` picks one from a URL.
+`firebox.runtime.storage.queue_redis` (many nodes); `storage.backends` picks one from a URL.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from firebox.runtime.errors import (
 )
 from firebox.runtime.events.queue import Message, QueueAttributes, QueueBackend, SendEntry
 from firebox.runtime.events.stream import StreamBackend, shard_for_key
-from firebox.runtime.storage.events_auto import open_queue_backend, open_stream_backend
+from firebox.runtime.storage.backends import open_queue_backend, open_stream_backend
 from firebox.runtime.storage.queue_redis import RedisQueueBackend
 from firebox.runtime.storage.queue_sqlite import SqliteQueueBackend
 from firebox.runtime.storage.stream_redis import RedisStreamBackend

@@ -26,7 +26,7 @@ from firebox.runtime.events.stream import Record, StreamBackend
 from firebox.runtime.http import mappings_api
 from firebox.runtime.http.app import firebox_error
 from firebox.runtime.node import Node
-from firebox.runtime.storage.events_auto import open_queue_backend, open_stream_backend
+from firebox.runtime.storage.backends import open_queue_backend, open_stream_backend
 from firebox.runtime.storage.mappings import MappingStore
 from starlette.applications import Starlette
 
