@@ -120,7 +120,9 @@ DEFAULT_ACCOUNT_ID = "000000000000"
 DEFAULT_WORKERS = os.cpu_count() or 2
 DEFAULT_WORKER_THREADS = 16
 DEFAULT_POOL_SLOTS = 1024
-DEFAULT_MAX_MEMORY_LIMIT_MB = 1024
+# The largest `memory` a function may ask for on this node (at most MAX_MEMORY_MB); it
+# also sizes each pooling-allocator slot, so it is part of the compiled-cache key.
+DEFAULT_NODE_MAX_MEMORY_MB = 1024
 DEFAULT_IDLE_SHRINK_S = 60.0
 # Often enough that another node's deploy shows here within a human's reaction time.
 DEFAULT_REGISTRY_POLL_S = 0.5
@@ -145,7 +147,7 @@ FIREBOX_SECRET_ACCESS_KEY = optional_text("FIREBOX_SECRET_ACCESS_KEY")
 FIREBOX_WORKERS = integer("FIREBOX_WORKERS", DEFAULT_WORKERS)
 FIREBOX_WORKER_THREADS = integer("FIREBOX_WORKER_THREADS", DEFAULT_WORKER_THREADS)
 FIREBOX_POOL_SLOTS = integer("FIREBOX_POOL_SLOTS", DEFAULT_POOL_SLOTS)
-FIREBOX_MAX_MEMORY_MB = integer("FIREBOX_MAX_MEMORY_MB", DEFAULT_MAX_MEMORY_LIMIT_MB)
+FIREBOX_MAX_MEMORY_MB = integer("FIREBOX_MAX_MEMORY_MB", DEFAULT_NODE_MAX_MEMORY_MB)
 FIREBOX_IDLE_SHRINK_S = number("FIREBOX_IDLE_SHRINK_S", DEFAULT_IDLE_SHRINK_S)
 FIREBOX_DATABASE_URL = optional_text("FIREBOX_DATABASE_URL")
 FIREBOX_REGISTRY_POLL_S = number("FIREBOX_REGISTRY_POLL_S", DEFAULT_REGISTRY_POLL_S)
@@ -168,10 +170,10 @@ FIREBOX_MAPPING_RELOAD_S = number("FIREBOX_MAPPING_RELOAD_S", DEFAULT_MAPPING_RE
 FIREBOX_MAPPING_DRAIN_S = number("FIREBOX_MAPPING_DRAIN_S", DEFAULT_MAPPING_DRAIN_S)
 FIREBOX_MAPPING_THREADS = integer("FIREBOX_MAPPING_THREADS", DEFAULT_MAPPING_THREADS)
 FIREBOX_SCHEDULE_ALLOW_SECONDS = flag("FIREBOX_SCHEDULE_ALLOW_SECONDS", False)
-# The client (CLI and SDK); it also reads DATA_DIR, ACCESS_KEY_ID, SECRET_ACCESS_KEY.
+# The client (CLI and SDK); it also reads the data dir and the admin key pair above.
 FIREBOX_ENDPOINT = text("FIREBOX_ENDPOINT", DEFAULT_ENDPOINT)
 
-#: Every setting of the node and the client, in the order docs/configuration.md lists them.
+#: Every setting of the node and the client (the compiler's are in compiler/settings.py).
 SETTINGS: tuple[Setting[Any], ...] = tuple(
     v for v in list(globals().values()) if isinstance(v, Setting)
 )
