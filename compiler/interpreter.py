@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 
+from firebox.compiler import settings
 from firebox.compiler.errors import InterpreterBuildError
 
 GUEST_DIR = Path(__file__).with_name("guest")
@@ -37,8 +38,7 @@ def _version(dist: str) -> str:
 
 def default_cache_dir() -> Path:
     """Return `FIREBOX_INTERPRETER_CACHE`, else `~/.cache/firebox/interpreter`."""
-    env = os.environ.get("FIREBOX_INTERPRETER_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "firebox" / "interpreter"
+    return settings.interpreter_cache_dir()
 
 
 def interpreter_key() -> str:

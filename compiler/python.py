@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from firebox.compiler import settings
 from firebox.compiler.errors import (
     BundleTooLarge,
     DependencyInstallError,
@@ -25,9 +26,9 @@ from firebox.compiler.errors import (
     NativeDependencyError,
 )
 
-#: Lambda's limits for a zip deployment package: 50 MB zipped, 250 MB unzipped.
-MAX_BUNDLE_BYTES = int(os.environ.get("FIREBOX_MAX_BUNDLE_BYTES", 50 * 1024 * 1024))
-MAX_UNZIPPED_BYTES = int(os.environ.get("FIREBOX_MAX_UNZIPPED_BYTES", 250 * 1024 * 1024))
+#: Lambda's limits for a zip deployment package: 50 MB zipped, 250 MB unzipped (settings).
+MAX_BUNDLE_BYTES = settings.FIREBOX_MAX_BUNDLE_BYTES.get()
+MAX_UNZIPPED_BYTES = settings.FIREBOX_MAX_UNZIPPED_BYTES.get()
 
 #: The CPython version inside the interpreter component (componentize-py 0.25).
 GUEST_PYTHON_VERSION = "3.14"

@@ -12,6 +12,7 @@ from typing import Literal
 
 import wasmtime
 import wasmtime.component
+from firebox.runtime import config
 from firebox.runtime.engine import WASMTIME_VERSION, EngineSettings
 from firebox.runtime.errors import InvalidArtifact
 
@@ -106,10 +107,6 @@ class ArtifactStore:
         except FileNotFoundError:
             return False
 
-    def digests(self) -> list[str]:
-        """Return the digest of every stored artifact."""
-        return [p.name for p in self.root.glob("*/*") if not p.name.startswith(".")]
-
 
 @dataclass
 class CacheStats:
@@ -129,7 +126,7 @@ class CompiledCache:
     def __init__(self, root: Path, settings: EngineSettings) -> None:
         # FIREBOX_COMPILED_CACHE shares one cache between nodes of a machine (keys make
         # that safe); by default it lives in the data dir.
-        base = Path(os.environ.get("FIREBOX_COMPILED_CACHE") or root / "compiled")
+        base = Path(config.FIREBOX_COMPILED_CACHE.get() or root / "compiled")
         self.root = base / f"wasmtime-{WASMTIME_VERSION}-{settings.fingerprint()}"
         self.root.mkdir(parents=True, exist_ok=True)
         self.stats = CacheStats()

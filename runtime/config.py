@@ -1,30 +1,82 @@
-"""Every tunable default of the node, each with a FIREBOX_* environment override (config layer)."""
+"""Every setting of the node and the client: tunable defaults as named constants, and each
+FIREBOX_* environment variable with its type and default, read by one parser (config layer).
+
+Nothing else in `runtime/` or `sdk/` reads the environment; the compiler's three
+settings are in `firebox.compiler.settings`, on the same `Setting`. Each variable is
+listed, with what it does, in docs/configuration.md.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from firebox.runtime.errors import InvalidSetting
+
+T = TypeVar("T")
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
+def _flag(raw: str) -> bool:
+    word = raw.strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise ValueError(raw)
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One FIREBOX_* environment variable: its name, how its text is parsed, its default."""
+
+    name: str
+    parse: Callable[[str], T]
+    #: What a value must be, as the error says it: "an integer", "a number", ...
+    expected: str
+    default: T
+
+    def get(self, environ: Mapping[str, str] | None = None) -> T:
+        """Return the variable's value (from `environ`, default the process environment).
+
+        Unset or empty means the default. Raises InvalidSetting naming the variable and
+        the type it must have when the text does not parse.
+        """
+        raw = (os.environ if environ is None else environ).get(self.name)
+        if raw is None or raw.strip() == "":
+            return self.default
+        try:
+            return self.parse(raw.strip())
+        except ValueError:
+            raise InvalidSetting(self.name, self.expected, raw) from None
+
+
+def integer(name: str, default: int) -> Setting[int]:
+    """Return an integer setting."""
+    return Setting(name, int, "an integer", default)
+
+
+def number(name: str, default: float) -> Setting[float]:
+    """Return a numeric setting (seconds, mostly)."""
+    return Setting(name, float, "a number", default)
+
+
+def flag(name: str, default: bool) -> Setting[bool]:
+    """Return an on/off setting: 1/0 (also true/false, yes/no, on/off)."""
+    return Setting(name, _flag, "0 or 1", default)
+
+
+def text(name: str, default: str) -> Setting[str]:
+    """Return a text setting with a default (a name, a URL)."""
+    return Setting(name, str, "text", default)
+
+
+def optional_text(name: str) -> Setting[str | None]:
+    """Return a text setting that may be unset (a URL, a path, a key)."""
+    return Setting[str | None](name, str, "text", None)
 
 
 MiB = 1024 * 1024
@@ -62,14 +114,79 @@ DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT_ID = "000000000000"
 
 
+# --- the FIREBOX_* variables ---------------------------------------------------------
+# Defaults that are not platform constants above are named here, beside their variable.
+
+DEFAULT_WORKERS = os.cpu_count() or 2
+DEFAULT_WORKER_THREADS = 16
+DEFAULT_POOL_SLOTS = 1024
+# The largest `memory` a function may ask for on this node (at most MAX_MEMORY_MB); it
+# also sizes each pooling-allocator slot, so it is part of the compiled-cache key.
+DEFAULT_NODE_MAX_MEMORY_MB = 1024
+DEFAULT_IDLE_SHRINK_S = 60.0
+# Often enough that another node's deploy shows here within a human's reaction time.
+DEFAULT_REGISTRY_POLL_S = 0.5
+DEFAULT_LOG_RETENTION_S = 7 * 86400.0
+DEFAULT_ASYNC_CONCURRENCY = 8
+# Loading a Python function's code (its module-level imports) in a new instance: like
+# Lambda's 10 s init phase, with fuel to match.
+DEFAULT_PYTHON_LOAD_FUEL = 20_000_000_000
+DEFAULT_PYTHON_LOAD_TIMEOUT_S = 10.0
+DEFAULT_MAPPING_POLL_S = 0.5
+DEFAULT_MAPPING_RETRY_BASE_S = 0.5
+DEFAULT_MAPPING_RETRY_MAX_S = 30.0
+DEFAULT_MAPPING_RELOAD_S = 5.0
+DEFAULT_MAPPING_DRAIN_S = 5.0
+DEFAULT_MAPPING_THREADS = 32
+DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+
+# The node
+FIREBOX_DATA_DIR = optional_text("FIREBOX_DATA_DIR")
+FIREBOX_ACCESS_KEY_ID = optional_text("FIREBOX_ACCESS_KEY_ID")
+FIREBOX_SECRET_ACCESS_KEY = optional_text("FIREBOX_SECRET_ACCESS_KEY")
+FIREBOX_WORKERS = integer("FIREBOX_WORKERS", DEFAULT_WORKERS)
+FIREBOX_WORKER_THREADS = integer("FIREBOX_WORKER_THREADS", DEFAULT_WORKER_THREADS)
+FIREBOX_POOL_SLOTS = integer("FIREBOX_POOL_SLOTS", DEFAULT_POOL_SLOTS)
+FIREBOX_MAX_MEMORY_MB = integer("FIREBOX_MAX_MEMORY_MB", DEFAULT_NODE_MAX_MEMORY_MB)
+FIREBOX_IDLE_SHRINK_S = number("FIREBOX_IDLE_SHRINK_S", DEFAULT_IDLE_SHRINK_S)
+FIREBOX_DATABASE_URL = optional_text("FIREBOX_DATABASE_URL")
+FIREBOX_REGISTRY_POLL_S = number("FIREBOX_REGISTRY_POLL_S", DEFAULT_REGISTRY_POLL_S)
+FIREBOX_LOG_RETENTION_S = number("FIREBOX_LOG_RETENTION_S", DEFAULT_LOG_RETENTION_S)
+FIREBOX_COMPILED_CACHE = optional_text("FIREBOX_COMPILED_CACHE")
+FIREBOX_PREPARE_PYTHON = flag("FIREBOX_PREPARE_PYTHON", True)
+FIREBOX_PYTHON_LOAD_FUEL = integer("FIREBOX_PYTHON_LOAD_FUEL", DEFAULT_PYTHON_LOAD_FUEL)
+FIREBOX_PYTHON_LOAD_TIMEOUT_S = number(
+    "FIREBOX_PYTHON_LOAD_TIMEOUT_S", DEFAULT_PYTHON_LOAD_TIMEOUT_S
+)
+FIREBOX_REGION = text("FIREBOX_REGION", DEFAULT_REGION)
+FIREBOX_ACCOUNT_ID = text("FIREBOX_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+# Events
+FIREBOX_QUEUE_URL = optional_text("FIREBOX_QUEUE_URL")
+FIREBOX_ASYNC_CONCURRENCY = integer("FIREBOX_ASYNC_CONCURRENCY", DEFAULT_ASYNC_CONCURRENCY)
+FIREBOX_MAPPING_POLL_S = number("FIREBOX_MAPPING_POLL_S", DEFAULT_MAPPING_POLL_S)
+FIREBOX_MAPPING_RETRY_BASE_S = number("FIREBOX_MAPPING_RETRY_BASE_S", DEFAULT_MAPPING_RETRY_BASE_S)
+FIREBOX_MAPPING_RETRY_MAX_S = number("FIREBOX_MAPPING_RETRY_MAX_S", DEFAULT_MAPPING_RETRY_MAX_S)
+FIREBOX_MAPPING_RELOAD_S = number("FIREBOX_MAPPING_RELOAD_S", DEFAULT_MAPPING_RELOAD_S)
+FIREBOX_MAPPING_DRAIN_S = number("FIREBOX_MAPPING_DRAIN_S", DEFAULT_MAPPING_DRAIN_S)
+FIREBOX_MAPPING_THREADS = integer("FIREBOX_MAPPING_THREADS", DEFAULT_MAPPING_THREADS)
+FIREBOX_SCHEDULE_ALLOW_SECONDS = flag("FIREBOX_SCHEDULE_ALLOW_SECONDS", False)
+# The client (CLI and SDK); it also reads the data dir and the admin key pair above.
+FIREBOX_ENDPOINT = text("FIREBOX_ENDPOINT", DEFAULT_ENDPOINT)
+
+#: Every setting of the node and the client (the compiler's are in compiler/settings.py).
+SETTINGS: tuple[Setting[Any], ...] = tuple(
+    v for v in list(globals().values()) if isinstance(v, Setting)
+)
+
+
 def region() -> str:
     """Return the region firebox puts in ARNs (FIREBOX_REGION, default us-east-1)."""
-    return os.environ.get("FIREBOX_REGION") or DEFAULT_REGION
+    return FIREBOX_REGION.get()
 
 
 def account_id() -> str:
     """Return the account id firebox puts in ARNs (FIREBOX_ACCOUNT_ID)."""
-    return os.environ.get("FIREBOX_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID
+    return FIREBOX_ACCOUNT_ID.get()
 
 
 def arn(service: str, resource: str) -> str:
@@ -80,26 +197,31 @@ def arn(service: str, resource: str) -> str:
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """The settings of one firebox node, read from the environment with defaults."""
+    """The settings of one firebox node, read from the environment when it is made."""
 
     data_dir: Path
-    workers: int = field(default_factory=lambda: _env_int("FIREBOX_WORKERS", os.cpu_count() or 2))
-    worker_threads: int = field(default_factory=lambda: _env_int("FIREBOX_WORKER_THREADS", 16))
+    workers: int = field(default_factory=FIREBOX_WORKERS.get)
+    worker_threads: int = field(default_factory=FIREBOX_WORKER_THREADS.get)
     # Pooling allocator slots per worker; each slot reserves virtual memory for one
     # linear memory of up to `max_memory_mb`.
-    pool_slots: int = field(default_factory=lambda: _env_int("FIREBOX_POOL_SLOTS", 1024))
-    max_memory_mb: int = field(default_factory=lambda: _env_int("FIREBOX_MAX_MEMORY_MB", 1024))
+    pool_slots: int = field(default_factory=FIREBOX_POOL_SLOTS.get)
+    max_memory_mb: int = field(default_factory=FIREBOX_MAX_MEMORY_MB.get)
     # Seconds a pool may sit unused before its extra ready instances are dropped.
-    idle_shrink_s: float = field(default_factory=lambda: _env_float("FIREBOX_IDLE_SHRINK_S", 60.0))
-    region: str = field(default_factory=lambda: os.environ.get("FIREBOX_REGION") or DEFAULT_REGION)
-    account_id: str = field(
-        default_factory=lambda: os.environ.get("FIREBOX_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID
-    )
+    idle_shrink_s: float = field(default_factory=FIREBOX_IDLE_SHRINK_S.get)
+    region: str = field(default_factory=FIREBOX_REGION.get)
+    account_id: str = field(default_factory=FIREBOX_ACCOUNT_ID.get)
+    # Where the node's registry and its queues and streams live (None: in the data dir).
+    database_url: str | None = field(default_factory=FIREBOX_DATABASE_URL.get)
+    queue_url: str | None = field(default_factory=FIREBOX_QUEUE_URL.get)
+    registry_poll_s: float = field(default_factory=FIREBOX_REGISTRY_POLL_S.get)
+    log_retention_s: float = field(default_factory=FIREBOX_LOG_RETENTION_S.get)
+    async_concurrency: int = field(default_factory=FIREBOX_ASYNC_CONCURRENCY.get)
+    prepare_python: bool = field(default_factory=FIREBOX_PREPARE_PYTHON.get)
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> NodeConfig:
         """Return the node configuration, taking the data dir from the argument or FIREBOX_DATA_DIR."""
-        chosen = data_dir or os.environ.get("FIREBOX_DATA_DIR") or default_data_dir()
+        chosen = data_dir or FIREBOX_DATA_DIR.get() or default_data_dir()
         return cls(data_dir=Path(chosen).expanduser().resolve())
 
 

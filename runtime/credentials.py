@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from firebox.runtime import config
 from firebox.runtime.errors import Forbidden, Unauthorized
 
 CREDENTIALS_FILE = "credentials.json"
@@ -56,8 +57,8 @@ def load_or_create(data_dir: Path) -> tuple[Credentials, bool]:
 
 def read_env() -> Credentials | None:
     """Return credentials from FIREBOX_ACCESS_KEY_ID / FIREBOX_SECRET_ACCESS_KEY, if both are set."""
-    key_id = os.environ.get("FIREBOX_ACCESS_KEY_ID")
-    secret = os.environ.get("FIREBOX_SECRET_ACCESS_KEY")
+    key_id = config.FIREBOX_ACCESS_KEY_ID.get()
+    secret = config.FIREBOX_SECRET_ACCESS_KEY.get()
     if key_id and secret:
         return Credentials(key_id, secret)
     return None

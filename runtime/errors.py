@@ -1,6 +1,8 @@
 """The typed errors of firebox, each with a message a user can act on (shared by every layer).
 
-The HTTP status and Lambda error shape of each type live in one table in
+Every error type is defined here, so `ERROR_TYPES` (wire `type` -> class) is complete
+whatever else a process imported: the SDK rebuilds a `QueueNotFound` without loading the
+queue code. The HTTP status and Lambda error shape of each type live in one table in
 `firebox.runtime.http.errors`; nothing here knows about HTTP.
 """
 
@@ -45,6 +47,15 @@ class FunctionNotFound(FireboxError):
         self.name = name
 
 
+class KeyNotFound(FunctionNotFound):
+    """No access key with that id exists (a 404, like a missing function)."""
+
+    code = "KeyNotFound"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(key_id, f"Access key not found: {key_id}")
+
+
 class InvalidArtifact(FireboxError):
     """An uploaded module is not valid WebAssembly, or breaks the guest ABI."""
 
@@ -55,6 +66,16 @@ class InvalidManifest(FireboxError):
     """A manifest (firebox.toml) has an unknown key, a wrong type or an out-of-range value."""
 
     code = "InvalidManifest"
+
+
+class InvalidSetting(FireboxError, ValueError):
+    """A FIREBOX_* environment variable holds a value of the wrong type; names both."""
+
+    code = "InvalidSetting"
+
+    def __init__(self, name: str, expected: str, raw: str) -> None:
+        super().__init__(f"{name} must be {expected}, got {raw!r}")
+        self.name = name
 
 
 class PayloadTooLarge(FireboxError):
@@ -204,20 +225,138 @@ class ServiceUnavailable(FireboxError):
     code = "ServiceUnavailable"
 
 
-def _by_code(code: str) -> type[FireboxError]:
-    # Walked at call time: error types defined in other modules (queues, streams) count too.
+# --- queues, streams, mappings, schedules -----------------------------------------
+
+
+class QueueNotFound(FireboxError):
+    """No queue of that name exists."""
+
+    code = "QueueNotFound"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Queue not found: {name}")
+        self.name = name
+
+
+class QueueAlreadyExists(FireboxError):
+    """A queue of that name exists with different attributes."""
+
+    code = "QueueAlreadyExists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Queue {name} already exists with different attributes; delete it first")
+        self.name = name
+
+
+class InvalidReceiptHandle(FireboxError):
+    """A receipt handle was not produced by this backend (malformed, not merely stale)."""
+
+    code = "InvalidReceiptHandle"
+
+    def __init__(self, handle: str) -> None:
+        super().__init__(f"Invalid receipt handle: {handle!r}")
+        self.handle = handle
+
+
+class StreamNotFound(FireboxError):
+    """No stream of that name exists."""
+
+    code = "StreamNotFound"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Stream not found: {name}")
+        self.name = name
+
+
+class ShardNotFound(FireboxError):
+    """The stream has no shard of that id."""
+
+    code = "ShardNotFound"
+
+    def __init__(self, stream: str, shard_id: str) -> None:
+        super().__init__(f"Stream {stream} has no shard {shard_id!r}")
+        self.stream = stream
+        self.shard_id = shard_id
+
+
+class StreamAlreadyExists(FireboxError):
+    """A stream of that name exists with a different shard count or retention."""
+
+    code = "StreamAlreadyExists"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Stream {name} already exists with different settings")
+        self.name = name
+
+
+class MappingNotFound(FireboxError):
+    """No event source mapping has that id."""
+
+    code = "MappingNotFound"
+
+    def __init__(self, mapping_id: str) -> None:
+        super().__init__(f"Event source mapping not found: {mapping_id}")
+        self.mapping_id = mapping_id
+
+
+class ScheduleNotFound(FireboxError):
+    """No schedule of that name exists."""
+
+    code = "ScheduleNotFound"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"Schedule not found: {name}")
+        self.name = name
+
+
+# --- the Lambda-compatible API's own errors ------------------------------------------
+
+
+class LambdaError(FireboxError):
+    """An error only the Lambda-compatible API reports; `code` is the Lambda error type.
+
+    Its `code` and `status` are per instance (ResourceConflictException 409, ...); the
+    class's own code, ServiceException, is what a bare one is registered under.
+    """
+
+    code = "ServiceException"
+    status = 500
+
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+# --- the registry ------------------------------------------------------------------
+
+
+def _registry() -> dict[str, type[FireboxError]]:
+    # Built once from the classes above: every subclass of FireboxError defined in this
+    # module (a subclass defined elsewhere is not a wire type and is not registered).
+    found: dict[str, type[FireboxError]] = {}
     pending: list[type[FireboxError]] = [FireboxError]
     while pending:
         cls = pending.pop()
-        if cls.code == code:
-            return cls
         pending.extend(cls.__subclasses__())
-    return FireboxError
+        if cls.__module__ != __name__:
+            continue
+        if cls.code in found:
+            raise TypeError(f"error code {cls.code} is used by {found[cls.code]} and {cls}")
+        found[cls.code] = cls
+    return found
+
+
+#: Wire `type` -> error class, for every error firebox reports.
+ERROR_TYPES: dict[str, type[FireboxError]] = _registry()
 
 
 def error_from_dict(data: dict[str, Any]) -> FireboxError:
-    """Rebuild a typed error from its wire form (used across the worker pipe and by the SDK)."""
-    cls = _by_code(str(data.get("type")))
+    """Rebuild a typed error from its wire form (used across the worker pipe and by the SDK).
+
+    An unknown `type` gives a plain FireboxError carrying the message.
+    """
+    cls = ERROR_TYPES.get(str(data.get("type")), FireboxError)
     err = FireboxError.__new__(cls)
     Exception.__init__(err, data.get("message", ""))
     err.message = str(data.get("message", ""))

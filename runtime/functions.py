@@ -279,8 +279,8 @@ class Functions:
             if not self.node.artifacts.is_component(digest):
                 self.node.forget_local(digest)
                 self.node.artifacts.delete(digest)
-                if self.registry.shared:
-                    self.registry.delete_blob(digest)
+                if self.node.stores.blobs is not None:
+                    self.node.stores.blobs.delete(digest)
 
 
 __all__ = ["ALIAS_RE", "UPDATABLE", "Functions"]

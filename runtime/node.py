@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,11 +31,8 @@ from firebox.runtime.invoke import Invoker
 from firebox.runtime.prepare import Preparer
 from firebox.runtime.routing import Route, RouteTable
 from firebox.runtime.specs import LATEST, FunctionSpec, InvocationResult, Resolved
-from firebox.runtime.storage.events_auto import open_queue_backend, open_stream_backend
-from firebox.runtime.storage.mappings import MappingStore
-from firebox.runtime.storage.registry import FunctionRecord, Registry, registry_url
-from firebox.runtime.storage.schedules import ScheduleStore
-from firebox.runtime.storage.telemetry import TelemetryStore
+from firebox.runtime.storage.registry import FunctionRecord
+from firebox.runtime.storage.stores import open_stores
 from firebox.runtime.supervisor import Supervisor
 from firebox.runtime.telemetry import Recorder
 
@@ -46,10 +42,6 @@ T = TypeVar("T")
 # Threads for the node's blocking calls (registry SQL, telemetry queries, artifact files,
 # compiles): a few, so a slow PostgreSQL cannot take every thread of the default executor.
 BLOCKING_THREADS = 8
-
-
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
 
 
 class Node:
@@ -63,15 +55,14 @@ class Node:
             pool_slots=config.pool_slots, max_memory_mb=config.max_memory_mb
         )
         self.artifacts = ArtifactStore(config.data_dir)
-        self.registry = Registry(
-            registry_url(config.data_dir, database_url or os.environ.get("FIREBOX_DATABASE_URL"))
-        )
+        self.stores = open_stores(config, database_url)
+        self.registry = self.stores.registry
         self.catalog = Catalog(self.registry)
-        self.prepare = Preparer(self.settings, config.data_dir, self.artifacts, self.registry)
+        self.prepare = Preparer(self.settings, config.data_dir, self.artifacts, self.stores.blobs)
         self.supervisor = Supervisor(config, self.settings)
         self.invoker = Invoker(self.supervisor)
-        self.telemetry = TelemetryStore(self.registry.engine)
-        self.recorder = Recorder(self.telemetry, _env_float("FIREBOX_LOG_RETENTION_S", 7 * 86400))
+        self.telemetry = self.stores.telemetry
+        self.recorder = Recorder(self.telemetry, config.log_retention_s)
         self.admission = Admission(self.catalog, self.recorder)
         self.routes = RouteTable()
         self.credentials, self.generated_credentials = load_or_create(config.data_dir)
@@ -79,20 +70,15 @@ class Node:
         # so an invocation of a version without a pool checks its files once, not per call.
         self.loaded: dict[str, FunctionSpec] = {}
         self._local: set[str] = set()
-        queue_url = os.environ.get("FIREBOX_QUEUE_URL") or None
-        self.queues = open_queue_backend(queue_url, config.data_dir)
-        self.streams = open_stream_backend(queue_url, config.data_dir)
-        self.async_invoker = AsyncInvoker(
-            self, self.queues, int(os.environ.get("FIREBOX_ASYNC_CONCURRENCY") or 8)
-        )
-        self.scheduler = Scheduler(self, ScheduleStore(self.registry.engine))
-        self.mappings = MappingManager(
-            self, self.queues, self.streams, MappingStore(self.registry.engine)
-        )
+        self.queues = self.stores.queues
+        self.streams = self.stores.streams
+        self.async_invoker = AsyncInvoker(self, self.queues, config.async_concurrency)
+        self.scheduler = Scheduler(self, self.stores.schedules)
+        self.mappings = MappingManager(self, self.queues, self.streams, self.stores.mappings)
         self.functions = Functions(self)
         self.lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self.poll_s = _env_float("FIREBOX_REGISTRY_POLL_S", 0.5)
+        self.poll_s = config.registry_poll_s
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call (SQL, files, compiles) on the node's threads; return its result."""
@@ -109,7 +95,7 @@ class Node:
         await self.async_invoker.start()
         await self.mappings.start()
         await self.scheduler.start()
-        if os.environ.get("FIREBOX_PREPARE_PYTHON", "1") != "0":
+        if self.config.prepare_python:
             self.prepare.start_interpreter()  # so the first Python deploy is fast
         self._tasks = [asyncio.create_task(self._initial_sync()), asyncio.create_task(self._poll())]
 

@@ -17,7 +17,7 @@ from firebox.runtime.artifacts import ArtifactStore, CompiledCache, artifact_kin
 from firebox.runtime.engine import EngineSettings, build_engine
 from firebox.runtime.errors import InvalidArtifact, ServiceUnavailable
 from firebox.runtime.guest import check_abi
-from firebox.runtime.storage.registry import Registry
+from firebox.runtime.storage.blobs import BlobStore
 
 log = logging.getLogger("firebox.prepare")
 
@@ -44,16 +44,21 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 class Preparer:
-    """Validates, stores and compiles artifacts for one node; shares them when the registry is shared."""
+    """Validates, stores and compiles artifacts for one node; shares them through `blobs`
+    (None: this node is alone, its artifact folder is the only copy)."""
 
     def __init__(
-        self, settings: EngineSettings, data_dir: Path, artifacts: ArtifactStore, registry: Registry
+        self,
+        settings: EngineSettings,
+        data_dir: Path,
+        artifacts: ArtifactStore,
+        blobs: BlobStore | None,
     ) -> None:
         # Few slots: the node compiles and validates, it never runs a guest.
         self.settings = dataclasses.replace(settings, pool_slots=4)
         self.data_dir = data_dir
         self.artifacts = artifacts
-        self.registry = registry
+        self.blobs = blobs
         self._engine: wasmtime.Engine | None = None
         self._component_engine: wasmtime.Engine | None = None
         self._cache: CompiledCache | None = None
@@ -112,15 +117,15 @@ class Preparer:
         return digest
 
     def share(self, digest: str) -> None:
-        """Make an artifact available to the other nodes of a shared registry."""
-        if self.registry.shared:
-            self.registry.put_blob(digest, self.artifacts.get(digest))
+        """Make an artifact available to the other nodes (when there are any)."""
+        if self.blobs is not None:
+            self.blobs.put(digest, self.artifacts.get(digest))
 
     def ensure_local(self, digest: str | None) -> None:
         """Fetch an artifact another node stored, if this node does not have it yet."""
         if digest is None or self.artifacts.exists(digest):
             return
-        data = self.registry.get_blob(digest) if self.registry.shared else None
+        data = self.blobs.get(digest) if self.blobs is not None else None
         if data is None:
             raise InvalidArtifact(f"artifact {digest} is in no store this node can reach")
         self.artifacts.put(data)

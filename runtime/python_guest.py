@@ -11,13 +11,13 @@ from __future__ import annotations
 import ctypes
 import json
 import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import wasmtime
+from firebox.runtime import config
 from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, EPOCH_TICK_S, MiB, arn
 from firebox.runtime.errors import (
     FireboxError,
@@ -33,8 +33,8 @@ from wasmtime.component import Component, Func, Linker, Variant
 
 #: Fuel and wall time allowed for `load` (importing the handler's modules). Lambda allows
 #: 10 s for its init phase; importing a large vendored package in the guest takes ~1e8 fuel.
-LOAD_FUEL = int(os.environ.get("FIREBOX_PYTHON_LOAD_FUEL", 20_000_000_000))
-LOAD_TIMEOUT_S = float(os.environ.get("FIREBOX_PYTHON_LOAD_TIMEOUT_S", 10.0))
+LOAD_FUEL = config.FIREBOX_PYTHON_LOAD_FUEL.get()
+LOAD_TIMEOUT_S = config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get()
 
 #: Log text the host accepts per call beyond the guest's own budget (the marker, a last
 #: partial line); the guest enforces `max_log_bytes`, this bounds a guest that does not.

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from firebox.runtime.config import default_data_dir
+from firebox.runtime.config import FIREBOX_DATA_DIR, FIREBOX_ENDPOINT, default_data_dir
 from firebox.runtime.credentials import (
     Credentials,
     bearer_token,
@@ -50,8 +49,6 @@ __all__ = [
     "find_credentials",
 ]
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
-
 
 def find_credentials(data_dir: Path | None = None) -> Credentials:
     """Return credentials from the environment or the node's data dir, as the server finds them.
@@ -61,7 +58,7 @@ def find_credentials(data_dir: Path | None = None) -> Credentials:
     creds = read_env()
     if creds is not None:
         return creds
-    folder = data_dir or Path(os.environ.get("FIREBOX_DATA_DIR") or default_data_dir())
+    folder = data_dir or Path(FIREBOX_DATA_DIR.get() or default_data_dir())
     path = credentials_path(folder)
     if path.exists():
         return read_file(path)
@@ -72,7 +69,7 @@ def find_credentials(data_dir: Path | None = None) -> Credentials:
 
 
 def _settings(endpoint: str | None, credentials: Credentials | None) -> tuple[str, Credentials]:
-    url = (endpoint or os.environ.get("FIREBOX_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    url = (endpoint or FIREBOX_ENDPOINT.get()).rstrip("/")
     return url, credentials or find_credentials()
 
 

@@ -37,7 +37,6 @@ from firebox.runtime.events.retry import (
     retries_exhausted,
     too_old,
 )
-from firebox.runtime.storage.event_configs import EventConfigStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -151,7 +150,7 @@ class AsyncInvoker:
     def __init__(self, node: Node, queues: QueueBackend, concurrency: int = 8) -> None:
         self.node = node
         self.queues = queues
-        self.configs = EventConfigStore(node.registry.engine)
+        self.configs = node.stores.event_configs
         self.concurrency = concurrency
         self.stats = AsyncStats()
         self.rng = random.Random()

@@ -16,51 +16,40 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from firebox.runtime.errors import BadRequest
+from firebox.runtime import config
+from firebox.runtime.errors import BadRequest, MappingNotFound
 from firebox.runtime.events.mapping_config import MappingConfig, describe, parse_source
 from firebox.runtime.events.poller import MappingStats, Poller
 from firebox.runtime.events.queue import QueueBackend
 from firebox.runtime.events.queue_poller import QueuePoller
 from firebox.runtime.events.stream import StreamBackend
 from firebox.runtime.events.stream_poller import StreamPoller
-from firebox.runtime.storage.mappings import (
-    DISABLED,
-    ENABLED,
-    MappingNotFound,
-    MappingRecord,
-    MappingStore,
-)
+from firebox.runtime.storage.mappings import DISABLED, ENABLED, MappingRecord, MappingStore
 
 if TYPE_CHECKING:
     from firebox.runtime.node import Node
-    from firebox.runtime.specs import InvocationResult
 
 log = logging.getLogger("firebox.mappings")
 T = TypeVar("T")
 
 
-def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name) or default)
-
-
 # How long a queue receive waits for a first message, and how often an idle shard is read
 # (Lambda reads each shard once a second; half that keeps latency low at SQLite's cost).
-POLL_S = _env_float("FIREBOX_MAPPING_POLL_S", 0.5)
+POLL_S = config.FIREBOX_MAPPING_POLL_S.get()
 # Retry backoff after a function error or throttle: doubles from the base up to the cap.
-RETRY_BASE_S = _env_float("FIREBOX_MAPPING_RETRY_BASE_S", 0.5)
-RETRY_MAX_S = _env_float("FIREBOX_MAPPING_RETRY_MAX_S", 30.0)
+RETRY_BASE_S = config.FIREBOX_MAPPING_RETRY_BASE_S.get()
+RETRY_MAX_S = config.FIREBOX_MAPPING_RETRY_MAX_S.get()
 # How often the store is re-read, so mappings changed on another node take effect here.
-RELOAD_S = _env_float("FIREBOX_MAPPING_RELOAD_S", 5.0)
+RELOAD_S = config.FIREBOX_MAPPING_RELOAD_S.get()
 # How long stopping a poller lets in-flight batches finish before cancelling them.
-DRAIN_S = _env_float("FIREBOX_MAPPING_DRAIN_S", 5.0)
+DRAIN_S = config.FIREBOX_MAPPING_DRAIN_S.get()
 # Queue and stream calls block (SQLite locks, Redis round trips, long polls).
-THREADS = int(_env_float("FIREBOX_MAPPING_THREADS", 32))
+THREADS = config.FIREBOX_MAPPING_THREADS.get()
 
 
 class MappingManager:

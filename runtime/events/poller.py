@@ -20,7 +20,7 @@ from firebox.runtime.storage.mappings import MappingRecord
 
 if TYPE_CHECKING:
     from firebox.runtime.events.mappings import MappingManager
-    from firebox.runtime.invoke import InvocationResult
+    from firebox.runtime.specs import InvocationResult
 
 log = logging.getLogger("firebox.mappings")
 

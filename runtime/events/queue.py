@@ -4,7 +4,7 @@ Delivery is at least once and ordering is best effort. A received message stays 
 for its visibility timeout; if it is not deleted by then it is delivered again, and once
 its receive count passes the queue's `max_receive_count` it moves to the dead-letter queue
 instead. Backends: `firebox.runtime.storage.queue_sqlite` (one node, the default) and
-`firebox.runtime.storage.queue_redis` (many nodes); `events_auto` picks one from a URL.
+`firebox.runtime.storage.queue_redis` (many nodes); `storage.backends` picks one from a URL.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
-
-from firebox.runtime.errors import FireboxError
 
 # SQS's defaults: 30 s visibility, 4 days retention, no delay.
 DEFAULT_VISIBILITY_TIMEOUT_S = 30.0
@@ -30,36 +28,6 @@ MAX_RECEIVE_BATCH = 10
 MAX_WAIT_S = 20.0
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
-
-
-class QueueNotFound(FireboxError):
-    """No queue of that name exists."""
-
-    code = "QueueNotFound"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Queue not found: {name}")
-        self.name = name
-
-
-class QueueAlreadyExists(FireboxError):
-    """A queue of that name exists with different attributes."""
-
-    code = "QueueAlreadyExists"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Queue {name} already exists with different attributes; delete it first")
-        self.name = name
-
-
-class InvalidReceiptHandle(FireboxError):
-    """A receipt handle was not produced by this backend (malformed, not merely stale)."""
-
-    code = "InvalidReceiptHandle"
-
-    def __init__(self, handle: str) -> None:
-        super().__init__(f"Invalid receipt handle: {handle!r}")
-        self.handle = handle
 
 
 @dataclass(frozen=True)

@@ -23,15 +23,15 @@ weekday n of the month; `n#k` the k-th weekday n of the month. A range may wrap 
 from __future__ import annotations
 
 import calendar
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from firebox.runtime.config import FIREBOX_SCHEDULE_ALLOW_SECONDS
 from firebox.runtime.errors import BadRequest
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-ALLOW_SECONDS_ENV = "FIREBOX_SCHEDULE_ALLOW_SECONDS"
+ALLOW_SECONDS_ENV = FIREBOX_SCHEDULE_ALLOW_SECONDS.name
 FIELDS = ("Minutes", "Hours", "Day-of-month", "Month", "Day-of-week", "Year")
 BOUNDS = {"Minutes": (0, 59), "Hours": (0, 23), "Day-of-month": (1, 31), "Month": (1, 12),
           "Day-of-week": (1, 7), "Year": (1970, 2199)}  # fmt: skip
@@ -165,7 +165,7 @@ def parse(
     text = expression.strip()
     if text.startswith("rate(") and text.endswith(")"):
         if allow_seconds is None:
-            allow_seconds = os.environ.get(ALLOW_SECONDS_ENV) == "1"
+            allow_seconds = FIREBOX_SCHEDULE_ALLOW_SECONDS.get()
         return _parse_rate(text, _utc(anchor) if anchor else EPOCH, allow_seconds)
     if text.startswith("cron(") and text.endswith(")"):
         return _parse_cron(text)

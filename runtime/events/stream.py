@@ -14,43 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from firebox.runtime.errors import FireboxError
+from firebox.runtime.errors import ShardNotFound
 
 # Kinesis's default retention is 24 hours.
 DEFAULT_STREAM_RETENTION_S = 24 * 3600.0
 MAX_SHARDS = 256
 MAX_READ_LIMIT = 10_000
-
-
-class StreamNotFound(FireboxError):
-    """No stream of that name exists."""
-
-    code = "StreamNotFound"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Stream not found: {name}")
-        self.name = name
-
-
-class ShardNotFound(FireboxError):
-    """The stream has no shard of that id."""
-
-    code = "ShardNotFound"
-
-    def __init__(self, stream: str, shard_id: str) -> None:
-        super().__init__(f"Stream {stream} has no shard {shard_id!r}")
-        self.stream = stream
-        self.shard_id = shard_id
-
-
-class StreamAlreadyExists(FireboxError):
-    """A stream of that name exists with a different shard count or retention."""
-
-    code = "StreamAlreadyExists"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Stream {name} already exists with different settings")
-        self.name = name
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ class Authenticator:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.keys = KeyStore(node.registry.engine)
+        self.keys = node.stores.keys
 
     @property
     def admin_key_id(self) -> str:

@@ -1,6 +1,9 @@
-"""One table: firebox error type -> HTTP status, and the error response (front-end layer)."""
+"""One table: firebox error type -> native HTTP status, Lambda error type and function
+`errorType`; and the native API's error response (front-end layer)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from firebox.runtime.errors import (
     BadRequest,
@@ -12,66 +15,110 @@ from firebox.runtime.errors import (
     HandlerError,
     InvalidArtifact,
     InvalidManifest,
+    InvalidReceiptHandle,
+    InvalidSetting,
     InvocationError,
+    KeyNotFound,
+    MappingNotFound,
     MemoryLimitExceeded,
     MethodNotAllowed,
     NodeAtCapacity,
     OutOfFuel,
     PayloadTooLarge,
+    QueueAlreadyExists,
+    QueueNotFound,
     ResponseTooLarge,
+    ScheduleNotFound,
     ServiceUnavailable,
+    ShardNotFound,
+    StreamAlreadyExists,
+    StreamNotFound,
     Throttled,
     TimedOut,
     Unauthorized,
     WorkerLost,
 )
-from firebox.runtime.events.queue import InvalidReceiptHandle, QueueAlreadyExists, QueueNotFound
-from firebox.runtime.events.stream import ShardNotFound, StreamAlreadyExists, StreamNotFound
 from firebox.runtime.http.codec import encode
-from firebox.runtime.storage.mappings import MappingNotFound
-from firebox.runtime.storage.schedules import ScheduleNotFound
 from starlette.responses import Response
 
+
+@dataclass(frozen=True)
+class ErrorShape:
+    """How one error type is reported by each API.
+
+    `status`: the native API's status. `lambda_type`, `lambda_status`: the Lambda-compatible
+    API's `x-amzn-ErrorType` and status, chosen so botocore raises the matching exception.
+    `function_error`: the `errorType` in an invocation's payload when the error ended the
+    function (None for errors that are not function errors: `Runtime.Unknown`).
+    """
+
+    status: int
+    lambda_type: str
+    lambda_status: int
+    function_error: str | None = None
+
+
+_NOT_FOUND = ("ResourceNotFoundException", 404)
+_CONFLICT = ("ResourceConflictException", 409)
+_INVALID = ("InvalidParameterValueException", 400)
+_SERVICE = ("ServiceException", 500)
+
 # Errors the caller caused are 4xx; errors the function caused are 5xx of the gateway
-# family (the node worked, the function did not), never a bare 500.
-STATUS: dict[type[FireboxError], int] = {
-    BadRequest: 400,
-    InvalidArtifact: 400,
-    InvalidManifest: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    FunctionNotFound: 404,
-    MethodNotAllowed: 405,
-    Conflict: 409,
-    PayloadTooLarge: 413,
-    Throttled: 429,
-    HandlerError: 502,
-    GuestTrap: 502,
-    OutOfFuel: 502,
-    MemoryLimitExceeded: 502,
-    ResponseTooLarge: 502,
-    WorkerLost: 503,
-    NodeAtCapacity: 503,
-    ServiceUnavailable: 503,
-    TimedOut: 504,
-    InvocationError: 502,
-    QueueNotFound: 404,
-    StreamNotFound: 404,
-    ShardNotFound: 404,
-    QueueAlreadyExists: 409,
-    StreamAlreadyExists: 409,
-    InvalidReceiptHandle: 400,
-    MappingNotFound: 404,
-    ScheduleNotFound: 404,
+# family (the node worked, the function did not), never a bare 500. Lambda has no 502 or
+# 504: a function error there is a 200 with X-Amz-Function-Error, and what reaches the
+# error path is a ServiceException. A type not listed takes its nearest base's row.
+ERRORS: dict[type[FireboxError], ErrorShape] = {
+    FireboxError: ErrorShape(500, *_SERVICE),
+    InvalidSetting: ErrorShape(500, *_SERVICE),
+    # --- the caller's errors
+    BadRequest: ErrorShape(400, *_INVALID),
+    InvalidArtifact: ErrorShape(400, *_INVALID),
+    InvalidManifest: ErrorShape(400, *_INVALID),
+    InvalidReceiptHandle: ErrorShape(400, *_INVALID),
+    Unauthorized: ErrorShape(401, "UnrecognizedClientException", 403),
+    Forbidden: ErrorShape(403, "InvalidSignatureException", 403),
+    FunctionNotFound: ErrorShape(404, *_NOT_FOUND),
+    KeyNotFound: ErrorShape(404, *_NOT_FOUND),
+    QueueNotFound: ErrorShape(404, *_NOT_FOUND),
+    StreamNotFound: ErrorShape(404, *_NOT_FOUND),
+    ShardNotFound: ErrorShape(404, *_NOT_FOUND),
+    MappingNotFound: ErrorShape(404, *_NOT_FOUND),
+    ScheduleNotFound: ErrorShape(404, *_NOT_FOUND),
+    MethodNotAllowed: ErrorShape(405, "UnknownOperationException", 404),
+    Conflict: ErrorShape(409, *_CONFLICT),
+    QueueAlreadyExists: ErrorShape(409, *_CONFLICT),
+    StreamAlreadyExists: ErrorShape(409, *_CONFLICT),
+    PayloadTooLarge: ErrorShape(413, "RequestEntityTooLargeException", 413),
+    Throttled: ErrorShape(429, "TooManyRequestsException", 429),
+    # --- the node cannot take the call now
+    ServiceUnavailable: ErrorShape(503, "ServiceException", 503),
+    # --- the function's errors (`function_error` is Lambda's errorType for each)
+    InvocationError: ErrorShape(502, *_SERVICE, "Runtime.ExitError"),
+    HandlerError: ErrorShape(502, *_SERVICE, "Runtime.ExitError"),
+    GuestTrap: ErrorShape(502, *_SERVICE, "Runtime.ExitError"),
+    OutOfFuel: ErrorShape(502, *_SERVICE, "Runtime.OutOfFuel"),
+    MemoryLimitExceeded: ErrorShape(502, *_SERVICE, "Runtime.OutOfMemory"),
+    ResponseTooLarge: ErrorShape(502, *_SERVICE, "Function.ResponseSizeTooLarge"),
+    TimedOut: ErrorShape(504, *_SERVICE, "Sandbox.Timedout"),
+    WorkerLost: ErrorShape(503, *_SERVICE, "Runtime.ExitError"),
+    NodeAtCapacity: ErrorShape(503, "TooManyRequestsException", 429, "Runtime.ExitError"),
 }
+
+#: The native status of each listed type (a view of ERRORS).
+STATUS: dict[type[FireboxError], int] = {cls: shape.status for cls, shape in ERRORS.items()}
+
+
+def shape_of(error: FireboxError) -> ErrorShape:
+    """Return the row of an error's own type, else its nearest listed base's."""
+    for cls in type(error).__mro__:
+        if cls in ERRORS:
+            return ERRORS[cls]
+    return ERRORS[FireboxError]
 
 
 def status_of(error: FireboxError) -> int:
-    """Return the HTTP status of an error (its own type's, else its nearest base's)."""
-    for cls in type(error).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
+    """Return the native API's HTTP status of an error."""
+    return shape_of(error).status
 
 
 def error_response(

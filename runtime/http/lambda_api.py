@@ -17,9 +17,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from firebox.runtime.errors import FireboxError, FunctionNotFound, NodeAtCapacity, PayloadTooLarge
-from firebox.runtime.http.lambda_errors import (
+from firebox.runtime.errors import (
+    FireboxError,
+    FunctionNotFound,
     LambdaError,
+    NodeAtCapacity,
+    PayloadTooLarge,
+)
+from firebox.runtime.http.lambda_errors import (
     function_error_type,
     invalid_content,
     invalid_parameter,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from firebox.runtime import config as defaults
-from firebox.runtime.errors import FunctionNotFound
+from firebox.runtime.errors import FunctionNotFound, LambdaError
 from firebox.runtime.http.lambda_api import (
     Endpoint,
     body_of,
@@ -16,7 +16,7 @@ from firebox.runtime.http.lambda_api import (
     record_of,
     target_of,
 )
-from firebox.runtime.http.lambda_errors import LambdaError, invalid_parameter
+from firebox.runtime.http.lambda_errors import invalid_parameter
 from firebox.runtime.http.lambda_shapes import RESERVED_MARK, Names, reserved_concurrency, timestamp
 from firebox.runtime.http.native import node_of
 from firebox.runtime.storage.registry import LATEST

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from firebox.runtime.config import NodeConfig
-from firebox.runtime.http.lambda_errors import LambdaError, invalid_parameter
+from firebox.runtime.errors import LambdaError
+from firebox.runtime.http.lambda_errors import invalid_parameter
 from firebox.runtime.storage.registry import LATEST, AliasRecord, FunctionRecord
 
 # What `Runtime` a function deployed through the native API reports.

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from firebox.runtime.errors import FunctionNotFound
+from firebox.runtime.errors import KeyNotFound
 from firebox.runtime.storage.schema import access_keys
 
 # The shape AWS tooling expects of a key id: 20 upper-case characters, "AKIA"-like.
@@ -20,15 +20,6 @@ KEY_ID_PREFIX = "FBK"
 # How long a looked-up secret is trusted before the database is asked again; a key
 # revoked on another node stops working on this one after at most this long.
 LOOKUP_TTL_S = 2.0
-
-
-class KeyNotFound(FunctionNotFound):
-    """No access key with that id exists (a 404, like a missing function)."""
-
-    code = "KeyNotFound"
-
-    def __init__(self, key_id: str) -> None:
-        super().__init__(key_id, f"Access key not found: {key_id}")
 
 
 @dataclass(frozen=True)

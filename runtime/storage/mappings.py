@@ -15,22 +15,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from firebox.runtime.errors import FireboxError
+from firebox.runtime.errors import MappingNotFound
 from firebox.runtime.storage.schema import mappings
 
 # Lambda's states for a mapping at rest.
 ENABLED = "Enabled"
 DISABLED = "Disabled"
-
-
-class MappingNotFound(FireboxError):
-    """No event source mapping has that id."""
-
-    code = "MappingNotFound"
-
-    def __init__(self, mapping_id: str) -> None:
-        super().__init__(f"Event source mapping not found: {mapping_id}")
-        self.mapping_id = mapping_id
 
 
 @dataclass(frozen=True)

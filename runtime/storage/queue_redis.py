@@ -25,12 +25,10 @@ from dataclasses import asdict
 from typing import Any
 
 import redis
+from firebox.runtime.errors import InvalidReceiptHandle, QueueAlreadyExists, QueueNotFound
 from firebox.runtime.events.queue import (
-    InvalidReceiptHandle,
     Message,
-    QueueAlreadyExists,
     QueueAttributes,
-    QueueNotFound,
     QueueStats,
     SendEntry,
     SendsInBatches,

@@ -21,12 +21,10 @@ from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
+from firebox.runtime.errors import InvalidReceiptHandle, QueueAlreadyExists, QueueNotFound
 from firebox.runtime.events.queue import (
-    InvalidReceiptHandle,
     Message,
-    QueueAlreadyExists,
     QueueAttributes,
-    QueueNotFound,
     QueueStats,
     SendEntry,
     SendsInBatches,

@@ -2,8 +2,9 @@
 (storage layer).
 
 One SQLAlchemy Core code path for SQLite (the default, in the data dir) and PostgreSQL
-(`FIREBOX_DATABASE_URL=postgresql://...`, shared by many nodes). The schema and its
-upgrades live in `schema.py`.
+(`FIREBOX_DATABASE_URL=postgresql://...`, shared by many nodes); `backends.py` picks the
+URL. The schema and its upgrades live in `schema.py`; shared artifacts are a `BlobStore`
+(`blobs.py`), not the registry's business.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ import builtins
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from firebox.runtime.errors import Conflict, FunctionNotFound
 from firebox.runtime.storage.schema import (
     aliases,
-    blobs,
     functions,
     meta,
     provisioned,
@@ -60,13 +59,6 @@ class AliasRecord:
     updated_at: float = 0.0
 
 
-def registry_url(data_dir: Path, url: str | None = None) -> str:
-    """Return the registry URL: the given one (postgresql:// means psycopg 3), or SQLite in the data dir."""
-    if url and url.startswith(("postgresql://", "postgres://")):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url or f"sqlite:///{data_dir / 'registry.db'}"
-
-
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True)
 
@@ -76,7 +68,6 @@ class Registry:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.shared = not url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
@@ -395,7 +386,7 @@ class Registry:
                 out.setdefault(str(row[0]), {})[str(row[1])] = int(row[2])
         return out
 
-    # --- artifacts in use, shared blobs ---------------------------------------------
+    # --- artifacts in use -------------------------------------------------------------
 
     def digests_in_use(self) -> set[str]:
         """Return every artifact digest some version still references."""
@@ -405,27 +396,6 @@ class Registry:
                 *conn.execute(sa.select(versions.c.digest, versions.c.bundle_digest)).all(),
             ]
         return {d for row in rows for d in row if d}
-
-    def put_blob(self, digest: str, data: bytes) -> None:
-        """Store an artifact for the other nodes (idempotent)."""
-        try:
-            with self.engine.begin() as conn:
-                found = conn.execute(sa.select(blobs.c.digest).where(blobs.c.digest == digest))
-                if found.first() is None:
-                    conn.execute(blobs.insert().values(digest=digest, data=data))
-        except sa.exc.IntegrityError:
-            pass  # another node stored the same content at the same moment: the same bytes
-
-    def get_blob(self, digest: str) -> bytes | None:
-        """Return a shared artifact, or None."""
-        with self.engine.connect() as conn:
-            row = conn.execute(sa.select(blobs.c.data).where(blobs.c.digest == digest)).first()
-        return bytes(row.data) if row is not None else None
-
-    def delete_blob(self, digest: str) -> None:
-        """Remove a shared artifact."""
-        with self.engine.begin() as conn:
-            conn.execute(blobs.delete().where(blobs.c.digest == digest))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -13,22 +13,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import sqlalchemy as sa
-from firebox.runtime.errors import Conflict, FireboxError
+from firebox.runtime.errors import Conflict, ScheduleNotFound
 from firebox.runtime.storage.registry import LATEST
 from firebox.runtime.storage.schema import schedules
 
 CATCH_UP_RULES = ("skip", "once")
 UPDATABLE = ("function", "qualifier", "expression", "payload", "catch_up", "enabled")
-
-
-class ScheduleNotFound(FireboxError):
-    """No schedule of that name exists."""
-
-    code = "ScheduleNotFound"
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"Schedule not found: {name}")
-        self.name = name
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from firebox.runtime.errors import StreamAlreadyExists, StreamNotFound
 from firebox.runtime.events.queue import check_name
 from firebox.runtime.events.stream import (
     DEFAULT_STREAM_RETENTION_S,
     PutResult,
     Record,
-    StreamAlreadyExists,
     StreamInfo,
-    StreamNotFound,
     check_limit,
     check_stream_settings,
     shard_for_key,

@@ -15,23 +15,17 @@ from pathlib import Path
 
 import pytest
 import redis
-from firebox.runtime.events.queue import (
+from firebox.runtime.errors import (
     InvalidReceiptHandle,
-    Message,
     QueueAlreadyExists,
-    QueueAttributes,
-    QueueBackend,
     QueueNotFound,
-    SendEntry,
-)
-from firebox.runtime.events.stream import (
     ShardNotFound,
     StreamAlreadyExists,
-    StreamBackend,
     StreamNotFound,
-    shard_for_key,
 )
-from firebox.runtime.storage.events_auto import open_queue_backend, open_stream_backend
+from firebox.runtime.events.queue import Message, QueueAttributes, QueueBackend, SendEntry
+from firebox.runtime.events.stream import StreamBackend, shard_for_key
+from firebox.runtime.storage.backends import open_queue_backend, open_stream_backend
 from firebox.runtime.storage.queue_redis import RedisQueueBackend
 from firebox.runtime.storage.queue_sqlite import SqliteQueueBackend
 from firebox.runtime.storage.stream_redis import RedisStreamBackend

@@ -6,8 +6,7 @@ import json
 import time
 
 import pytest
-from firebox.runtime.errors import FireboxError
-from firebox.runtime.events.queue import QueueNotFound
+from firebox.runtime.errors import FireboxError, QueueNotFound
 
 from tests.conftest import Server, guest_wasm
 from tests.integration.test_cli import as_json, firebox

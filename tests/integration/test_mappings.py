@@ -19,19 +19,18 @@ import pytest
 import redis
 from firebox.compiler.build import build_function
 from firebox.runtime.config import NodeConfig
-from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound
+from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound, QueueNotFound
 from firebox.runtime.events.mappings import MappingManager
 from firebox.runtime.events.queue import (
     QueueAttributes,
     QueueBackend,
-    QueueNotFound,
     QueueStats,
 )
 from firebox.runtime.events.stream import StreamBackend
 from firebox.runtime.http import mappings_api
 from firebox.runtime.http.app import firebox_error
 from firebox.runtime.node import Node
-from firebox.runtime.storage.events_auto import open_queue_backend, open_stream_backend
+from firebox.runtime.storage.backends import open_queue_backend, open_stream_backend
 from firebox.runtime.storage.mappings import MappingStore
 from starlette.applications import Starlette
 

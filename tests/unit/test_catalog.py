@@ -9,7 +9,8 @@ import pytest
 from firebox.runtime.catalog import Catalog, function_spec, parse_qualified
 from firebox.runtime.errors import FunctionNotFound
 from firebox.runtime.manifest import parse_manifest
-from firebox.runtime.storage.registry import AliasRecord, FunctionRecord, Registry, registry_url
+from firebox.runtime.storage.backends import registry_url
+from firebox.runtime.storage.registry import AliasRecord, FunctionRecord, Registry
 
 
 class CountingRandom(random.Random):

@@ -1,8 +1,16 @@
-"""Pick the queue and stream backends from a URL, the uvicorn `auto` idea (storage layer).
+"""Pick each stateful part's backend from a URL, the uvicorn `auto` idea (storage layer).
 
-None or `sqlite:///path` -> SQLite (`events.db` in the data dir when no path is given);
-`redis://`, `rediss://` or `unix://` -> Redis. The Redis modules are imported only when
-named, so a one-node install does not need the `redis` package.
+One function per part, and nothing else imports a backend module directly:
+
+- the registry (`open_registry`): SQLAlchemy over the URL's database; None is SQLite
+  in the data dir, `postgresql://` is PostgreSQL through psycopg 3.
+- shared artifacts (`open_blob_store`): the registry's `blobs` table when the registry
+  is shared (not SQLite), else none; an `s3://` store would be one branch here.
+- queues and streams (`open_queue_backend`, `open_stream_backend`): None or
+  `sqlite:///path` is SQLite (`events.db` in the data dir when no path is given);
+  `redis://`, `rediss://` or `unix://` is Redis. The Redis modules are imported only
+  when named, so a one-node install does not need the `redis` package.
+- the key-value store, when it comes, gets its `open_kv_backend` here.
 """
 
 from __future__ import annotations
@@ -11,9 +19,41 @@ from pathlib import Path
 
 from firebox.runtime.events.queue import QueueBackend
 from firebox.runtime.events.stream import StreamBackend
+from firebox.runtime.storage.blobs import BlobStore, SqlBlobStore
+from firebox.runtime.storage.registry import Registry
 
+REGISTRY_DB = "registry.db"
 EVENTS_DB = "events.db"
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+# --- the registry and shared artifacts ---------------------------------------------------
+
+
+def registry_url(data_dir: Path, url: str | None = None) -> str:
+    """Return the registry URL: the given one (postgresql:// means psycopg 3), or SQLite in the data dir."""
+    if url and url.startswith(("postgresql://", "postgres://")):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url or f"sqlite:///{data_dir / REGISTRY_DB}"
+
+
+def open_registry(url: str | None, data_dir: Path) -> Registry:
+    """Return the registry a URL names (SQLite in the data dir for None)."""
+    return Registry(registry_url(data_dir, url))
+
+
+def open_blob_store(registry: Registry) -> BlobStore | None:
+    """Return where this node shares artifacts with the others, or None for a one-node registry.
+
+    A SQLite registry is one node's, so its local artifact folder is the only copy; any
+    other database is shared, and so are artifacts, in its `blobs` table.
+    """
+    if registry.url.startswith("sqlite"):
+        return None
+    return SqlBlobStore(registry.engine)
+
+
+# --- queues and streams ------------------------------------------------------------------
 
 
 def sqlite_path(url: str | None, data_dir: Path) -> Path | None:
