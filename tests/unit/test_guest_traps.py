@@ -29,7 +29,7 @@ class FakeTrap(Exception):
 
 def mapped(exc: Exception, **overrides: int) -> FireboxError:
     budgets: dict[str, int] = {"fuel": 1000, "timeout_s": 3, "memory_limit": 8 * MiB}
-    return trap_error(exc, **{**budgets, **overrides})  # type: ignore[arg-type]
+    return trap_error(exc, **{**budgets, **overrides})
 
 
 @pytest.mark.parametrize(
