@@ -18,7 +18,7 @@ import psutil
 import wasmtime
 from firebox.compiler.interpreter import build_interpreter
 from firebox.runtime.errors import MemoryLimitExceeded
-from firebox.runtime.python_guest import PythonFunctionConfig, PythonProgram
+from firebox.runtime.guest.component import PythonFunctionConfig, PythonProgram
 from wasmtime.component import Component
 
 HANDLER = """
@@ -35,7 +35,7 @@ class _Sink:
 
 def _engine(pooling: bool) -> wasmtime.Engine:
     if pooling:
-        from firebox.runtime.engine import get_engine
+        from firebox.runtime.guest.engine import get_engine
 
         engine: wasmtime.Engine = get_engine()
         return engine
@@ -68,7 +68,7 @@ def _ms(seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rebuild", action="store_true", help="time a build into a fresh cache")
-    parser.add_argument("--pooling", action="store_true", help="use firebox.runtime.engine")
+    parser.add_argument("--pooling", action="store_true", help="use firebox.runtime.guest.engine")
     args = parser.parse_args()
     if args.rebuild:
         with tempfile.TemporaryDirectory() as tmp:

@@ -8,13 +8,15 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import wasmtime
-import wasmtime.component
 from firebox.runtime import config
 from firebox.runtime.engine import WASMTIME_VERSION, EngineSettings
 from firebox.runtime.errors import InvalidArtifact
+
+if TYPE_CHECKING:
+    import wasmtime
+    import wasmtime.component
 
 ArtifactKind = Literal["module", "component"]
 
@@ -141,6 +143,8 @@ class CompiledCache:
 
     def load_module(self, engine: wasmtime.Engine, digest: str, wasm: Path) -> wasmtime.Module:
         """Return the compiled core module, from the cache when present."""
+        import wasmtime  # only where modules are compiled: the front end never loads it
+
         path = self.path(digest, "module")
         if path.exists():
             try:
@@ -179,6 +183,8 @@ class CompiledCache:
     def _load_component(
         self, engine: wasmtime.Engine, digest: str, wasm: Path
     ) -> wasmtime.component.Component:
+        import wasmtime.component  # only where components are compiled, as above
+
         path = self.path(digest, "component")
         if path.exists():
             try:
@@ -205,6 +211,8 @@ class CompiledCache:
 
 def compile_module(engine: wasmtime.Engine, data: bytes) -> wasmtime.Module:
     """Compile a core module; raises InvalidArtifact with wasmtime's reason on failure."""
+    import wasmtime  # only where modules are compiled, as above
+
     try:
         return wasmtime.Module(engine, data)
     except wasmtime.WasmtimeError as exc:

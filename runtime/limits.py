@@ -1,13 +1,15 @@
-"""Per-function limits and how they apply to a wasmtime Store (limits layer)."""
+"""Per-function limits, as data: what one invocation may use (limits layer).
+
+How they are applied to a wasmtime Store is the guest layer's business
+(`firebox.runtime.guest.store`); this module does not import wasmtime.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import wasmtime
 from firebox.runtime import config
-from firebox.runtime.engine import ticks_for
 from firebox.runtime.errors import InvalidManifest
 
 
@@ -54,15 +56,3 @@ class Limits:
         """Build limits from a dict, ignoring absent keys (defaults apply)."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
-
-    def apply(self, store: wasmtime.Store) -> None:
-        """Set the memory cap, the fuel budget and the epoch deadline on a new Store."""
-        store.set_limits(memory_size=self.memory_bytes)
-        store.set_fuel(self.fuel)
-        # Instantiation runs start functions: give them the whole timeout too.
-        store.set_epoch_deadline(ticks_for(self.timeout_s))
-
-    def arm(self, store: wasmtime.Store) -> None:
-        """Reset fuel and the epoch deadline right before a call."""
-        store.set_fuel(self.fuel)
-        store.set_epoch_deadline(ticks_for(self.timeout_s))

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from firebox.runtime.guest import GuestInstance, GuestProgram
+from firebox.runtime.guest.protocol import GuestInstance, GuestProgram
 
 
 @dataclass
@@ -43,8 +43,11 @@ class InstancePool:
         max_ready: int,
         reuse: bool = False,
         idle_shrink_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.program = program
+        #: The pool's time source (`time.monotonic`; tests pass a fake to skip idling).
+        self.clock = clock
         self.min_ready = max(0, min_ready)
         self.max_ready = max(self.min_ready, max_ready)
         self.reuse = reuse
@@ -52,7 +55,7 @@ class InstancePool:
         self._ready: collections.deque[GuestInstance] = collections.deque()
         self._lock = threading.Lock()
         self._target = self.min_ready
-        self._last_lease = time.monotonic()
+        self._last_lease = clock()
         self._closed = False
         self.stats = PoolStats(target=self._target)
         #: Where discarded instances go to be closed; the PoolFiller closes them off the
@@ -65,7 +68,7 @@ class InstancePool:
         Raises whatever instantiation raises (an InvocationError subclass) on a cold start.
         """
         with self._lock:
-            self._last_lease = time.monotonic()
+            self._last_lease = self.clock()
             self.stats.leased += 1
             # Demand-driven growth: as many ready as are leased right now, within the cap.
             self._target = min(self.max_ready, max(self._target, self.stats.leased))
@@ -103,7 +106,7 @@ class InstancePool:
         with self._lock:
             if self._closed:
                 return 0
-            if time.monotonic() - self._last_lease > self.idle_shrink_s:
+            if self.clock() - self._last_lease > self.idle_shrink_s:
                 self._target = self.min_ready
             return max(0, self._target - len(self._ready))
 

@@ -11,13 +11,15 @@ import hashlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache, artifact_kind, compile_module
-from firebox.runtime.engine import EngineSettings, build_engine
+from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import InvalidArtifact, ServiceUnavailable
-from firebox.runtime.guest import check_abi
 from firebox.runtime.storage.blobs import BlobStore
+
+if TYPE_CHECKING:
+    import wasmtime
 
 log = logging.getLogger("firebox.prepare")
 
@@ -73,6 +75,8 @@ class Preparer:
 
     def _compile_engine(self) -> wasmtime.Engine:
         # Single-threaded: user modules are small and must not wait for the interpreter.
+        from firebox.runtime.guest.engine import build_engine  # wasmtime, off the front end
+
         if self._engine is None:
             self._engine = build_engine(self.settings, parallel=False)
             self._cache = CompiledCache(self.data_dir, self.settings)
@@ -80,6 +84,8 @@ class Preparer:
 
     def _components(self) -> wasmtime.Engine:
         # The same settings (so the same cache key), compiled on every core: components are big.
+        from firebox.runtime.guest.engine import build_engine  # wasmtime, off the front end
+
         self._compile_engine()
         if self._component_engine is None:
             self._component_engine = build_engine(self.settings)
@@ -95,6 +101,8 @@ class Preparer:
                 'components are deployed with `runtime = "python"`; a plain WebAssembly'
                 " function must be a core module (ABI v1)"
             )
+        from firebox.runtime.guest.core import check_abi  # wasmtime, off the front end
+
         engine = self._compile_engine()
         check_abi(compile_module(engine, code))
         digest = self.artifacts.put(code)

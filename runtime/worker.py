@@ -25,12 +25,13 @@ from typing import Any
 
 import psutil
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
-from firebox.runtime.capture import LogBuffer
-from firebox.runtime.engine import EngineSettings, get_engine
+from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import FireboxError, InvocationError
-from firebox.runtime.guest import CallContext
+from firebox.runtime.guest.engine import get_engine
+from firebox.runtime.guest.loading import load_program
+from firebox.runtime.guest.protocol import CallContext
+from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.pool import InstancePool, PoolFiller
-from firebox.runtime.programs import load_program
 from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
 from firebox.runtime.wire import pack, recv_frame
 

@@ -25,13 +25,14 @@ from typing import Any
 from firebox.compiler.build import build_function
 from firebox.compiler.interpreter import build_interpreter
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
-from firebox.runtime.capture import LogBuffer
 from firebox.runtime.catalog import function_spec
-from firebox.runtime.engine import EngineSettings, EpochTicker, build_engine
-from firebox.runtime.guest import CallContext, GuestInstance
+from firebox.runtime.engine import EngineSettings
+from firebox.runtime.guest.engine import EpochTicker, build_engine
+from firebox.runtime.guest.loading import load_program
+from firebox.runtime.guest.protocol import CallContext, GuestInstance
+from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.manifest import parse_manifest
 from firebox.runtime.pool import InstancePool
-from firebox.runtime.programs import load_program
 from firebox.runtime.storage.registry import FunctionRecord
 from firebox.sdk.client import Client
 
@@ -220,7 +221,7 @@ def run(quick: bool) -> CaseResult:
             },
             "in-process (rows 4-6)": {
                 "engine": "build_engine(EngineSettings()) + EpochTicker",
-                "program": "firebox.runtime.programs.load_program(function_spec(...))",
+                "program": "firebox.runtime.guest.loading.load_program(function_spec(...))",
                 "pool": "InstancePool(min_ready=2, max_ready=4), filled synchronously",
             },
         },

@@ -22,10 +22,12 @@ from pathlib import Path
 
 import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache, compile_module
-from firebox.runtime.capture import LogBuffer
 from firebox.runtime.config import NodeConfig
-from firebox.runtime.engine import EngineSettings, EpochTicker, build_engine
-from firebox.runtime.guest import CallContext, CoreInstance, CoreProgram
+from firebox.runtime.engine import EngineSettings
+from firebox.runtime.guest.core import CoreInstance, CoreProgram
+from firebox.runtime.guest.engine import EpochTicker, build_engine
+from firebox.runtime.guest.protocol import CallContext
+from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.limits import Limits
 from firebox.runtime.pool import InstancePool, PoolFiller
 from firebox.runtime.specs import FunctionSpec, InvokeRequest
@@ -231,7 +233,7 @@ def run(quick: bool) -> CaseResult:
         },
         peers={
             "in-process (rows a-e)": {
-                "engine": "firebox.runtime.engine.build_engine + EpochTicker",
+                "engine": "firebox.runtime.guest.engine.build_engine + EpochTicker",
                 "cache": "CompiledCache in a temp dir",
                 "pool": "InstancePool(min_ready=1, max_ready=1, reuse=False) + PoolFiller",
             },

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache, sha256
-from firebox.runtime.capture import LogBuffer
-from firebox.runtime.engine import EngineSettings, EpochTicker, build_engine
+from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import (
     GuestTrap,
     InvalidArtifact,
@@ -19,7 +18,10 @@ from firebox.runtime.errors import (
     PayloadTooLarge,
     TimedOut,
 )
-from firebox.runtime.guest import CallContext, CoreProgram
+from firebox.runtime.guest.core import CoreProgram
+from firebox.runtime.guest.engine import EpochTicker, build_engine
+from firebox.runtime.guest.protocol import CallContext
+from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.limits import Limits
 from firebox.runtime.pool import InstancePool, PoolFiller
 
@@ -116,15 +118,31 @@ def test_pool_keeps_instances_ready_and_counts_cold_starts(engine: wasmtime.Engi
     pool.close()
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_pool_grows_with_load_and_shrinks_when_idle(engine: wasmtime.Engine) -> None:
-    pool = InstancePool(program(engine, "echo"), min_ready=1, max_ready=4, idle_shrink_s=0.2)
+    clock = FakeClock()
+    pool = InstancePool(
+        program(engine, "echo"), min_ready=1, max_ready=4, idle_shrink_s=0.2, clock=clock
+    )
     leased = [pool.lease()[0] for _ in range(3)]
     while pool.fill_one():
         pass
     assert pool.snapshot().ready == 3  # target followed the 3 concurrent leases
     for instance in leased:
         pool.release(instance)
-    time.sleep(0.3)
+    clock.now += 0.1
+    pool.shrink()
+    assert pool.snapshot().ready == 3  # not idle long enough yet
+    clock.now += 0.2
     pool.shrink()
     assert pool.snapshot().ready == 1  # back to provisioned after idling
     pool.close()

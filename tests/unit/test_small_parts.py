@@ -7,7 +7,6 @@ from pathlib import Path
 import msgpack
 import pytest
 from firebox.runtime.artifacts import artifact_kind
-from firebox.runtime.capture import LogBuffer
 from firebox.runtime.credentials import load_or_create, verify_bearer
 from firebox.runtime.errors import (
     BadRequest,
@@ -20,6 +19,7 @@ from firebox.runtime.errors import (
     Unauthorized,
     error_from_dict,
 )
+from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.http.codec import decode, encode, json_to_msgpack
 from firebox.runtime.http.errors import STATUS, status_of
 from firebox.runtime.wire import pack, unpack

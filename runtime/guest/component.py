@@ -1,34 +1,31 @@
-"""Python functions on the shared interpreter component: load a bundle, run calls (engine layer).
+"""Python functions on the shared interpreter component: load a bundle, run calls (guest layer).
 
 One `PythonProgram` per function version holds the compiled interpreter component, the
 function's code bundle and its configuration; `instantiate()` makes a ready
 `PythonInstance` (new Store, limits, WASI without capabilities, `load` export called),
 off the request path. A `PythonInstance` belongs to one thread at a time.
+`PythonGuestProgram` puts them behind the `GuestProgram` / `GuestInstance` protocols.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
-import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import wasmtime
 from firebox.runtime import config
-from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, EPOCH_TICK_S, MiB, arn
-from firebox.runtime.errors import (
-    FireboxError,
-    GuestTrap,
-    HandlerError,
-    InvalidArtifact,
-    MemoryLimitExceeded,
-    NodeAtCapacity,
-    OutOfFuel,
-    TimedOut,
-)
+from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, MiB, arn
+from firebox.runtime.errors import GuestTrap, HandlerError, InvalidArtifact, ResponseTooLarge
+from firebox.runtime.guest.protocol import CallContext, CallStats
+from firebox.runtime.guest.store import arm, limit_memory
+from firebox.runtime.guest.traps import trap_error
+from firebox.runtime.guest.wasmtime_raw import store_key
+from firebox.runtime.host import HOST_APIS
+from firebox.runtime.host.api import HostState, LogSink, NullSink
+from firebox.runtime.limits import Limits
 from wasmtime.component import Component, Func, Linker, Variant
 
 #: Fuel and wall time allowed for `load` (importing the handler's modules). Lambda allows
@@ -39,20 +36,6 @@ LOAD_TIMEOUT_S = config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get()
 #: Log text the host accepts per call beyond the guest's own budget (the marker, a last
 #: partial line); the guest enforces `max_log_bytes`, this bounds a guest that does not.
 _LOG_SLACK_BYTES = 4096
-
-_WORLD = "firebox:function/"  # exports are world-level: plain `load` / `handle`
-
-
-class LogSink(Protocol):
-    """Where an invocation's log output (print, logging, stderr) goes."""
-
-    def write(self, text: str) -> None:
-        """Append `text` (one or more lines, newline-terminated) to the log stream."""
-
-
-class _NullSink:
-    def write(self, text: str) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -94,54 +77,38 @@ def _record(**fields: Any) -> _Record:
     return record
 
 
-class _CallState:
-    """What the host imports need to know about the call running in one Store."""
-
-    __slots__ = ("log_budget", "sink")
-
-    def __init__(self) -> None:
-        self.sink: LogSink = _NullSink()
-        self.log_budget = 0
-
-
 # Host functions receive a StoreContext; the Store's context pointer identifies the
 # instance. A dict lookup keeps one Linker per program instead of one per instance.
-_STATES: dict[int | None, _CallState] = {}
+_STATES: dict[int | None, HostState] = {}
 
 
-def _store_key(store: wasmtime.Store | wasmtime.StoreContext) -> int | None:
-    return ctypes.cast(store._context(), ctypes.c_void_p).value
+def _host_function(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a host API's component function: find the Store's state, never raise."""
+
+    def call(store: wasmtime.StoreContext, *args: Any) -> Any:
+        # Host functions must not raise: wasmtime-py passes exceptions through a global
+        # that another thread can steal. Swallow everything.
+        try:
+            state = _STATES.get(store_key(store))
+            return fn(state if state is not None else HostState(log_budget=0), *args)
+        except Exception:
+            return None
+
+    return call
 
 
-def _host_log(store: wasmtime.StoreContext, level: Any, message: str) -> None:
-    # Host functions must not raise: wasmtime-py passes exceptions through a global
-    # that another thread can steal. Swallow everything.
-    try:
-        state = _STATES.get(_store_key(store))
-        if state is None or state.log_budget <= 0:
-            return
-        text = message[: state.log_budget]
-        state.log_budget -= len(text)
-        state.sink.write(text)
-    except Exception:
-        pass
-
-
-def _host_monotonic_ms(store: wasmtime.StoreContext) -> int:
-    return int(time.monotonic() * 1000)
-
-
-def _classify(error: Exception, *, fuel: int, timeout_s: float, memory_limit: int) -> FireboxError:
-    """Map a trap of a component call to firebox's typed error."""
-    text = str(error)
-    if "all fuel consumed" in text or "out of fuel" in text:
-        return OutOfFuel(fuel)
-    if "interrupt" in text:
-        return TimedOut(timeout_s)
-    if "memory" in text and ("limit" in text or "grow" in text or "allocat" in text):
-        return MemoryLimitExceeded(memory_limit)
-    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-    return GuestTrap(first_line)
+def _linker(engine: wasmtime.Engine) -> Linker:
+    """Return a component Linker with WASI preview2 and every registered host API."""
+    linker = Linker(engine)
+    linker.add_wasip2()
+    with linker.root() as root:
+        for api in HOST_APIS:
+            if not api.component:
+                continue
+            with root.add_instance(api.wit_instance) as instance:
+                for name, fn in api.component.items():
+                    instance.add_func(name, _host_function(fn))
+    return linker
 
 
 def _handler_error(raw: Any) -> HandlerError:
@@ -177,11 +144,7 @@ class PythonProgram:
         self.handler = handler
         self.config = config
         self._wit_config = config.to_wit()
-        self._linker = Linker(engine)
-        self._linker.add_wasip2()
-        with self._linker.root() as root, root.add_instance("firebox:function/host@1.0.0") as host:
-            host.add_func("log", _host_log)
-            host.add_func("monotonic-ms", _host_monotonic_ms)
+        self._linker = _linker(engine)
 
     def instantiate(self) -> PythonInstance:
         """Return a new instance with the function's bundle loaded.
@@ -193,25 +156,22 @@ class PythonProgram:
         """
         memory_limit = self.config.memory_mb * MiB
         store = wasmtime.Store(self.engine)
-        store.set_limits(memory_size=memory_limit)
+        limit_memory(store, memory_limit)
         store.set_wasi(wasmtime.WasiConfig())  # no filesystem, env, args or network
-        store.set_fuel(LOAD_FUEL)
-        store.set_epoch_deadline(max(1, math.ceil(LOAD_TIMEOUT_S / EPOCH_TICK_S)))
-        key = _store_key(store)
-        state = _CallState()
+        arm(store, fuel=LOAD_FUEL, seconds=LOAD_TIMEOUT_S)
+        key = store_key(store)
+        state = HostState(log_budget=0)  # set-up output is dropped (the sink is a NullSink)
         _STATES[key] = state
         try:
             try:
                 instance = self._linker.instantiate(store, self.component)
             except wasmtime.WasmtimeError as exc:
-                if "maximum concurrent limit" in str(exc):
-                    raise NodeAtCapacity(
-                        "this worker has no free instance slot; retry shortly,"
-                        " or raise FIREBOX_POOL_SLOTS"
-                    ) from exc
-                if "memory" in str(exc) or "minimum" in str(exc):
-                    raise MemoryLimitExceeded(memory_limit) from exc
-                raise InvalidArtifact(f"cannot instantiate the interpreter: {exc}") from exc
+                error = trap_error(
+                    exc, fuel=LOAD_FUEL, timeout_s=LOAD_TIMEOUT_S, memory_limit=memory_limit
+                )
+                if isinstance(error, GuestTrap):  # not a budget: the component does not fit
+                    error = InvalidArtifact(f"cannot instantiate the interpreter: {exc}")
+                raise error from exc
             load = instance.get_func(store, "load")
             handle = instance.get_func(store, "handle")
             if load is None or handle is None:
@@ -221,7 +181,7 @@ class PythonProgram:
                 result = load(store, self.bundle, self.handler, self._wit_config)
                 load.post_return(store)
             except wasmtime.WasmtimeError as exc:
-                raise _classify(
+                raise trap_error(
                     exc, fuel=LOAD_FUEL, timeout_s=LOAD_TIMEOUT_S, memory_limit=memory_limit
                 ) from exc
             if isinstance(result, Variant) and result.tag == "err":
@@ -232,7 +192,7 @@ class PythonProgram:
             _STATES.pop(key, None)
             store.close()
             raise
-        state.sink = _NullSink()
+        state.log = NullSink()
         return PythonInstance(store, key, state, handle, memory_limit, self.config.max_log_bytes)
 
 
@@ -243,7 +203,7 @@ class PythonInstance:
         self,
         store: wasmtime.Store,
         key: int | None,
-        state: _CallState,
+        state: HostState,
         handle: Func,
         memory_limit: int,
         max_log_bytes: int,
@@ -266,21 +226,22 @@ class PythonInstance:
         deadline: float,
         fuel: int,
         log: LogSink,
+        max_response_bytes: int | None = None,
     ) -> bytes:
         """Run the handler on `event` (JSON bytes) and return its JSON-encoded result.
 
         `deadline` is a `time.monotonic()` instant. Raises `HandlerError` (the handler
         raised, or its result is not JSON-serializable; also MemoryError/RecursionError),
         `TimedOut`, `OutOfFuel`, `MemoryLimitExceeded`, `GuestTrap` (the instance is then
-        no longer reusable), or `GuestTrap` when called on a closed or trapped instance.
+        no longer reusable), or `GuestTrap` when called on a closed or trapped instance;
+        `ResponseTooLarge` when wasmtime refuses to lift a result that big (given
+        `max_response_bytes`, the limit the message names).
         """
         store = self._store
         if store is None or not self.reusable:
             raise GuestTrap("instance is closed or trapped and cannot be called again")
-        now = time.monotonic()
-        timeout_s = max(0.0, deadline - now)
-        store.set_fuel(fuel)
-        store.set_epoch_deadline(max(1, math.ceil(timeout_s / EPOCH_TICK_S)))
+        timeout_s = max(0.0, deadline - time.monotonic())
+        arm(store, fuel=fuel, seconds=timeout_s)
         context = _record(
             aws_request_id=request_id,
             deadline_ms=int(deadline * 1000),
@@ -288,7 +249,7 @@ class PythonInstance:
             client_context=None,
             identity=None,
         )
-        self._state.sink = log
+        self._state.log = log
         self._state.log_budget = self._max_log_bytes + _LOG_SLACK_BYTES
         try:
             result = self._handle(store, event, context)
@@ -296,11 +257,15 @@ class PythonInstance:
         except wasmtime.WasmtimeError as exc:
             self.reusable = False
             self.last_fuel_used = fuel
-            raise _classify(
-                exc, fuel=fuel, timeout_s=timeout_s, memory_limit=self._memory_limit
+            raise trap_error(
+                exc,
+                fuel=fuel,
+                timeout_s=timeout_s,
+                memory_limit=self._memory_limit,
+                max_response_bytes=max_response_bytes,
             ) from exc
         finally:
-            self._state.sink = _NullSink()
+            self._state.log = NullSink()
         self.last_fuel_used = fuel - store.get_fuel()
         if isinstance(result, Variant):
             if result.tag == "err":
@@ -318,3 +283,42 @@ class PythonInstance:
         _STATES.pop(self._key, None)
         if store is not None:
             store.close()
+
+
+class PythonGuest:
+    """A PythonInstance behind the GuestInstance interface pools use."""
+
+    def __init__(self, instance: PythonInstance, limits: Limits) -> None:
+        self.instance = instance
+        self.limits = limits
+
+    @property
+    def reusable(self) -> bool:
+        """False once the instance trapped."""
+        return self.instance.reusable
+
+    def call(self, export: str, payload: bytes, ctx: CallContext) -> tuple[bytes, CallStats]:
+        """Run the handler (a Python function has one entry point, whatever `export` says)."""
+        limit = self.limits.max_response_bytes
+        output = self.instance.call(
+            payload, ctx.request_id, ctx.deadline, self.limits.fuel, ctx.log, limit
+        )
+        if len(output) > limit:
+            raise ResponseTooLarge(len(output), limit)
+        return output, CallStats(fuel=self.instance.last_fuel_used)
+
+    def close(self) -> None:
+        """Release the instance's Store."""
+        self.instance.close()
+
+
+class PythonGuestProgram:
+    """A PythonProgram that makes PythonGuest instances."""
+
+    def __init__(self, program: PythonProgram, limits: Limits) -> None:
+        self.program = program
+        self.limits = limits
+
+    def instantiate(self) -> PythonGuest:
+        """Return a new instance with the function's code loaded."""
+        return PythonGuest(self.program.instantiate(), self.limits)
