@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import msgpack
 import pytest
 from firebox.runtime.events.async_invoke import ASYNC_QUEUE, VISIBILITY_MARGIN_S
-from firebox.runtime.storage.events_auto import EVENTS_DB
+from firebox.runtime.storage.backends import EVENTS_DB
 
 from tests.conftest import Server, guest_wasm
 
