@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 import pytest
@@ -26,7 +27,7 @@ EXAMPLES = ROOT / "examples"
 
 def guest_wasm(name: str) -> bytes:
     """Return the wasm bytes of tests/guests/<name>.wat."""
-    return wasmtime.wat2wasm((GUESTS / f"{name}.wat").read_text())
+    return bytes(wasmtime.wat2wasm((GUESTS / f"{name}.wat").read_text()))
 
 
 def free_port() -> int:
@@ -121,8 +122,16 @@ def data_dir(tmp_path: Path) -> Path:
     return path
 
 
+class ServerFactory(Protocol):
+    """Makes a `Server` with its own data dir (or the one given); the fixture stops them all."""
+
+    def __call__(
+        self, data_dir: Path | None = None, env: dict[str, str] | None = None
+    ) -> Server: ...
+
+
 @pytest.fixture
-def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[type[Server]]:
+def server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerFactory]:
     started: list[Server] = []
 
     class _Factory(Server):

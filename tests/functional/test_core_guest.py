@@ -65,7 +65,7 @@ def test_minimum_memory_above_the_cap_fails_to_instantiate(engine: wasmtime.Engi
         '(module (memory (export "memory") 40) (func (export "firebox_alloc") (param i32) (result i32) i32.const 0)'
         ' (func (export "handle") (param i32 i32) (result i64) i64.const 0))'
     )
-    prog = CoreProgram(engine, wasmtime.Module(engine, wasm), Limits(memory_mb=1))
+    prog = CoreProgram(engine, wasmtime.Module(engine, bytes(wasm)), Limits(memory_mb=1))
     with pytest.raises(MemoryLimitExceeded, match="Memory limit of 1 MiB exceeded"):
         prog.instantiate()
 
@@ -92,7 +92,7 @@ def test_unknown_export_is_a_clear_error(engine: wasmtime.Engine) -> None:
 def test_module_without_the_abi_is_refused(engine: wasmtime.Engine) -> None:
     wasm = wasmtime.wat2wasm('(module (memory (export "memory") 1))')
     with pytest.raises(InvalidArtifact, match="firebox_alloc"):
-        CoreProgram(engine, wasmtime.Module(engine, wasm), Limits())
+        CoreProgram(engine, wasmtime.Module(engine, bytes(wasm)), Limits())
 
 
 def test_environment_reaches_wasi(engine: wasmtime.Engine) -> None:

@@ -106,5 +106,5 @@ def test_event_runs_the_recorded_version_with_its_limits(node: Server) -> None:
         assert recorded[rid] == "2", f"the record of {rid} names {recorded[rid]}"
         visibility = VERSIONS["2"]["timeout"] + VISIBILITY_MARGIN_S
         assert visibility - 10 < invisible_for[rid] <= visibility + 1
-    for rid, version in recorded.items():
-        assert ran[rid] == version
+    for rid, picked in recorded.items():
+        assert ran[rid] == picked

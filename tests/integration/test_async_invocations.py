@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, guest_wasm
+from tests.conftest import Server, ServerFactory, guest_wasm
 
 pytestmark = pytest.mark.slow
 
@@ -214,7 +214,7 @@ def handler(event, context):
 """
 
 
-def test_nothing_is_lost_across_kill_9(server_factory: type[Server], tmp_path: Path) -> None:
+def test_nothing_is_lost_across_kill_9(server_factory: ServerFactory, tmp_path: Path) -> None:
     node = server_factory(env={"FIREBOX_WORKERS": "1", "FIREBOX_PREPARE_PYTHON": "1"}).start()
     (tmp_path / "printer").mkdir()
     (tmp_path / "printer" / "app.py").write_text(PRINTER)
@@ -226,7 +226,7 @@ def test_nothing_is_lost_across_kill_9(server_factory: type[Server], tmp_path: P
         client.queues.create("in", visibility_timeout_s=2)
         client.mappings.create("printer", "queue:in", batch_size=10)
         for start in range(0, len(bodies), 10):
-            client.queues.send_batch("in", bodies[start : start + 10])
+            client.queues.send_batch("in", list(bodies[start : start + 10]))
     with node.http() as http:
         http.post("/v1/queues", json={"name": "done"})
         http.put(

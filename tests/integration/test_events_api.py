@@ -8,7 +8,7 @@ import time
 import pytest
 from firebox.runtime.errors import FireboxError, QueueNotFound
 
-from tests.conftest import Server, guest_wasm
+from tests.conftest import Server, ServerFactory, guest_wasm
 from tests.integration.test_cli import as_json, firebox
 
 
@@ -67,7 +67,7 @@ def test_queue_cli_and_event_metrics(server: Server) -> None:
     assert "cli-q" not in json.loads(firebox(server, "--json", "queue", "ls").stdout)
 
 
-def test_schedule_and_queue_mapping_on_a_real_server(server_factory: type[Server]) -> None:
+def test_schedule_and_queue_mapping_on_a_real_server(server_factory: ServerFactory) -> None:
     node = server_factory(env={"FIREBOX_SCHEDULE_ALLOW_SECONDS": "1"}).start()
     with node.client() as client:
         client.deploy({"name": "tick"}, guest_wasm("echo"))

@@ -12,7 +12,7 @@ import pytest
 import redis
 from firebox.sdk.client import Client
 
-from tests.conftest import Server
+from tests.conftest import ServerFactory
 
 pytestmark = pytest.mark.slow
 
@@ -41,7 +41,7 @@ def shared(pg_schema_url: str, redis_url: str) -> Iterator[dict[str, str]]:
 
 
 def test_killing_a_node_mid_batch_loses_nothing(
-    server_factory: type[Server], shared: dict[str, str], tmp_path: Path
+    server_factory: ServerFactory, shared: dict[str, str], tmp_path: Path
 ) -> None:
     first = server_factory(env={**shared, "FIREBOX_PREPARE_PYTHON": "1"}).start()
     second = server_factory(env=shared).start()
@@ -58,7 +58,7 @@ def test_killing_a_node_mid_batch_loses_nothing(
         a.mappings.create("slow-echo", "queue:work", batch_size=5, maximum_concurrency=2,
                           function_response_types=["ReportBatchItemFailures"])  # fmt: skip
         for start in range(0, len(bodies), 10):
-            a.queues.send_batch("work", bodies[start : start + 10])
+            a.queues.send_batch("work", list(bodies[start : start + 10]))
         # Both nodes are consuming: wait until some work is done, then kill the first.
         deadline = time.monotonic() + 60
         while a.queues.get("work")["stats"]["deleted"] < 20:

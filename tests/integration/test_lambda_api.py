@@ -192,7 +192,7 @@ def test_full_lifecycle_with_boto3(client: Any) -> None:
         RoutingConfig={"AdditionalVersionWeights": {"2": 0.5}},
     )  # fmt: skip
     assert alias["AliasArn"].endswith(f":function:{name}:live")
-    seen = Counter()
+    seen: Counter[int] = Counter()
     for _ in range(40):
         out = client.invoke(FunctionName=name, Qualifier="live", Payload=b"{}")
         version = json.loads(out["Payload"].read())["version"]

@@ -20,7 +20,7 @@ from firebox.runtime.errors import (
 )
 from firebox.sdk.client import Client
 
-from tests.conftest import Server, guest_wasm
+from tests.conftest import Server, ServerFactory, guest_wasm
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def database_url(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-def node(server_factory: type[Server], database_url: str | None) -> Server:
+def node(server_factory: ServerFactory, database_url: str | None) -> Server:
     env = {"FIREBOX_DATABASE_URL": database_url} if database_url else {}
     return server_factory(env=env).start()
 
@@ -190,7 +190,7 @@ def test_environment_reaches_only_its_function(node: Server, tmp_path: Path) -> 
 
 
 def test_two_nodes_share_one_postgres_registry(
-    server_factory: type[Server], pg_schema_url: str
+    server_factory: ServerFactory, pg_schema_url: str
 ) -> None:
     env = {"FIREBOX_DATABASE_URL": pg_schema_url, "FIREBOX_REGISTRY_POLL_S": "0.2"}
     first = server_factory(env=env).start()

@@ -165,7 +165,7 @@ def test_aws_documentation_handler_runs_unchanged(client: Client) -> None:
     assert "Successfully processed order 12345" in result.log
     failed = client.invoke("aws-example", {"Order_id": "1"}, tail=True)
     assert isinstance(failed.error, HandlerError)
-    assert failed.error.payload["errorType"] == "KeyError"  # type: ignore[attr-defined]
+    assert failed.error.payload["errorType"] == "KeyError"
     assert "Error processing order" in failed.log
 
 
@@ -196,7 +196,7 @@ def test_logs_are_captured_per_invocation(client: Client) -> None:
 def test_exception_comes_back_in_lambdas_shape(client: Client) -> None:
     result = client.invoke("hostile-py", {"do": "raise"})
     assert isinstance(result.error, HandlerError)
-    payload = result.error.payload  # type: ignore[attr-defined]
+    payload = result.error.payload
     assert payload["errorType"] == "KeyError"
     assert "missing-thing" in payload["errorMessage"]
     assert any("raise KeyError" in line for line in payload["stackTrace"])

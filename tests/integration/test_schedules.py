@@ -339,7 +339,7 @@ def test_http_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     async def main() -> None:
         async with running_node(tmp_path / "a") as node:
             await deploy_tick(node)
-            node.scheduler = Scheduler(node, ScheduleStore(node.registry.engine))  # type: ignore[attr-defined]
+            node.scheduler = Scheduler(node, ScheduleStore(node.registry.engine))
             transport = httpx.ASGITransport(app=app_for(node))
             async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
                 body = {"name": "nightly", "function": "tick", "expression": "cron(0 3 * * ? *)"}

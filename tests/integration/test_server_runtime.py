@@ -23,11 +23,12 @@ from firebox.runtime.errors import (
     ResponseTooLarge,
     TimedOut,
 )
+from firebox.sdk.operations import Function
 
-from tests.conftest import Server, guest_wasm
+from tests.conftest import Server, ServerFactory, guest_wasm
 
 
-def deploy(server: Server, manifest: dict[str, Any], guest: str) -> dict[str, Any]:
+def deploy(server: Server, manifest: dict[str, Any], guest: str) -> Function:
     with server.client() as client:
         return client.deploy(manifest, guest_wasm(guest))
 
@@ -120,7 +121,7 @@ def test_limit_breach_is_typed_and_next_call_succeeds(
 ) -> None:
     with server.client() as client:
         result = client.invoke(function, {"i": 1}, export=export)
-        assert isinstance(result.error, error), result.error
+        assert result.error is not None and isinstance(result.error, error), result.error
         assert message in result.error.message
         after = client.invoke(function, {"i": 2}, export="handle")
         assert after.ok, after.error
@@ -184,7 +185,9 @@ def test_worker_killed_from_outside_is_replaced(server: Server) -> None:
         # The server keeps answering while the worker is replaced.
         for i in range(20):
             result = client.invoke("echo", {"i": i})
-            assert result.ok or result.error.code == "WorkerLost", result.error
+            assert result.ok or (result.error is not None and result.error.code == "WorkerLost"), (
+                result.error
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             pids = [w["pid"] for w in client.node()["workers"]]
@@ -251,7 +254,7 @@ def test_bad_input_gets_4xx(server: Server) -> None:
     assert r.status_code == 403
 
 
-def test_compiled_cache_is_reused_after_restart(server_factory: type[Server]) -> None:
+def test_compiled_cache_is_reused_after_restart(server_factory: ServerFactory) -> None:
     node = server_factory(env={"FIREBOX_COMPILED_CACHE": ""}).start()  # its own cache
     with node.client() as client:
         client.deploy({"name": "echo"}, guest_wasm("echo"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from firebox.runtime.errors import InvalidManifest
 from firebox.runtime.manifest import parse_manifest, parse_toml
@@ -54,7 +56,9 @@ export = "users"
         ({"name": "f", "runtime": "cobol"}, "`runtime` must be one of"),
     ],
 )
-def test_bad_manifests_are_refused_with_a_clear_message(manifest: dict, message: str) -> None:
+def test_bad_manifests_are_refused_with_a_clear_message(
+    manifest: dict[str, Any], message: str
+) -> None:
     with pytest.raises(InvalidManifest, match=message):
         parse_manifest(manifest)
 

@@ -11,6 +11,7 @@ import pytest
 from firebox.runtime.config import NodeConfig
 from firebox.runtime.manifest import parse_manifest
 from firebox.runtime.node import Node
+from firebox.runtime.storage.registry import FunctionRecord
 
 from tests.conftest import guest_wasm
 
@@ -53,7 +54,7 @@ def test_registry_reads_run_on_the_node_threads(node: Node) -> None:
     threads: list[str] = []
     get = node.registry.get
 
-    def recording(name: str) -> object:
+    def recording(name: str) -> FunctionRecord:
         threads.append(threading.current_thread().name)
         return get(name)
 

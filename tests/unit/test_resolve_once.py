@@ -160,11 +160,11 @@ def test_event_picks_once_and_delivers_the_recorded_version(node: Node) -> None:
     visibility: dict[str, float] = {}
     change = node.queues.change_visibility
 
-    def spy(queue: str, receipt: str, timeout_s: float) -> Any:
+    def spy(queue: str, receipt: str, timeout_s: float) -> bool:
         visibility[receipt] = timeout_s
         return change(queue, receipt, timeout_s)
 
-    node.queues.change_visibility = spy  # type: ignore[method-assign]
+    node.queues.change_visibility = spy  # type: ignore[method-assign,assignment]
     events = 16
 
     async def main() -> None:

@@ -84,7 +84,7 @@ def test_every_error_type_has_a_4xx_or_5xx_status_and_survives_the_wire() -> Non
     assert status_of(Throttled("f", 2)) == 429
     assert status_of(TimedOut(1.0)) == 504
     err = error_from_dict(HandlerError({"errorMessage": "boom", "errorType": "KeyError"}).to_dict())
-    assert isinstance(err, HandlerError) and err.payload["errorType"] == "KeyError"  # type: ignore[attr-defined]
+    assert isinstance(err, HandlerError) and err.payload["errorType"] == "KeyError"
     assert type(error_from_dict({"type": "Nope", "message": "m"})) is FireboxError
 
 
