@@ -8,7 +8,15 @@ import sys
 
 import pytest
 from firebox.runtime import errors
-from firebox.runtime.errors import ERROR_TYPES, FireboxError, Throttled, error_from_dict
+from firebox.runtime.errors import (
+    ERROR_TYPES,
+    FireboxError,
+    HandlerError,
+    Throttled,
+    TimedOut,
+    error_from_dict,
+)
+from firebox.runtime.http.errors import STATUS, status_of
 
 # Every error type a node may put on the wire, by its `type`.
 WIRE_TYPES = [
@@ -70,3 +78,13 @@ def test_key_not_found_is_a_function_not_found() -> None:
     err = errors.KeyNotFound("FBKX")
     assert isinstance(err, errors.FunctionNotFound)
     assert err.to_dict() == {"type": "KeyNotFound", "message": "Access key not found: FBKX"}
+
+
+def test_every_error_type_has_a_4xx_or_5xx_status_and_survives_the_wire() -> None:
+    for cls in STATUS:
+        assert 400 <= STATUS[cls] < 600
+    assert status_of(Throttled("f", 2)) == 429
+    assert status_of(TimedOut(1.0)) == 504
+    err = error_from_dict(HandlerError({"errorMessage": "boom", "errorType": "KeyError"}).to_dict())
+    assert isinstance(err, HandlerError) and err.payload["errorType"] == "KeyError"
+    assert type(error_from_dict({"type": "Nope", "message": "m"})) is FireboxError

@@ -51,3 +51,20 @@ def test_components_get_log_and_the_clock_from_the_host_interface() -> None:
     API.component["log"](HostState(sink, log_budget=100), "info", "line\n")
     assert sink.text() == "line\n"
     assert isinstance(API.component["monotonic-ms"](HostState()), int)
+
+
+def test_log_buffer_truncates_once_with_a_marker() -> None:
+    log = LogBuffer(limit=10)
+    log.write("12345")
+    log.write("67890abc")
+    log.write("more")
+    assert log.text().startswith("1234567890")
+    assert log.text().count("log truncated") == 1
+    assert log.truncated
+
+
+def test_log_buffer_counts_bytes_not_characters() -> None:
+    log = LogBuffer(limit=4)
+    log.write("ééé")  # 6 bytes
+    assert log.text().startswith("éé")
+    assert log.truncated
