@@ -17,7 +17,15 @@ from typing import Any
 import httpx
 from firebox.compiler.errors import CompileError
 from firebox.runtime.errors import FireboxError
-from firebox.sdk import cli_dev, cli_events, cli_functions, cli_logs, cli_serve, event_samples
+from firebox.sdk import (
+    cli_dev,
+    cli_errors,
+    cli_events,
+    cli_functions,
+    cli_logs,
+    cli_serve,
+    event_samples,
+)
 from firebox.sdk.cli_context import CommandFailed, UsageError, client, output, unreachable
 
 #: The optional extras of the package, by the module whose absence means one is missing.
@@ -170,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
-    except (FireboxError, CompileError, CommandFailed) as exc:
+    except FireboxError as exc:
+        advice = cli_errors.hint(exc.code, exc.message)
+        print(f"firebox: {exc}" + (f"\nhint: {advice}" if advice else ""), file=sys.stderr)
+        return 1
+    except (CompileError, CommandFailed) as exc:
         print(f"firebox: {exc}", file=sys.stderr)
         return 1
     except UsageError as exc:

@@ -118,6 +118,9 @@ def deploy_once(client: Any, folder: Path, base: str, announce: bool) -> str | N
         fn = client.deploy(built.manifest, built.code)
     except (CompileError, FireboxError) as exc:
         say(f"deploy failed: {exc}")
+        advice = cli_errors.hint("", str(exc))
+        if advice:
+            say(f"hint: {advice}")
         return None
     say(f"deployed {fn.name} (revision {fn.revision}) in {time.monotonic() - started:.2f} s")
     if announce:

@@ -17,12 +17,16 @@ TASK_ROOT = "/var/task/"
 
 #: Standard-library modules the sandbox leaves out, and what to use instead.
 SANDBOX_LACKS = {
-    "sqlite3": "there is no SQLite (no writable file system); keep state in a database reached over a host API",
+    "sqlite3": "there is no SQLite (no writable file system); keep state outside the function",
     "_sqlite3": "there is no SQLite (no writable file system)",
     "dbm": "there is no dbm (no writable file system)",
     "multiprocessing": "a function cannot start processes",
     "curses": "there is no terminal",
     "tkinter": "there is no display",
+    "ssl": "it does not import under WASI (no TLS; and no network either)",
+    "ctypes": "it does not import under WASI (no native code)",
+    "bz2": "it does not import under WASI (zlib and gzip work)",
+    "lzma": "it does not import under WASI (zlib and gzip work)",
 }
 
 #: Failures of things the sandbox does not offer, recognised by their message.
@@ -47,7 +51,8 @@ def frames(stack: list[str]) -> list[tuple[str, int, str, str]]:
         match = _FRAME_RE.match(entry)
         if match:
             path = match["file"].removeprefix(TASK_ROOT)
-            out.append((path, int(match["line"]), match["fn"].strip(), match["code"].strip()))
+            code = match["code"].strip().split("\n")[0]  # not the ~~^^ marker line
+            out.append((path, int(match["line"]), match["fn"].strip(), code))
     return out
 
 

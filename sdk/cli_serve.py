@@ -18,22 +18,30 @@ from firebox.sdk.cli_context import CommandFailed, function_urls, note
 READY_TIMEOUT_S = 300.0
 
 
-def check_port(host: str, port: int) -> None:
-    """Raise CommandFailed, with the --port hint, if `host:port` cannot be bound now."""
+def bind(host: str, port: int) -> socket.socket:
+    """Return a socket listening on `host:port` (connections wait in its backlog until the
+    node serves). Raises CommandFailed, with the --port hint, if the port is taken.
+
+    Listening before the node starts (not in uvicorn, after the seconds of start-up) makes
+    a busy port fail at once, and no other process can take the port in between.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            busy = exc.errno == errno.EADDRINUSE
-            other = port + 1 if port < 65535 else 8081
-            raise CommandFailed(
-                f"cannot listen on {host}:{port}: "
-                + ("the port is already in use (another node?)" if busy else str(exc.strerror))
-                + f"\n  pick another port: --port {other}, and point the CLI at it:"
-                f" export FIREBOX_ENDPOINT=http://{host}:{other}"
-            ) from None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's default backlog
+    except OSError as exc:
+        sock.close()
+        busy = exc.errno == errno.EADDRINUSE
+        other = port + 1 if port < 65535 else 8081
+        raise CommandFailed(
+            f"cannot listen on {host}:{port}: "
+            + ("the port is already in use (another node?)" if busy else str(exc.strerror))
+            + f"\n  pick another port: --port {other}, and point the CLI at it:"
+            f" export FIREBOX_ENDPOINT=http://{host}:{other}"
+        ) from None
+    return sock
 
 
 def is_collection(path: Path) -> bool:
@@ -54,7 +62,7 @@ def ready_lines(base: str, deployed: list[tuple[str, dict[str, Any]]], started: 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    check_port(args.host, args.port)
+    sock = bind(args.host, args.port)
     import logging
 
     import uvicorn
@@ -67,6 +75,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from firebox.runtime.node import Node
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the ready check's own requests
     config = NodeConfig.from_env(args.data_dir)
     node = Node(config)
     where = (
@@ -105,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         target=_announce, args=(server, base, deployed, started), daemon=True
     )
     watcher.start()
-    server.run()
+    server.run(sockets=[sock])
     if not server.started:
         note("the node did not start (see the messages above)")
         return 1
