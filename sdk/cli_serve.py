@@ -109,7 +109,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     host = f"[{args.host}]" if ":" in args.host else args.host
     base = f"http://{'127.0.0.1' if args.host == '0.0.0.0' else host}:{args.port}"
-    note(f"starting on {base} (the first start builds the Python interpreter: about 20 s)")
+    note(
+        f"starting on {base} (the first start also builds the Python interpreter: a minute or two)"
+    )
     watcher = threading.Thread(
         target=_announce, args=(server, base, deployed, started), daemon=True
     )
