@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -17,7 +18,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen cases (all by default); return the process exit status."""
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    # `firebox bench` runs this module and sets the name its users typed.
+    prog = os.environ.get("FIREBOX_BENCH_PROG") or "python -m bench"
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__.replace("python -m bench", prog) if __doc__ else None
+    )
     parser.add_argument(
         "cases",
         nargs="*",
@@ -42,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:
         args.quick = True
         os.environ["FIREBOX_BENCH_TINY"] = "1"
+    if importlib.util.find_spec("matplotlib") is None:
+        # The report's plots need it; say so now rather than after a long run.
+        print(
+            f"{prog}: matplotlib is not installed; the benchmark report draws its plots with it.\n"
+            "  pip install matplotlib (or from a checkout: .venv/bin/pip install -e '.[dev]')",
+            file=sys.stderr,
+        )
+        return 1
     chosen = args.cases or list(CASES)
     unknown = [name for name in chosen if name not in CASES]
     if unknown:
@@ -51,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out or RESULTS / started.strftime("%Y%m%dT%H%M%SZ")
     run = {
         "started": started.isoformat(timespec="seconds"),
-        "command": " ".join(["python -m bench", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join([prog, *(argv if argv is not None else sys.argv[1:])]),
         "machine": report.machine_info(),
         "versions": report.versions(),
         "settings": {

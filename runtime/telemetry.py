@@ -10,6 +10,7 @@ import math
 import time
 from collections.abc import Callable
 
+from firebox.runtime.errors import FireboxError
 from firebox.runtime.specs import InvocationResult
 from firebox.runtime.storage.telemetry import LogRecord, TelemetryStore, UsageRecord
 
@@ -24,19 +25,43 @@ def billed_ms(duration_ms: float) -> int:
     return max(1, math.ceil(duration_ms))
 
 
+def error_lines(error: FireboxError) -> str:
+    """Return an invocation's error as its log shows it: `[ERROR] Type: message`, then the
+    handler's traceback when it raised (as Lambda's runtime logs it)."""
+    payload = getattr(error, "payload", None)
+    if not isinstance(payload, dict):
+        return f"[ERROR] {error.code}: {error.message}\n"
+    text = f"[ERROR] {payload.get('errorType', 'Error')}: {payload.get('errorMessage', '')}\n"
+    stack = [str(frame) for frame in payload.get("stackTrace") or []]
+    if stack:
+        text += "Traceback (most recent call last):\n" + "".join(
+            frame if frame.endswith("\n") else frame + "\n" for frame in stack
+        )
+    return text
+
+
 def framed_log(result: InvocationResult, version: str, memory_mb: int, duration_ms: float) -> str:
     """Return the invocation's log framed by Lambda's START / END / REPORT lines."""
     rid = result.request_id
     body = result.log if not result.log or result.log.endswith("\n") else result.log + "\n"
-    error = f"\tError: {result.error.code}" if result.error is not None else ""
-    used = math.ceil(result.memory_bytes / (1024 * 1024)) if result.memory_bytes else 0
+    error = ""
+    if result.error is not None:
+        body += error_lines(result.error)
+        error = f"\tError: {result.error.code}"
+    # Only core modules report their linear memory (wasmtime-py cannot read a component's
+    # memories): a measurement that was not made is left out rather than shown as 0 MB.
+    used = (
+        f"\tMax Memory Used: {math.ceil(result.memory_bytes / (1024 * 1024))} MB"
+        if result.memory_bytes
+        else ""
+    )
     return (
         f"START RequestId: {rid} Version: {version}\n"
         f"{body}"
         f"END RequestId: {rid}\n"
         f"REPORT RequestId: {rid}\tDuration: {duration_ms:.2f} ms\t"
-        f"Billed Duration: {billed_ms(duration_ms)} ms\tMemory Size: {memory_mb} MB\t"
-        f"Max Memory Used: {used} MB\tFuel: {result.fuel}"
+        f"Billed Duration: {billed_ms(duration_ms)} ms\tMemory Size: {memory_mb} MB"
+        f"{used}\tFuel: {result.fuel}"
         f"{'' if result.warm else chr(9) + 'Cold Start: true'}{error}\n"
     )
 

@@ -7,29 +7,22 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from firebox.sdk.cli_context import UsageError, client, output
 
-class UsageError(Exception):
-    """A mistake in the command line the parser could not catch (exit code 2)."""
+__all__ = ["UsageError", "add_parsers"]
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from firebox.sdk.client import Client
-
-    return Client(args.endpoint)
+    return client(args)
 
 
 def _out(args: argparse.Namespace, value: Any, human: str | None = None) -> int:
-    if args.json or human is None:
-        print(
-            json.dumps(
-                value,
-                indent=2,
-                default=lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else str(b),
-            )
-        )
-    else:
-        print(human)
-    return 0
+    return output(args, value, human)
+
+
+def _mapping_line(m: dict[str, Any]) -> str:
+    state = m.get("state") or ("Enabled" if m.get("enabled") else "Disabled")
+    return f"{m['id']}  {m['function']} <- {m['source']}  batch {m.get('batch_size', '-')}  {state}"
 
 
 def _destination(text: str | None) -> dict[str, str] | None:
@@ -113,11 +106,14 @@ def cmd_mapping(args: argparse.Namespace) -> int:
                 config["function_response_types"] = ["ReportBatchItemFailures"]
             if args.starting_position:
                 config["starting_position"] = args.starting_position
-            return _out(args, m.create(args.function, args.source, **config))
+            made = m.create(args.function, args.source, **config)
+            return _out(args, made, f"created mapping {_mapping_line(made)}")
         if args.action == "ls":
-            return _out(args, m.list(args.function))
+            found = m.list(args.function)
+            return _out(args, found, "\n".join(_mapping_line(x) for x in found))
         if args.action in ("enable", "disable"):
-            return _out(args, m.update(args.function, enabled=args.action == "enable"))
+            changed = m.update(args.function, enabled=args.action == "enable")
+            return _out(args, changed, _mapping_line(changed))
         if args.action == "get":
             return _out(args, m.get(args.function))
         m.delete(args.function)
@@ -168,58 +164,81 @@ def cmd_events(args: argparse.Namespace) -> int:
         return _out(args, client.events.get_config(args.function))
 
 
-def add_parsers(sub: Any) -> None:
+def _command(sub: Any, common: argparse.ArgumentParser, name: str, help: str, epilog: str) -> Any:
+    return sub.add_parser(
+        name, parents=[common], help=help, description=help[0].upper() + help[1:] + ".",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="examples:\n" + epilog,
+    )  # fmt: skip
+
+
+def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the event commands to the `firebox` parser."""
-    p = sub.add_parser("queue", help="queues: create | ls | stats | send | receive | purge | rm")
-    p.add_argument("action", choices=["create", "ls", "stats", "send", "receive", "purge", "rm"])
-    p.add_argument("name", nargs="?")
-    p.add_argument("body", nargs="?")
-    p.add_argument("--visibility", type=float, help="visibility timeout in seconds")
-    p.add_argument("--dlq", help="dead-letter queue (with --max-receives)")
-    p.add_argument("--max-receives", type=int, default=5)
-    p.add_argument("--dedup-id")
-    p.add_argument("-n", "--count", type=int, default=1)
-    p.add_argument("--wait", type=float, default=0.0)
+    p = _command(sub, common, "queue", "queues: create | ls | stats | send | receive | purge | rm",
+                 "  firebox queue create jobs --visibility 30 --dlq jobs-dead\n"
+                 "  firebox queue send jobs '{\"job\": 1}'\n"
+                 "  firebox queue receive jobs -n 10 --wait 5 --delete\n  firebox queue stats jobs")  # fmt: skip
+    p.add_argument("action", choices=["create", "ls", "stats", "send", "receive", "purge", "rm"],
+                   help="what to do")  # fmt: skip
+    p.add_argument("name", nargs="?", help="the queue")
+    p.add_argument("body", nargs="?", help="the message body (send)")
+    p.add_argument("--visibility", type=float, help="visibility timeout in seconds (create)")
+    p.add_argument("--dlq", help="dead-letter queue (create, with --max-receives)")
+    p.add_argument("--max-receives", type=int, default=5,
+                   help="receives before a message goes to the DLQ (default 5)")  # fmt: skip
+    p.add_argument("--dedup-id", help="deduplication id (send)")
+    p.add_argument("-n", "--count", type=int, default=1, help="messages to receive (default 1)")
+    p.add_argument("--wait", type=float, default=0.0, help="long-poll seconds (receive)")
     p.add_argument("--delete", action="store_true", help="delete what was received")
     p.set_defaults(fn=cmd_queue)
 
-    p = sub.add_parser("stream", help="streams: create | ls | put | read | rm")
-    p.add_argument("action", choices=["create", "ls", "put", "read", "rm"])
-    p.add_argument("name", nargs="?")
+    p = _command(sub, common, "stream", "streams: create | ls | put | read | rm",
+                 "  firebox stream create clicks --shards 2\n"
+                 "  firebox stream put clicks user-1 '{\"page\": \"/\"}'\n"
+                 "  firebox stream read clicks shardId-000000000000")  # fmt: skip
+    p.add_argument("action", choices=["create", "ls", "put", "read", "rm"], help="what to do")
+    p.add_argument("name", nargs="?", help="the stream")
     p.add_argument("key", nargs="?", help="partition key (put) or shard id (read)")
-    p.add_argument("data", nargs="?")
-    p.add_argument("--shards", type=int, default=1)
-    p.add_argument("--after")
-    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("data", nargs="?", help="the record's data (put)")
+    p.add_argument("--shards", type=int, default=1, help="number of shards (create; default 1)")
+    p.add_argument("--after", help="read after this sequence number")
+    p.add_argument("--limit", type=int, default=100, help="records to read (default 100)")
     p.set_defaults(fn=cmd_stream)
 
-    p = sub.add_parser(
-        "mapping", help="event source mappings: create | ls | get | enable | disable | rm"
-    )
-    p.add_argument("action", choices=["create", "ls", "get", "enable", "disable", "rm"])
+    p = _command(sub, common, "mapping",
+                 "event source mappings: create | ls | get | enable | disable | rm",
+                 "  firebox mapping create hello-python queue:jobs --batch-size 10\n"
+                 "  firebox mapping ls hello-python\n  firebox mapping disable MAPPING-ID")  # fmt: skip
+    p.add_argument("action", choices=["create", "ls", "get", "enable", "disable", "rm"],
+                   help="what to do")  # fmt: skip
     p.add_argument("function", nargs="?", help="function (create, ls) or mapping id")
     p.add_argument("source", nargs="?", help="queue:NAME or stream:NAME")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="records per invocation")
     p.add_argument("--window", type=float, help="maximum batching window in seconds")
     p.add_argument("--report-failures", action="store_true", help="ReportBatchItemFailures")
-    p.add_argument("--starting-position", choices=["TRIM_HORIZON", "LATEST"])
+    p.add_argument("--starting-position", choices=["TRIM_HORIZON", "LATEST"],
+                   help="where a stream mapping starts reading")  # fmt: skip
     p.set_defaults(fn=cmd_mapping)
 
-    p = sub.add_parser("schedule", help="schedules: create | ls | get | rm")
-    p.add_argument("action", choices=["create", "ls", "get", "rm"])
-    p.add_argument("name", nargs="?")
-    p.add_argument("function", nargs="?")
+    p = _command(sub, common, "schedule", "schedules: create | ls | get | rm",
+                 '  firebox schedule create every-5-min hello-python "rate(5 minutes)"\n'
+                 '  firebox schedule create noon hello-python "cron(0 12 * * ? *)"')  # fmt: skip
+    p.add_argument("action", choices=["create", "ls", "get", "rm"], help="what to do")
+    p.add_argument("name", nargs="?", help="the schedule")
+    p.add_argument("function", nargs="?", help="the function it invokes (create)")
     p.add_argument("expression", nargs="?", help='e.g. "rate(5 minutes)" or "cron(0 12 * * ? *)"')
-    p.add_argument("--catch-up", choices=["skip", "once"], default="skip")
+    p.add_argument("--catch-up", choices=["skip", "once"], default="skip",
+                   help="after downtime: skip missed ticks, or run once (default skip)")  # fmt: skip
     p.add_argument("--payload", help="JSON event instead of the scheduled-event payload")
     p.set_defaults(fn=cmd_schedule)
 
-    p = sub.add_parser("events", help="event-invoke config of a function, or event stats")
-    p.add_argument("action", choices=["config", "stats"])
-    p.add_argument("function", nargs="?")
-    p.add_argument("--retries", type=int)
-    p.add_argument("--max-age", type=float)
-    p.add_argument("--on-success", help="queue:NAME or function:NAME")
-    p.add_argument("--on-failure", help="queue:NAME or function:NAME")
-    p.add_argument("--dlq")
+    p = _command(sub, common, "events", "event-invoke config of a function, or event stats",
+                 "  firebox events config hello-python --retries 1 --on-failure queue:failed\n"
+                 "  firebox events stats")  # fmt: skip
+    p.add_argument("action", choices=["config", "stats"], help="what to show or change")
+    p.add_argument("function", nargs="?", help="the function (config)")
+    p.add_argument("--retries", type=int, help="maximum retry attempts (0-2)")
+    p.add_argument("--max-age", type=float, help="maximum event age in seconds")
+    p.add_argument("--on-success", help="destination: queue:NAME or function:NAME")
+    p.add_argument("--on-failure", help="destination: queue:NAME or function:NAME")
+    p.add_argument("--dlq", help="dead-letter queue")
     p.set_defaults(fn=cmd_events)

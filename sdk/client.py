@@ -252,19 +252,22 @@ class Client:
         )  # fmt: skip
         return result
 
-    def logs(self, name: str, **query: Any) -> builtins.list[LogEntry]:
-        """Return a function's logs: since=, until= (Unix seconds), request_id=, version=, limit=."""
+    def logs(self, name: str | None, **query: Any) -> builtins.list[LogEntry]:
+        """Return a function's logs (every function's when `name` is None): since=, until=
+        (Unix seconds), request_id=, version=, limit=."""
         result: builtins.list[LogEntry] = self._run(self._ops.logs(name, query))
         return result
 
-    def follow_logs(self, name: str, timeout: float = 3600.0, **query: Any) -> Iterator[LogEntry]:
-        """Yield a function's log records as invocations happen (until `timeout` seconds)."""
+    def follow_logs(
+        self, name: str | None, timeout: float = 3600.0, **query: Any
+    ) -> Iterator[LogEntry]:
+        """Yield a function's log records (every function's when `name` is None) as
+        invocations happen, until `timeout` seconds."""
         params = {
             k: v for k, v in {**query, "follow": "1", "timeout": timeout}.items() if v is not None
         }
-        with self._http.stream(
-            "GET", f"/v1/functions/{name}/logs", params=params, timeout=timeout + 30
-        ) as response:
+        path = f"/v1/functions/{name}/logs" if name else "/v1/logs"
+        with self._http.stream("GET", path, params=params, timeout=timeout + 30) as response:
             if response.status_code >= 400:
                 response.read()
                 raise_for(response)

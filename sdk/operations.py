@@ -324,9 +324,10 @@ class Operations:
                 invocation.payload = response.content
         return invocation
 
-    def logs(self, name: str, query: dict[str, Any]) -> Op:
+    def logs(self, name: str | None, query: dict[str, Any]) -> Op:
         params = {k: v for k, v in query.items() if v is not None}
-        data = yield from self.call("GET", f"/v1/functions/{name}/logs", params=params)
+        path = f"/v1/functions/{name}/logs" if name else "/v1/logs"
+        data = yield from self.call("GET", path, params=params)
         return [LogEntry(**r) for r in data["logs"]]
 
     def usage(

@@ -377,13 +377,14 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
 
 
 async def get_logs(request: Request) -> Response:
-    """GET /v1/functions/{name}/logs?since&until&request_id&version&limit[&follow=1].
+    """GET /v1/functions/{name}/logs (or /v1/logs, every function's)
+    ?since&until&request_id&version&limit[&follow=1].
 
     With follow=1 the response streams NDJSON records as invocations happen (until the
     client disconnects or `timeout` seconds pass, default 1 hour).
     """
     node = node_of(request)
-    name = request.path_params["name"]
+    name = request.path_params.get("name")
     query: dict[str, Any] = {
         "since": _float_param(request, "since"),
         "until": _float_param(request, "until"),
@@ -391,7 +392,15 @@ async def get_logs(request: Request) -> Response:
         "version": request.query_params.get("version"),
         "limit": _int_param(request, "limit", 100, 1, 10_000),
     }
-    records = await node.logs(name, **query)
+
+    async def read(**window: Any) -> list[dict[str, Any]]:
+        if name:
+            return await node.logs(name, **window)
+        await node.recorder.flush()
+        rows = await asyncio.to_thread(node.telemetry.logs, None, **window)
+        return [r.to_dict() for r in rows]
+
+    records = await read(**query)
     if request.query_params.get("follow") not in ("1", "true"):
         return reply(request, {"logs": records})
     timeout = _float_param(request, "timeout") or 3600.0
@@ -405,9 +414,9 @@ async def get_logs(request: Request) -> Response:
             if await request.is_disconnected():
                 return
             await asyncio.sleep(0.25)
-            for record in await node.logs(
-                name, **{**query, "since": None, "after_id": last, "limit": 1000}
-            ):
+            # `since` stays: with an empty first window `last` is 0, and dropping it
+            # would replay the whole history.
+            for record in await read(**{**query, "after_id": last, "limit": 1000}):
                 last = record["id"]
                 yield json.dumps(record).encode() + b"\n"
 
@@ -443,6 +452,7 @@ def routes() -> list[Route]:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/v1/node", node_stats, methods=["GET"]),
         Route("/v1/usage", get_usage, methods=["GET"]),
+        Route("/v1/logs", get_logs, methods=["GET"]),
         Route("/v1/functions", deploy, methods=["POST"]),
         Route("/v1/functions", list_functions, methods=["GET"]),
         Route(fn, get_function, methods=["GET"]),

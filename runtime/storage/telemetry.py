@@ -84,7 +84,7 @@ class TelemetryStore:
 
     def logs(
         self,
-        function: str,
+        function: str | None,
         *,
         since: float | None = None,
         until: float | None = None,
@@ -93,8 +93,11 @@ class TelemetryStore:
         after_id: int | None = None,
         limit: int = 100,
     ) -> list[LogRecord]:
-        """Return a function's logs, oldest first, filtered by window, request id, version."""
-        query = sa.select(logs).where(logs.c.function == function)
+        """Return a function's logs (every function's when None), oldest first, filtered by
+        window, request id, version."""
+        query = sa.select(logs)
+        if function is not None:
+            query = query.where(logs.c.function == function)
         if since is not None:
             query = query.where(logs.c.ts >= since)
         if until is not None:

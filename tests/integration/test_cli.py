@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -103,3 +104,52 @@ def test_follow_logs_streams_new_invocations(server: Server) -> None:
             ids = [other.invoke("followed", {"n": n}).request_id for n in range(3)]
         thread.join(15)
         assert seen == ids
+
+
+def test_cli_first_hour_messages(server: Server, tmp_path: Path) -> None:
+    firebox(server, "deploy", str(EXAMPLES / "echo-wat"))
+    # Global flags after the command; `deploy` prints the URLs, `get` the triggers.
+    assert "echo-wat" in [f["name"] for f in json.loads(firebox(server, "ls", "--json").stdout)]
+    got = firebox(server, "get", "echo-wat").stdout
+    assert "triggers: http POST /echo" in got and f"POST {server.url}/echo" in got
+    assert "--version" in firebox(server, "--help").stdout
+    assert firebox(server, "--version").stdout.startswith("firebox ")
+    assert "usage: firebox bench" in firebox(server, "bench", "--help").stdout
+    # A broken pipe is not "cannot reach the node".
+    env = {**os.environ, "FIREBOX_ENDPOINT": server.url, "FIREBOX_DATA_DIR": str(server.data_dir)}
+    piped = subprocess.run(f"'{sys.executable}' -m firebox.sdk.cli --json ls | head -c 1", shell=True,
+                           env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert piped.stdout == "[" and "cannot reach" not in piped.stderr, piped.stderr
+    # Failures say where.
+    missing = firebox(server, "deploy", str(tmp_path / "nosuchdir"), check=False)
+    assert missing.returncode == 1 and "nosuchdir does not exist" in missing.stderr
+    down = firebox(server, "--endpoint", "http://127.0.0.1:9", "ls", check=False)
+    assert down.returncode == 1 and "http://127.0.0.1:9" in down.stderr
+    assert "FIREBOX_ENDPOINT" in down.stderr
+    # Sample events go in through --data @- (stdin) and @FILE.
+    sample = firebox(server, "event", "sqs", "--body", "hi").stdout
+    assert json.loads(sample)["Records"][0]["eventSource"] == "aws:sqs"
+    via_stdin = subprocess.run([sys.executable, "-m", "firebox.sdk.cli", "invoke", "echo-wat", "--data", "@-"],
+                               input=sample, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert json.loads(via_stdin.stdout)["wrapped"]["Records"][0]["body"] == "hi", via_stdin.stderr
+    (tmp_path / "event.json").write_text('{"from": "file"}')
+    from_file = firebox(server, "invoke", "echo-wat", "--data", f"@{tmp_path / 'event.json'}")
+    assert json.loads(from_file.stdout)["wrapped"] == {"from": "file"}
+    # `logs -f --since 1s` prints only what happens from now on, with timestamps, and
+    # `logs -f` without a name follows every function.
+    time.sleep(1.5)
+    for args in (("logs", "echo-wat", "-f", "--since", "1s"), ("logs", "-f", "--since", "1s")):
+        proc = subprocess.Popen([sys.executable, "-m", "firebox.sdk.cli", *args], env=env,
+                                stdout=subprocess.PIPE, text=True)  # fmt: skip
+        try:
+            time.sleep(2.0)
+            fresh = firebox(server, "invoke", "echo-wat", "--data", '{"fresh": 1}', "--json")
+            assert fresh.returncode == 0
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        assert "START RequestId" in first, first
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", first), first
+        assert (" echo-wat " in first) == (len(args) == 4), first
