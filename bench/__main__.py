@@ -18,8 +18,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen cases (all by default); return the process exit status."""
-    # `firebox bench` runs this module and sets the name its users typed.
-    prog = os.environ.get("FIREBOX_BENCH_PROG") or "python -m bench"
+    # `firebox bench` runs this module with `--prog`, the name its users typed.
+    given = argv if argv is not None else sys.argv[1:]
+    prog = "python -m bench"
+    if given[:1] == ["--prog"] and len(given) > 1:
+        prog, given = given[1], given[2:]
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__.replace("python -m bench", prog) if __doc__ else None
     )
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="output folder (default: bench/results/<timestamp>/)"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(given)
     if args.tiny:
         args.quick = True
         os.environ["FIREBOX_BENCH_TINY"] = "1"

@@ -91,9 +91,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if not (repo / "bench" / "__main__.py").exists():
         raise CommandFailed("`firebox bench` runs from a source checkout (bench/ is not installed)")
     os.chdir(repo)
-    # FIREBOX_BENCH_PROG makes the harness's own --help say `firebox bench`.
-    os.environ["FIREBOX_BENCH_PROG"] = "firebox bench"
-    os.execv(sys.executable, [sys.executable, "-m", "bench", *args.bench_args])
+    # `--prog` makes the harness's own --help say `firebox bench`.
+    argv = [sys.executable, "-m", "bench", "--prog", "firebox bench", *args.bench_args]
+    os.execv(sys.executable, argv)
     return 0  # not reached
 
 

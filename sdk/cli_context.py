@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import Any
 
-DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+from firebox.runtime import config
 
 
 class UsageError(Exception):
@@ -21,8 +20,8 @@ class CommandFailed(Exception):
 
 def endpoint(args: argparse.Namespace) -> str:
     """Return the node URL a command talks to: --endpoint, FIREBOX_ENDPOINT, the default."""
-    url: str = getattr(args, "endpoint", None) or os.environ.get("FIREBOX_ENDPOINT") or ""
-    return (url or DEFAULT_ENDPOINT).rstrip("/")
+    url: str = getattr(args, "endpoint", None) or config.FIREBOX_ENDPOINT.get()
+    return url.rstrip("/")
 
 
 def client(args: argparse.Namespace, *, use_msgpack: bool = True) -> Any:
