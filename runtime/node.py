@@ -111,10 +111,11 @@ class Node:
         await self.async_invoker.stop()
         await self.recorder.stop()
         await self.supervisor.stop()
+        # Let blocking calls still on the node's threads finish before their stores close.
+        await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
         self.queues.close()
         self.streams.close()
         self.registry.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _initial_sync(self) -> None:
         async with self.lock:

@@ -183,7 +183,10 @@ class AsyncInvoker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Wait for the calls still running on the threads (a receive waits at most 1 s):
+        # the node closes the queue next, and a SQLite connection closed under a thread
+        # still inside it crashes the process (seen in the suite as a segfault).
+        await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
 
     # --- configuration --------------------------------------------------------------
 

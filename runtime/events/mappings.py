@@ -108,7 +108,10 @@ class MappingManager:
         async with self._lock:
             pollers, self._pollers = list(self._pollers.values()), {}
             await asyncio.gather(*(p.stop(self.drain_s) for p in pollers))
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        # Wait for the calls still running on the threads (a receive waits at most
+        # `poll_s`): the node closes the backends next, and a SQLite connection closed
+        # under a thread still inside it crashes the process.
+        await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
 
     async def _watch(self) -> None:
         while True:
