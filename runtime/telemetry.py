@@ -81,6 +81,10 @@ class Recorder:
         self.clock = clock
         self._logs: list[LogRecord] = []
         self._usage: list[UsageRecord] = []
+        # One flush at a time: a flush that finds the buffer empty must still wait for
+        # the write already under way (whose records may be the caller's), or a queue
+        # poller deletes messages whose log lines are not stored yet.
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self.dropped = 0
@@ -183,17 +187,26 @@ class Recorder:
                 await self._task
         await self.flush()
 
-    async def flush(self) -> None:
-        """Write everything buffered now."""
-        logs, self._logs = self._logs, []
-        usage, self._usage = self._usage, []
-        if logs or usage:
+    async def flush(self, *, strict: bool = False) -> None:
+        """Write everything buffered now (and wait for a write already under way).
+
+        When the store cannot take the records they are kept for the next try; with
+        `strict` the error is raised too, so a caller that must not go on without its
+        records stored (a queue poller about to delete messages) can stop.
+        """
+        async with self._flushing:
+            logs, self._logs = self._logs, []
+            usage, self._usage = self._usage, []
+            if not (logs or usage):
+                return
             try:
                 await asyncio.to_thread(self.store.write, logs, usage)
             except Exception as exc:  # the database is down: keep the records for the next try
                 log.warning("could not write telemetry (%s); will retry", exc)
                 self._logs[:0] = logs
                 self._usage[:0] = usage
+                if strict:
+                    raise
 
     async def _run(self) -> None:
         while True:

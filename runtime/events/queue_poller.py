@@ -116,7 +116,7 @@ class QueuePoller(Poller):
         error = outcome if isinstance(outcome, FireboxError) else outcome.error
         # The batch's log and usage record are stored before its messages are deleted: a
         # node killed right after a delete never leaves a processed message without trace.
-        await self.manager.node.recorder.flush()
+        await self.manager.node.recorder.flush(strict=True)
         for message in batch:
             if message.id in failed:
                 exhausted = retries_exhausted(message.receive_count, retries)
