@@ -122,6 +122,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     with _progress(f"Building {args.path}..."):
         built = build_function(args.path)
+    for note in built.notes:
+        print(f"note: {note}", file=sys.stderr)
     with (
         _client(args) as client,
         _progress(f"Uploading {built.manifest.get('name')} ({len(built.code)} bytes)..."),
@@ -136,6 +138,8 @@ def cmd_update(args: argparse.Namespace) -> int:
 
     with _progress(f"Building {args.path}..."):
         built = build_function(args.path)
+    for note in built.notes:
+        print(f"note: {note}", file=sys.stderr)
     with _client(args) as client, _progress("Uploading..."):
         fn = client.update_code(args.name, built.code)
     _print(args, asdict(fn), f"updated the code of {fn.name} (revision {fn.revision})")
