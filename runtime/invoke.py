@@ -56,6 +56,8 @@ class Invoker:
         payload: bytes,
         export: str | None = None,
         request_id: str | None = None,
+        invoked_arn: str = "",
+        client_context: str | None = None,
     ) -> InvocationResult:
         """Run `fn` on `payload` in a worker; returns a result carrying output or an error.
 
@@ -76,6 +78,8 @@ class Invoker:
                     "timeout_s": fn.timeout_s,
                     "name": fn.name,
                     "version": fn.version,
+                    "arn": invoked_arn,
+                    "client_context": client_context,
                 },
                 fn.timeout_s,
                 fn.spec,

@@ -16,7 +16,7 @@ from typing import Any
 
 from firebox.runtime.artifacts import ArtifactStore
 from firebox.runtime.catalog import Catalog, Resolved, parse_qualified
-from firebox.runtime.config import NodeConfig
+from firebox.runtime.config import NodeConfig, arn
 from firebox.runtime.credentials import Credentials, load_or_create
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import (
@@ -450,6 +450,7 @@ class Node:
         export: str | None = None,
         request_id: str | None = None,
         resolved: Resolved | None = None,
+        client_context: str | None = None,
     ) -> InvocationResult:
         """Invoke `name[:qualifier]`; the result carries output or the function's error.
 
@@ -485,7 +486,11 @@ class Node:
                 await asyncio.to_thread(self.prepare.compile_component, fn.spec["digest"])
         self.inflight[fn.name] = running + 1
         try:
-            result = await self.invoker.invoke(fn, payload, export, request_id)
+            suffix = f":{qualifier}" if qualifier and qualifier != LATEST else ""
+            invoked_arn = arn("lambda", f"function:{fn.name}{suffix}")  # as the caller named it
+            result = await self.invoker.invoke(
+                fn, payload, export, request_id, invoked_arn, client_context
+            )
         finally:
             self.inflight[fn.name] -= 1
         self.recorder.record(

@@ -29,8 +29,9 @@ class PythonGuest:
         limit = self.limits.max_response_bytes
         try:
             output = self.instance.call(
-                payload, ctx.request_id, ctx.deadline, self.limits.fuel, ctx.log
-            )
+                payload, ctx.request_id, ctx.deadline, self.limits.fuel, ctx.log,
+                invoked_arn=ctx.invoked_arn, client_context=ctx.client_context,
+            )  # fmt: skip
         except GuestTrap as exc:
             # wasmtime refuses to copy a huge result out of the component (its hostcall
             # budget is a few MiB above our default limit): that is an oversized response.

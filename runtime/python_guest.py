@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import wasmtime
+from firebox.runtime import sandbox
 from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, EPOCH_TICK_S, MiB, arn
 from firebox.runtime.errors import (
     FireboxError,
@@ -55,6 +56,16 @@ class _NullSink:
         return None
 
 
+class _InitLog:
+    """Keeps what `load` logged (the INIT phase), for the instance's first invocation log."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
+
 @dataclass(frozen=True)
 class PythonFunctionConfig:
     """Static configuration of one Python function version, as the guest's `context` sees it."""
@@ -77,7 +88,8 @@ class PythonFunctionConfig:
             invoked_function_arn=function_arn,
             memory_limit_mb=self.memory_mb,
             log_group_name=self.log_group_name or f"/aws/lambda/{self.function_name}",
-            log_stream_name=self.log_stream_name or f"firebox/[{self.function_version}]",
+            # Empty: the guest names its stream as Lambda does, YYYY/MM/DD/[$LATEST]<id>.
+            log_stream_name=self.log_stream_name,
             environment=[(str(k), str(v)) for k, v in self.environment.items()],
             max_log_bytes=self.max_log_bytes,
         )
@@ -194,7 +206,7 @@ class PythonProgram:
         memory_limit = self.config.memory_mb * MiB
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=memory_limit)
-        store.set_wasi(wasmtime.WasiConfig())  # no filesystem, env, args or network
+        store.set_wasi(sandbox.wasi_config(store, self.bundle))  # /var/task, /tmp, no host
         store.set_fuel(LOAD_FUEL)
         store.set_epoch_deadline(max(1, math.ceil(LOAD_TIMEOUT_S / EPOCH_TICK_S)))
         key = _store_key(store)
@@ -217,6 +229,7 @@ class PythonProgram:
             if load is None or handle is None:
                 raise InvalidArtifact("the component does not export firebox's load/handle")
             state.log_budget = self.config.max_log_bytes + _LOG_SLACK_BYTES
+            state.sink = init_log = _InitLog()
             try:
                 result = load(store, self.bundle, self.handler, self._wit_config)
                 load.post_return(store)
@@ -233,7 +246,11 @@ class PythonProgram:
             store.close()
             raise
         state.sink = _NullSink()
-        return PythonInstance(store, key, state, handle, memory_limit, self.config.max_log_bytes)
+        instance = PythonInstance(
+            store, key, state, handle, memory_limit, self.config.max_log_bytes
+        )
+        instance.init_log = "".join(init_log.parts)
+        return instance
 
 
 class PythonInstance:
@@ -258,6 +275,8 @@ class PythonInstance:
         self.reusable = True
         #: Fuel the last call used (for metering); 0 before the first call.
         self.last_fuel_used = 0
+        #: What `load` logged; written to the first call's log, as Lambda logs INIT output.
+        self.init_log = ""
 
     def call(
         self,
@@ -266,10 +285,14 @@ class PythonInstance:
         deadline: float,
         fuel: int,
         log: LogSink,
+        invoked_arn: str = "",
+        client_context: str | None = None,
+        identity: str | None = None,
     ) -> bytes:
         """Run the handler on `event` (JSON bytes) and return its JSON-encoded result.
 
-        `deadline` is a `time.monotonic()` instant. Raises `HandlerError` (the handler
+        `deadline` is a `time.monotonic()` instant; `invoked_arn` the ARN the caller used
+        (with its alias or version), `client_context`/`identity` Lambda's JSON. Raises `HandlerError` (the handler
         raised, or its result is not JSON-serializable; also MemoryError/RecursionError),
         `TimedOut`, `OutOfFuel`, `MemoryLimitExceeded`, `GuestTrap` (the instance is then
         no longer reusable), or `GuestTrap` when called on a closed or trapped instance.
@@ -284,10 +307,13 @@ class PythonInstance:
         context = _record(
             aws_request_id=request_id,
             deadline_ms=int(deadline * 1000),
-            invoked_function_arn="",
-            client_context=None,
-            identity=None,
+            invoked_function_arn=invoked_arn,
+            client_context=client_context,
+            identity=identity,
         )
+        if self.init_log:
+            log.write(self.init_log)
+            self.init_log = ""
         self._state.sink = log
         self._state.log_budget = self._max_log_bytes + _LOG_SLACK_BYTES
         try:
@@ -302,6 +328,11 @@ class PythonInstance:
         finally:
             self._state.sink = _NullSink()
         self.last_fuel_used = fuel - store.get_fuel()
+        try:
+            sandbox.check_tmp(store)
+        except GuestTrap:
+            self.reusable = False
+            raise
         if isinstance(result, Variant):
             if result.tag == "err":
                 raise _handler_error(result.payload)

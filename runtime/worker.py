@@ -126,6 +126,7 @@ class Worker:
             function_name=msg.get("name", ""),
             function_version=msg.get("version", "$LATEST"),
             invoked_arn=msg.get("arn", ""),
+            client_context=msg.get("client_context"),
         )
         reply: dict[str, Any] = {"warm": False}
         try:

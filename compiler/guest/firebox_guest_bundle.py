@@ -1,15 +1,18 @@
 """An in-memory meta-path importer over a function's code bundle (guest side).
 
 The bundle is a zip archive laid out like a Lambda deployment package: the handler's
-modules and vendored packages at its root. Nothing is read from a filesystem at run
-time; each module's source is inflated on first import.
+modules and vendored packages at its root. Each module's source is inflated from memory
+on first import; the sandbox also extracts the bundle read-only at /var/task for code
+that reads its files.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.resources.abc
 import io
+import pathlib
 import sys
 import types
 import zipfile
@@ -112,12 +115,30 @@ class BundleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def is_package(self, fullname: str) -> bool:
         return f"{fullname.replace('.', '/')}/__init__.py" in self._files
 
+    def get_resource_reader(self, fullname: str) -> DiskResources:
+        # importlib.resources (certifi, tzdata, templates) reads a package's files from
+        # its folder under /var/task, where the sandbox extracted the bundle.
+        return DiskResources(f"{TASK_ROOT}/{fullname.replace('.', '/')}")
 
-def install(bundle: bytes) -> BundleFinder:
-    """Put a finder for `bundle` first on `sys.meta_path` and cut filesystem lookups."""
+
+class DiskResources(importlib.resources.abc.TraversableResources):
+    """The resources of one bundle package: the files of its folder on disk."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def files(self) -> pathlib.Path:
+        return pathlib.Path(self._path)
+
+
+def install(bundle: bytes, extra_path: Sequence[str] = ()) -> BundleFinder:
+    """Put a finder for `bundle` first on `sys.meta_path`; sys.path is /var/task, then `extra_path`.
+
+    Modules come from memory; the same files are on disk at /var/task (the sandbox maps
+    them there), where `importlib.metadata`, `importlib.resources` and `pkgutil` read them.
+    """
     finder = BundleFinder(bundle)
     sys.meta_path.insert(0, finder)
-    # No filesystem exists at run time: keep PathFinder from probing one.
-    sys.path[:] = [TASK_ROOT]
-    sys.path_importer_cache[TASK_ROOT] = None
+    sys.path[:] = [TASK_ROOT, *extra_path]
+    sys.path_importer_cache.clear()
     return finder

@@ -362,6 +362,19 @@ async def delete_function(request: Request) -> Response:
 # --- invoke --------------------------------------------------------------------------
 
 
+def client_context_of(request: Request) -> str | None:
+    """Return the caller's ClientContext (base64 JSON in X-Amz-Client-Context) decoded, or None."""
+    raw = request.headers.get("x-amz-client-context")
+    if not raw:
+        return None
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise invalid_parameter(
+            "Client context must be a valid Base64-encoded JSON object."
+        ) from None
+
+
 async def invoke(request: Request) -> Response:
     """POST /2015-03-31/functions/{name}/invocations (Invoke)."""
     node = node_of(request)
@@ -395,7 +408,8 @@ async def invoke(request: Request) -> Response:
         request_id = await node.enqueue(name, resolved.qualifier, payload)
         return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
     result = await node.invoke(name, payload, qualifier=resolved.qualifier,
-                               request_id=request.state.request_id)  # fmt: skip
+                               request_id=request.state.request_id,
+                               client_context=client_context_of(request))  # fmt: skip
     headers = {"X-Amz-Executed-Version": result.version, "x-amzn-RequestId": result.request_id}
     if request.headers.get("x-amz-log-type") == "Tail":
         memory_mb = int(fn.spec["limits"]["memory_mb"])
