@@ -9,7 +9,13 @@ from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.errors import GuestTrap, InvalidArtifact, ResponseTooLarge
 from firebox.runtime.guest import CallContext, CallStats, CoreProgram, GuestProgram
 from firebox.runtime.limits import Limits
-from firebox.runtime.python_guest import PythonFunctionConfig, PythonInstance, PythonProgram
+from firebox.runtime.python_guest import (
+    LOAD_FUEL,
+    LOAD_TIMEOUT_S,
+    PythonFunctionConfig,
+    PythonInstance,
+    PythonProgram,
+)
 
 
 class PythonGuest:
@@ -87,6 +93,8 @@ def load_program(
             memory_mb=limits.memory_mb,
             environment=env,
             max_log_bytes=limits.max_log_bytes,
+            load_timeout_s=max(LOAD_TIMEOUT_S, limits.timeout_s),
+            load_fuel=max(LOAD_FUEL, limits.fuel),
         )
         bundle = artifacts.get(spec["bundle_digest"])
         program = PythonProgram(engine, component, bundle, spec["handler"], config)

@@ -78,6 +78,10 @@ class PythonFunctionConfig:
     log_group_name: str = ""
     log_stream_name: str = ""
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
+    #: Wall time and fuel for `load`. Lambda gives init 10 s, and when that is not enough
+    #: runs it again within the first invocation's timeout: callers pass the larger.
+    load_timeout_s: float = LOAD_TIMEOUT_S
+    load_fuel: int = LOAD_FUEL
 
     def to_wit(self) -> Any:
         """Return the `function-config` record for the `load` export."""
@@ -207,8 +211,9 @@ class PythonProgram:
         store = wasmtime.Store(self.engine)
         store.set_limits(memory_size=memory_limit)
         store.set_wasi(sandbox.wasi_config(store, self.bundle))  # /var/task, /tmp, no host
-        store.set_fuel(LOAD_FUEL)
-        store.set_epoch_deadline(max(1, math.ceil(LOAD_TIMEOUT_S / EPOCH_TICK_S)))
+        load_fuel, load_timeout_s = self.config.load_fuel, self.config.load_timeout_s
+        store.set_fuel(load_fuel)
+        store.set_epoch_deadline(max(1, math.ceil(load_timeout_s / EPOCH_TICK_S)))
         key = _store_key(store)
         state = _CallState()
         _STATES[key] = state
@@ -235,7 +240,7 @@ class PythonProgram:
                 load.post_return(store)
             except wasmtime.WasmtimeError as exc:
                 raise _classify(
-                    exc, fuel=LOAD_FUEL, timeout_s=LOAD_TIMEOUT_S, memory_limit=memory_limit
+                    exc, fuel=load_fuel, timeout_s=load_timeout_s, memory_limit=memory_limit
                 ) from exc
             if isinstance(result, Variant) and result.tag == "err":
                 raise _handler_error(result.payload)
@@ -246,11 +251,9 @@ class PythonProgram:
             store.close()
             raise
         state.sink = _NullSink()
-        instance = PythonInstance(
-            store, key, state, handle, memory_limit, self.config.max_log_bytes
-        )
-        instance.init_log = "".join(init_log.parts)
-        return instance
+        ready = PythonInstance(store, key, state, handle, memory_limit, self.config.max_log_bytes)
+        ready.init_log = "".join(init_log.parts)
+        return ready
 
 
 class PythonInstance:

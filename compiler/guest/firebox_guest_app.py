@@ -172,7 +172,7 @@ class WitWorld(wit_world.WitWorld):
             finder = install_bundle(bundle, [p for p in [firebox_guest_sdk.LAYER_ROOT] if p])
         except Exception as exc:
             raise Err(_error("Runtime.InvalidBundle", f"Invalid code bundle: {exc}", [])) from None
-        firebox_guest_sdk.prefer_bundle(finder.has_module)
+        firebox_guest_sdk.prefer_bundle(finder.has_module, finder.names())
         firebox_guest_fs.enter()
         try:
             state.handler = _resolve(handler)

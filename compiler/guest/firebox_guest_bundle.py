@@ -41,6 +41,10 @@ class BundleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             raise FileNotFoundError(relative)
         return self._zip.read(info)
 
+    def names(self) -> list[str]:
+        """Return the names of the bundle's files."""
+        return list(self._files)
+
     def has_module(self, fullname: str) -> bool:
         """Return True when `fullname` is a module or package of the bundle."""
         base = fullname.replace(".", "/")

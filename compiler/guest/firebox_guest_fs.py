@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import types
+from collections.abc import Callable
 from typing import Any
 
 TASK_ROOT = "/var/task"
@@ -106,17 +107,43 @@ NO_SOCKETS = (
 
 
 def _explain_sockets() -> None:
-    import socket
+    """Make socket errors say why; let UDP sockets exist and drop what they send.
 
-    original = socket.socket.__init__
+    A UDP send to an address where nothing listens is silently lost on Lambda too; the
+    X-Ray SDK (Powertools' Tracer) makes its daemon socket at import and only sends to it.
+    """
+    import socket
+    import weakref
+
+    cls = socket.socket
+    original_init = cls.__init__
+    dropping: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
     def init(self: socket.socket, *args: Any, **kwargs: Any) -> None:
         try:
-            original(self, *args, **kwargs)
+            original_init(self, *args, **kwargs)
         except OSError as exc:
+            kind = args[1] if len(args) > 1 else kwargs.get("type", socket.SOCK_STREAM)
+            if kind == socket.SOCK_DGRAM:
+                dropping.add(self)
+                return
             raise PermissionError(exc.errno, f"{exc.strerror}: {NO_SOCKETS}") from None
 
-    socket.socket.__init__ = init  # type: ignore[method-assign]
+    def dropper(name: str, result: Callable[..., Any]) -> None:
+        original = getattr(cls, name)
+
+        def method(self: socket.socket, *args: Any, **kwargs: Any) -> Any:
+            if self in dropping:
+                return result(*args)
+            return original(self, *args, **kwargs)
+
+        setattr(cls, name, method)
+
+    cls.__init__ = init  # type: ignore[method-assign]
+    for name in ("sendto", "send", "sendall"):
+        dropper(name, lambda data, *rest: len(data))
+    for name in ("connect", "setblocking", "settimeout", "close", "bind"):
+        dropper(name, lambda *rest: None)
 
 
 def _tzset() -> None:

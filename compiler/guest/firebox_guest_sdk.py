@@ -17,7 +17,7 @@ import firebox_guest_ssl  # noqa: F401 - before asyncio and the SDK look for `ss
 import importlib
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 #: Top-level modules of the layer that a bundle may override with its own copy.
 LAYER_MODULES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six", "urllib3")
@@ -65,12 +65,50 @@ _preload()
 LAYER_ROOT = _layer_root()
 
 
-def prefer_bundle(bundle_has_module: Callable[[str], bool]) -> None:
-    """Forget the snapshot's SDK modules that the function's bundle ships itself.
+#: The distribution (normalized as in a `.dist-info` folder name) of each layer module.
+_DISTRIBUTIONS = {
+    "boto3": "boto3",
+    "botocore": "botocore",
+    "s3transfer": "s3transfer",
+    "jmespath": "jmespath",
+    "dateutil": "python_dateutil",
+    "six": "six",
+    "urllib3": "urllib3",
+}
 
-    `bundle_has_module(name)` says whether the bundle has that top-level module.
+
+def _bundled_versions(names: Iterable[str]) -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for name in names:
+        top = name.split("/", 1)[0]
+        if top.endswith(".dist-info"):
+            dist, _, version = top.removesuffix(".dist-info").partition("-")
+            versions[dist.lower().replace("-", "_")] = version
+    return versions
+
+
+def prefer_bundle(bundle_has_module: Callable[[str], bool], names: Iterable[str]) -> list[str]:
+    """Forget the snapshot's SDK modules that the function's bundle ships a different copy of.
+
+    `bundle_has_module(name)` says whether the bundle has that top-level module, `names`
+    are the bundle's file names. A vendored copy at the layer's own version (botocore
+    pulled in by aws-xray-sdk, say) is the same code: the snapshot's stays, so the
+    function does not pay for importing it again. Returns the modules forgotten.
     """
+    vendored = _bundled_versions(names)
+    forgotten = []
     for top in LAYER_MODULES:
-        if bundle_has_module(top):
-            for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
-                del sys.modules[name]
+        if not bundle_has_module(top):
+            continue
+        module = sys.modules.get(top)
+        version = vendored.get(_DISTRIBUTIONS[top])
+        if (
+            module is not None
+            and version is not None
+            and version == getattr(module, "__version__", None)
+        ):
+            continue
+        forgotten.append(top)
+        for name in [m for m in sys.modules if m == top or m.startswith(top + ".")]:
+            del sys.modules[name]
+    return forgotten

@@ -194,6 +194,11 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: The tag that picks a function's isolation at CreateFunction (docs/python.md): "reuse"
+#: keeps instances warm across invocations like Lambda's execution environments.
+ISOLATION_TAG = "firebox:isolation"
+
+
 def _package(kind: str, package: bytes) -> bytes:
     return package if kind == "python" else module_code(package)
 
@@ -237,6 +242,8 @@ async def create_function(request: Request) -> Response:
         manifest["handler"] = handler or DEFAULT_PYTHON_HANDLER
     elif handler:
         metadata["Handler"] = handler
+    if ISOLATION_TAG in (tags or {}):
+        manifest["isolation"] = tags[ISOLATION_TAG]  # "reuse": Lambda's warm environments
     record = await node.deploy(manifest, _package(kind, package), tags)
     if data.get("Publish"):
         record = await node.publish(name)

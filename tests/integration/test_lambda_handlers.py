@@ -11,9 +11,9 @@ from PyPI, once per test session; the zip goes to CreateFunction unchanged.
 from __future__ import annotations
 
 import base64
+import calendar
 import io
 import json
-import os
 import re
 import subprocess
 import sys
@@ -40,7 +40,9 @@ Vendor = Callable[..., Path]
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    server = Server(tmp_path_factory.mktemp("handlers") / "data", env={"FIREBOX_PREPARE_PYTHON": "1"})
+    server = Server(
+        tmp_path_factory.mktemp("handlers") / "data", env={"FIREBOX_PREPARE_PYTHON": "1"}
+    )
     server.data_dir.mkdir(parents=True)
     server.start()
     yield server
@@ -92,7 +94,11 @@ def package(files: dict[str, str], vendored: Path | None = None) -> bytes:
         if vendored is not None:
             for path in sorted(vendored.rglob("*")):
                 relative = path.relative_to(vendored).as_posix()
-                if path.is_file() and "__pycache__" not in relative and not relative.startswith("bin/"):
+                if (
+                    path.is_file()
+                    and "__pycache__" not in relative
+                    and not relative.startswith("bin/")
+                ):
                     archive.write(path, relative)
         for name, text in files.items():
             archive.writestr(name, text)
@@ -118,7 +124,7 @@ def invoke(lam: Any, name: str, event: Any, **extra: Any) -> tuple[Any, str, dic
 
 # --- API Gateway REST ----------------------------------------------------------------
 
-REST = '''
+REST = """
 import json
 
 ITEMS = {"1": {"id": "1", "name": "lamp"}}
@@ -137,7 +143,7 @@ def handler(event, context):
         ITEMS[body["id"]] = body
         return _response(201, {"created": body["id"], "by": event["requestContext"]["identity"]["sourceIp"]})
     return _response(405, {"message": f"{method} not allowed"})
-'''
+"""
 
 
 def rest_event(method: str, path_id: str | None, body: Any = None) -> dict[str, Any]:
@@ -165,7 +171,7 @@ def test_api_gateway_rest_handler(lam: Any) -> None:
 
 # --- SQS batch with Powertools' BatchProcessor and Tracer -----------------------------
 
-SQS_BATCH = '''
+SQS_BATCH = """
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
@@ -185,7 +191,7 @@ def record_handler(record):
 def handler(event, context):
     return process_partial_response(event=event, record_handler=record_handler,
                                     processor=processor, context=context)
-'''
+"""
 
 
 def sqs_record(message_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +230,7 @@ def test_sqs_batch_partial_failure_with_powertools(
 
 # --- requests imported, never called ------------------------------------------------
 
-REQUESTS = '''
+REQUESTS = """
 import os
 import certifi
 import requests
@@ -234,7 +240,7 @@ SESSION = requests.Session()
 def handler(event, context):
     return {"requests": requests.__version__, "ca_bundle": os.path.exists(certifi.where()),
             "adapters": sorted(SESSION.adapters)}
-'''
+"""
 
 
 def test_requests_imported_but_not_called(lam: Any, vendor: Vendor) -> None:
@@ -247,7 +253,7 @@ def test_requests_imported_but_not_called(lam: Any, vendor: Vendor) -> None:
 
 # --- a JSON file shipped in the zip, a report written to /tmp -------------------------
 
-REPORT = '''
+REPORT = """
 import csv, json, os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -266,7 +272,7 @@ def handler(event, context):
     return {"cwd": os.getcwd(), "tmp_before": before, "rows": rows,
             "listing": sorted(os.listdir(os.path.join(HERE, "data"))),
             "exists": os.path.exists(os.path.join(HERE, "data", "prices.json"))}
-'''
+"""
 
 
 def test_reads_a_file_from_the_zip_and_writes_tmp(lam: Any) -> None:
@@ -280,7 +286,7 @@ def test_reads_a_file_from_the_zip_and_writes_tmp(lam: Any) -> None:
 
 # --- zoneinfo ---------------------------------------------------------------------
 
-ZONES = '''
+ZONES = """
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
@@ -288,7 +294,7 @@ def handler(event, context):
     at = datetime.fromisoformat(event["utc"]).replace(tzinfo=timezone.utc)
     local = at.astimezone(ZoneInfo("America/Sao_Paulo"))
     return {"local": local.strftime("%Y-%m-%d %H:%M %Z"), "offset": local.isoformat()[-6:]}
-'''
+"""
 
 
 def test_sao_paulo_time_with_zoneinfo(lam: Any) -> None:
@@ -299,7 +305,7 @@ def test_sao_paulo_time_with_zoneinfo(lam: Any) -> None:
 
 # --- boto3 client at module level -------------------------------------------------------
 
-BOTO3 = '''
+BOTO3 = """
 import os
 import boto3
 
@@ -310,9 +316,9 @@ def handler(event, context):
     url = s3.generate_presigned_url("get_object", Params={"Bucket": "reports", "Key": "a.csv"},
                                     ExpiresIn=60)
     return {"boto3": boto3.__version__, "region": s3.meta.region_name, "table": table.name,
-            "url_host": url.split("/")[2], "signed": "X-Amz-Signature=" in url,
+            "url_host": url.split("/")[2], "signed": "Signature=" in url,
             "from": os.path.dirname(boto3.__file__)}
-'''
+"""
 
 
 def test_boto3_client_built_at_module_level(lam: Any) -> None:
@@ -332,17 +338,22 @@ def test_vendored_boto3_wins_over_the_runtimes(lam: Any, vendor: Vendor) -> None
 
 # --- a hyphenated module name -----------------------------------------------------------
 
-AUTO_CONFIRM = '''
+AUTO_CONFIRM = """
 def lambda_handler(event, context):
     if event["triggerSource"] == "PreSignUp_SignUp":
         event["response"]["autoConfirmUser"] = True
         event["response"]["autoVerifyEmail"] = "email" in event["request"]["userAttributes"]
     return event
-'''
+"""
 
 
 def test_hyphenated_module_name(lam: Any) -> None:
-    deploy(lam, "auto-confirm", "auto-confirm.lambda_handler", package({"auto-confirm.py": AUTO_CONFIRM}))
+    deploy(
+        lam,
+        "auto-confirm",
+        "auto-confirm.lambda_handler",
+        package({"auto-confirm.py": AUTO_CONFIRM}),
+    )
     event = {"triggerSource": "PreSignUp_SignUp", "userName": "ada",
              "request": {"userAttributes": {"email": "ada@example.com"}}, "response": {}}  # fmt: skip
     result, _, _ = invoke(lam, "auto-confirm", event)
@@ -351,7 +362,7 @@ def test_hyphenated_module_name(lam: Any) -> None:
 
 # --- pyyaml and jinja2 templates from the zip ---------------------------------------------
 
-TEMPLATES = '''
+TEMPLATES = """
 import os
 import yaml
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -364,7 +375,7 @@ ENV = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")),
 def handler(event, context):
     html = ENV.get_template("welcome.html").render(name=event["name"], **CONFIG)
     return {"html": html.strip(), "libyaml": yaml.__with_libyaml__}
-'''
+"""
 
 
 def test_pyyaml_and_jinja2_templates(lam: Any, vendor: Vendor) -> None:
@@ -382,3 +393,185 @@ def test_pyyaml_and_jinja2_templates(lam: Any, vendor: Vendor) -> None:
         "html": "<h1>Welcome to Firebox, &lt;Ada&gt;</h1><li>fast</li><li>small</li>",
         "libyaml": False,  # the native accelerator was dropped at deploy
     }
+
+
+# --- isolation: fresh by default, Lambda's reused environments on request -----------------
+
+COUNTER = """
+from aws_lambda_powertools import Logger
+
+logger = Logger(service="count")
+CALLS = 0
+
+@logger.inject_lambda_context(log_event=False)
+def handler(event, context):
+    global CALLS
+    CALLS += 1
+    logger.info("counted")
+    return CALLS
+"""
+
+
+def test_isolation_tag_picks_reused_environments(lam: Any, vendor: Vendor) -> None:
+    code = package({"app.py": COUNTER}, vendor("aws-lambda-powertools"))
+    deploy(lam, "count-fresh", "app.handler", code)
+    deploy(lam, "count-reuse", "app.handler", code, Tags={"firebox:isolation": "reuse"})
+    fresh = [invoke(lam, "count-fresh", {}) for _ in range(3)]
+    assert [payload for payload, _, _ in fresh] == [1, 1, 1]
+    reuse = [invoke(lam, "count-reuse", {}) for _ in range(4)]
+    counts = [payload for payload, _, _ in reuse]
+    assert max(counts) >= 2  # an environment served more than one call
+
+    def cold_start(log: str) -> bool:
+        line = next(line for line in log.splitlines() if '"counted"' in line)
+        return bool(json.loads(line)["cold_start"])
+
+    # Powertools' cold_start is true exactly on an environment's first call.
+    assert [cold_start(log) for _, log, _ in reuse] == [count == 1 for count in counts]
+    assert all(cold_start(log) for _, log, _ in fresh)
+
+
+# --- context, environment and log lines against awslambdaric -------------------------------
+
+CONTEXT = """
+import logging
+import os
+
+logging.getLogger().setLevel(logging.INFO)
+
+def handler(event, context):
+    logging.info("context check %s", event.get("n"))
+    if event.get("fail"):
+        return {}["missing-" + event["fail"]]
+    cc = context.client_context
+    return {
+        "attrs": {name: getattr(context, name) for name in (
+            "aws_request_id", "log_group_name", "log_stream_name", "function_name",
+            "memory_limit_in_mb", "function_version", "invoked_function_arn", "tenant_id")},
+        "client_context": {"custom": cc.custom, "env": cc.env,
+                           "client": {k: getattr(cc.client, k) for k in (
+                               "installation_id", "app_title", "app_version_name",
+                               "app_version_code", "app_package_name")}},
+        "identity": [context.identity.cognito_identity_id, context.identity.cognito_identity_pool_id],
+        "repr": repr(context),
+        "remaining": context.get_remaining_time_in_millis(),
+        "env": dict(os.environ),
+    }
+"""
+
+#: Variables Lambda's Python runtime defines, from "Defined runtime environment variables".
+LAMBDA_VARIABLES = (
+    "_HANDLER", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "LANG", "PATH",
+    "LD_LIBRARY_PATH", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "PYTHONPATH", "TZ",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def awslambdaric(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """Lambda's runtime interface client, pip-installed (a binary wheel) for this interpreter."""
+    target = tmp_path_factory.mktemp("ric")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--no-deps", "--only-binary=:all:", "--target", str(target), "awslambdaric"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        pytest.skip(f"awslambdaric cannot be installed here: {proc.stderr[-500:]}")
+    sys.path.insert(0, str(target))
+    try:
+        import awslambdaric.bootstrap
+        import awslambdaric.lambda_context
+    finally:
+        sys.path.remove(str(target))
+    return awslambdaric
+
+
+def test_context_environment_and_logs_match_awslambdaric(
+    lam: Any, awslambdaric: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deploy(lam, "ctx", "ctx.handler", package({"ctx.py": CONTEXT}))
+    version = lam.publish_version(FunctionName="ctx")["Version"]
+    lam.create_alias(FunctionName="ctx", Name="live", FunctionVersion=version)
+    client_context = {
+        "custom": {"tenant": "acme"}, "env": {"platform": "web"},
+        "client": {"installation_id": "i-1", "app_title": "Shop", "app_version_name": "1.2",
+                   "app_version_code": "12", "app_package_name": "com.example.shop"},
+    }  # fmt: skip
+    encoded = base64.b64encode(json.dumps(client_context).encode()).decode()
+    result, log, _ = invoke(lam, "ctx:live", {"n": 1}, ClientContext=encoded)
+    attrs, env = result["attrs"], result["env"]
+
+    # The same inputs through awslambdaric's LambdaContext, which reads its env variables.
+    for name in ("AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
+                 "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                 "AWS_LAMBDA_FUNCTION_VERSION"):  # fmt: skip
+        monkeypatch.setenv(name, env[name])
+    reference = awslambdaric.lambda_context.LambdaContext(
+        attrs["aws_request_id"], client_context, None, int(time.time() * 1000) + 30_000,
+        attrs["invoked_function_arn"], None,
+    )  # fmt: skip
+    for name, value in attrs.items():
+        assert value == getattr(reference, name), name
+    assert attrs["invoked_function_arn"] == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:ctx:live"
+    assert attrs["function_version"] == version and attrs["memory_limit_in_mb"] == "256"
+    assert re.fullmatch(r"\d{4}/\d{2}/\d{2}/\[\d+\][0-9a-f]{32}", attrs["log_stream_name"])
+    ref_cc = reference.client_context
+    assert result["client_context"] == {
+        "custom": ref_cc.custom, "env": ref_cc.env,
+        "client": {k: getattr(ref_cc.client, k) for k in result["client_context"]["client"]},
+    }  # fmt: skip
+    assert (
+        result["identity"]
+        == [None, None]
+        == [reference.identity.cognito_identity_id, reference.identity.cognito_identity_pool_id]
+    )
+    assert result["repr"] == repr(reference)
+    assert 0 < result["remaining"] <= 30_000
+
+    for name in LAMBDA_VARIABLES:
+        assert env.get(name), name
+    assert re.fullmatch(r"AWS_Lambda_python3\.\d+", env["AWS_EXECUTION_ENV"])
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == REGION
+    assert env["LAMBDA_TASK_ROOT"] == "/var/task" and env["TZ"] == ":UTC"
+
+    # A logging line, formatted by awslambdaric's own handler from the same record.
+    line = next(line for line in log.splitlines() if "context check 1" in line)
+    lines: list[str] = []
+    sink = type("Sink", (), {"log": lambda self, msg, frame_type=None: lines.append(msg)})()
+    bootstrap = awslambdaric.bootstrap
+    root = __import__("logging").getLogger()
+    before = list(root.handlers)
+    bootstrap._setup_logging(None, None, sink)
+    handler_ = next(h for h in root.handlers if h not in before)
+    try:
+        stamp = line.split("\t")[1]
+        created = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+        record = __import__("logging").LogRecord(
+            "root", 20, "ctx.py", 1, "context check %s", (1,), None
+        )
+        record.created, record.msecs = created, int(stamp[20:23])
+        monkeypatch.setattr(bootstrap, "_GLOBAL_AWS_REQUEST_ID", attrs["aws_request_id"])
+        handler_.handle(record)
+    finally:
+        root.removeHandler(handler_)
+    assert line + "\n" == lines[0]
+
+    # An unhandled error: the response is Lambda's error shape, the log record awslambdaric's.
+    out = lam.invoke(FunctionName="ctx:live", Payload=json.dumps({"fail": "x"}), LogType="Tail")
+    assert out["FunctionError"] == "Unhandled"
+    error = json.loads(out["Payload"].read())
+    assert (error["errorType"], error["errorMessage"]) == ("KeyError", "'missing-x'")
+    assert error["requestId"] and error["stackTrace"]
+    errors: list[str] = []
+    error_sink = type(
+        "Sink", (), {"log_error": lambda self, ls: errors.append("\r".join(ls) + "\n")}
+    )()
+    bootstrap.log_error(error, error_sink)
+    tail = base64.b64decode(out["LogResult"]).decode()
+    assert errors[0] in tail
+    assert errors[0].startswith(
+        "[ERROR] KeyError: 'missing-x'\rTraceback (most recent call last):\r"
+    )
