@@ -475,7 +475,7 @@ def awslambdaric(tmp_path_factory: pytest.TempPathFactory) -> Any:
     target = tmp_path_factory.mktemp("ric")
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--no-deps", "--only-binary=:all:", "--target", str(target), "awslambdaric"],
+         "--only-binary=:all:", "--target", str(target), "awslambdaric"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     if proc.returncode != 0:
