@@ -25,6 +25,8 @@ class BuiltFunction:
     manifest: dict[str, Any]
     code: bytes
     source: Path
+    #: What the build changed that the user should know (e.g. native accelerators dropped).
+    notes: tuple[str, ...] = ()
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
@@ -60,11 +62,12 @@ def build_function(path: Path) -> BuiltFunction:
     manifest = read_manifest(path)
     runtime = str(manifest.get("runtime", "module"))
     if runtime.startswith("python"):
-        from firebox.compiler.python import bundle_python_function
+        from firebox.compiler.python import build_python_bundle
 
         manifest.setdefault("name", path.name)
         handler = str(manifest.setdefault("handler", "app.handler"))
-        return BuiltFunction(manifest, bundle_python_function(path, handler), path)
+        bundle = build_python_bundle(path, handler)
+        return BuiltFunction(manifest, bundle.data, path, tuple(bundle.notes))
     module = manifest.pop("module", None)
     if module is None:
         candidates = sorted(path.glob("*.wat")) + sorted(path.glob("*.wasm"))

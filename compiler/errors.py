@@ -23,16 +23,19 @@ class InvalidHandler(CompileError):
 
 
 class NativeDependencyError(CompileError):
-    """A dependency contains native code, which cannot run inside WebAssembly."""
+    """A dependency needs native code, which cannot run inside WebAssembly."""
 
-    def __init__(self, package: str, path: str) -> None:
+    def __init__(self, package: str, path: str, reason: str = "") -> None:
+        because = f": {reason}" if reason else f" ({path})"
         super().__init__(
-            f"Package {package!r} contains native code ({path}); firebox runs Python"
-            " handlers in WebAssembly and only supports pure-Python packages. Use a"
-            " pure-Python alternative or remove the dependency."
+            f"Distribution {package!r} needs native code{because}. firebox runs Python"
+            " handlers in WebAssembly: optional accelerators with a pure-Python fallback"
+            " are dropped at deploy, but this one has none. Use a pure-Python alternative"
+            " or remove the dependency."
         )
         self.package = package
         self.path = path
+        self.reason = reason
 
 
 class DependencyInstallError(CompileError):

@@ -14,16 +14,17 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from firebox.compiler import settings
+from firebox.compiler.dependencies import strip_accelerators
 from firebox.compiler.errors import (
     BundleTooLarge,
     DependencyInstallError,
     InvalidBundle,
     InvalidHandler,
-    NativeDependencyError,
 )
 
 #: Lambda's limits for a zip deployment package: 50 MB zipped, 250 MB unzipped (settings).
@@ -35,31 +36,7 @@ GUEST_PYTHON_VERSION = "3.14"
 
 _SKIP_DIRS = frozenset({"__pycache__", ".git", ".hg", ".svn", ".venv", "venv", ".mypy_cache"})
 _SKIP_SUFFIXES = (".pyc", ".pyo")
-_NATIVE_SUFFIXES = (".so", ".pyd", ".dylib", ".dll")
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
-
-
-def _is_native(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1].lower()
-    return base.endswith(_NATIVE_SUFFIXES) or ".so." in base
-
-
-def _package_of(name: str) -> str:
-    top = name.split("/", 1)[0]
-    if top.endswith((".dist-info", ".egg-info")):
-        return top.split("-", 1)[0]
-    return top.removesuffix(".py")
-
-
-def _check_native(files: Iterable[tuple[str, bytes]]) -> None:
-    for name, data in files:
-        if _is_native(name):
-            raise NativeDependencyError(_package_of(name), name)
-        if name.endswith(".dist-info/WHEEL"):
-            for line in data.decode("utf-8", "replace").splitlines():
-                key, _, value = line.partition(":")
-                if key.strip().lower() == "root-is-purelib" and value.strip().lower() == "false":
-                    raise NativeDependencyError(_package_of(name), name)
 
 
 def _walk_dir(root: Path) -> Iterator[tuple[str, bytes]]:
@@ -93,33 +70,52 @@ def _read_zip(data: bytes) -> dict[str, bytes]:
     return files
 
 
+#: Wheel platforms tried in order: pure wheels only, then Lambda's x86_64 platform (whose
+#: optional accelerators the native-code check drops, and whose other natives it refuses).
+_PLATFORM_PASSES = (("any",), ("manylinux2014_x86_64", "any"))
+
+
+def _pip_install(requirements: Path, target: str, platforms: tuple[str, ...]) -> str | None:
+    command = [
+        sys.executable, "-m", "pip", "install",
+        "--target", target,
+        "--only-binary=:all:",
+        "--python-version", GUEST_PYTHON_VERSION,
+        "--implementation", "cp",
+        *[arg for platform in platforms for arg in ("--platform", platform)],
+        "--no-compile", "--disable-pip-version-check", "--no-input", "--quiet",
+        "-r", str(requirements),
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
+    return None if proc.returncode == 0 else (proc.stderr or proc.stdout)
+
+
 def _install_requirements(requirements: Path) -> dict[str, bytes]:
-    # Resolve for the guest's CPython, wheels only (no setup.py runs on the build host);
-    # a package that only ships platform wheels is then caught by the native-code check.
-    with tempfile.TemporaryDirectory(prefix="firebox-pip-") as target:
-        command = [
-            sys.executable, "-m", "pip", "install",
-            "--target", target,
-            "--only-binary=:all:",
-            "--python-version", GUEST_PYTHON_VERSION,
-            "--no-compile", "--disable-pip-version-check", "--no-input", "--quiet",
-            "-r", str(requirements),
-        ]  # fmt: skip
-        proc = subprocess.run(command, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            raise DependencyInstallError(str(requirements), proc.stderr or proc.stdout)
-        return {
-            name: data
-            for name, data in _walk_dir(Path(target))
-            if not name.startswith("bin/")  # console scripts are useless in a bundle
-        }
+    # Wheels only (no setup.py runs on the build host), for the guest's CPython.
+    error = ""
+    for platforms in _PLATFORM_PASSES:
+        with tempfile.TemporaryDirectory(prefix="firebox-pip-") as target:
+            failure = _pip_install(requirements, target, platforms)
+            if failure is None:
+                return {
+                    name: data
+                    for name, data in _walk_dir(Path(target))
+                    if not name.startswith("bin/")  # console scripts are useless here
+                }
+            error = failure
+    raise DependencyInstallError(str(requirements), error)
 
 
 def _module_path(handler: str) -> str:
+    # Lambda splits on the last dot and imports the rest with importlib, so any name
+    # importlib accepts works ("auto-confirm.lambda_handler", "src/app.handler").
     module, _, function = handler.rpartition(".")
     if not module or not function or not function.isidentifier():
         raise InvalidHandler(handler, "expected 'module.function'")
-    return module.replace(".", "/")
+    parts = module.replace("/", ".").split(".")
+    if any(not part or part != part.strip() for part in parts):
+        raise InvalidHandler(handler, f"{module!r} is not a module name importlib can import")
+    return "/".join(parts)
 
 
 def _check_handler(handler: str, files: dict[str, bytes]) -> None:
@@ -139,12 +135,21 @@ def _pack(files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def bundle_python_function(src: Path, handler: str) -> bytes:
-    """Return the code bundle (zip bytes) of the Python function in `src` (a folder or .zip).
+@dataclass(frozen=True)
+class PythonBundle:
+    """A checked code bundle (zip bytes) and the notes to show the user about it."""
 
-    Installs `requirements.txt` (pure-Python wheels, with their dependencies) into the
-    bundle. Raises `InvalidHandler` when `handler`'s module is not in the source,
-    `NativeDependencyError` naming the first package with native code,
+    data: bytes
+    notes: list[str] = field(default_factory=list)
+
+
+def build_python_bundle(src: Path, handler: str) -> PythonBundle:
+    """Return the code bundle of the Python function in `src` (a folder or .zip), with notes.
+
+    Installs `requirements.txt` (wheels for the guest, with their dependencies) into the
+    bundle and drops optional native accelerators (each named in a note). Raises
+    `InvalidHandler` when `handler`'s module is not in the source,
+    `NativeDependencyError` naming the first distribution that needs native code,
     `DependencyInstallError` when pip fails, `BundleTooLarge` past the size limits and
     `InvalidBundle` for a corrupt zip.
     """
@@ -160,22 +165,32 @@ def bundle_python_function(src: Path, handler: str) -> bytes:
     if requirements is not None and requirements.is_file():
         for name, data in _install_requirements(requirements).items():
             files.setdefault(name, data)
-    _check_native(files.items())
+    report = strip_accelerators(files)
     bundle = _pack(files)
     if len(bundle) > MAX_BUNDLE_BYTES:
         raise BundleTooLarge(len(bundle), MAX_BUNDLE_BYTES)
-    return bundle
+    return PythonBundle(bundle, report.notes)
 
 
-def validate_bundle(bundle: bytes, handler: str | None = None) -> None:
-    """Check an uploaded bundle on the server: a safe zip, within limits, no native code.
+def bundle_python_function(src: Path, handler: str) -> bytes:
+    """Return only the bytes of `build_python_bundle(src, handler)`; raises as it does."""
+    return build_python_bundle(src, handler).data
 
-    Also checks that `handler`'s module is present when it is given. Raises
-    `InvalidBundle`, `BundleTooLarge`, `NativeDependencyError` or `InvalidHandler`.
+
+def validate_bundle(bundle: bytes, handler: str | None = None) -> PythonBundle:
+    """Check an uploaded bundle on the server and return the one to store, with notes.
+
+    The bundle must be a safe zip within the limits, with `handler`'s module when it is
+    given. Optional native accelerators are dropped (the bundle is then re-packed; the
+    same input always gives the same bytes). Raises `InvalidBundle`, `BundleTooLarge`,
+    `NativeDependencyError` or `InvalidHandler`.
     """
     if len(bundle) > MAX_BUNDLE_BYTES:
         raise BundleTooLarge(len(bundle), MAX_BUNDLE_BYTES)
     files = _read_zip(bundle)
-    _check_native(files.items())
+    report = strip_accelerators(files)
     if handler is not None:
         _check_handler(handler, files)
+    if not report.dropped:
+        return PythonBundle(bundle)
+    return PythonBundle(_pack(files), report.notes)

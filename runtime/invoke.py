@@ -26,6 +26,8 @@ class Invoker:
         payload: bytes,
         export: str | None = None,
         request_id: str | None = None,
+        invoked_arn: str = "",
+        client_context: str | None = None,
     ) -> InvocationResult:
         """Run `fn` (exactly this version) on `payload` in a worker; returns a result
         carrying output or an error. Never raises a FireboxError: failures are in
@@ -42,6 +44,8 @@ class Invoker:
             name=fn.name,
             version=fn.version,
             spec=fn.spec,
+            invoked_arn=invoked_arn,
+            client_context=client_context,
         )
         try:
             reply = await self.supervisor.invoke(request)

@@ -164,7 +164,8 @@ def parse_manifest(
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise InvalidManifest("`metadata` must map strings to strings")
     handler = _typed(data, "handler", str, "")
-    if kind == "python" and handler and not re.match(r"^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$", handler):
+    # Lambda imports the part before the last dot with importlib: "auto-confirm.handler" works.
+    if kind == "python" and handler and not re.match(r"^[^\s.][^\s]*\.[A-Za-z_]\w*$", handler):
         raise InvalidManifest(f"`handler` must look like module.function, got {handler!r}")
     return FunctionConfig(
         name=name,

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from firebox.runtime.admission import Admission, check_payload
 from firebox.runtime.artifacts import ArtifactStore
 from firebox.runtime.catalog import Catalog
-from firebox.runtime.config import NodeConfig
+from firebox.runtime.config import NodeConfig, arn
 from firebox.runtime.credentials import load_or_create
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.events.async_invoke import AsyncInvoker
@@ -217,6 +217,7 @@ class Node:
         export: str | None = None,
         request_id: str | None = None,
         resolved: Resolved | None = None,
+        client_context: str | None = None,
     ) -> InvocationResult:
         """Invoke `name[:qualifier]`; the result carries output or the function's error.
 
@@ -232,7 +233,12 @@ class Node:
         with self.admission.admit(fn, payload, request_id):
             if fn.key not in self.loaded:
                 await self.make_local(fn.spec)  # a version without a ready pool here
-            result = await self.invoker.invoke(fn, payload, export, request_id)
+            named = resolved.qualifier
+            suffix = f":{named}" if named and named != LATEST else ""
+            invoked_arn = arn("lambda", f"function:{fn.name}{suffix}")  # as the caller named it
+            result = await self.invoker.invoke(
+                fn, payload, export, request_id, invoked_arn, client_context
+            )
         self.recorder.record(
             fn.name, fn.version, result,
             memory_mb=fn.limits.memory_mb, request_bytes=len(payload),

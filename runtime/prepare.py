@@ -117,9 +117,12 @@ class Preparer:
         from firebox.compiler.python import validate_bundle
 
         try:
-            validate_bundle(code, handler)
+            checked = validate_bundle(code, handler)
         except CompileError as exc:
             raise InvalidArtifact(str(exc)) from None
+        code = checked.data
+        for note in checked.notes:
+            log.info("deploy: %s", note)
         digest = self.artifacts.put(code)
         self.share(digest)
         return digest

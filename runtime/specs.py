@@ -97,6 +97,10 @@ class InvokeRequest:
     version: str
     # Sent only when the chosen worker has no pool for `key` yet: it loads one on the way.
     spec: FunctionSpec | None = None
+    # The ARN the caller named (with its alias or version), for `context.invoked_function_arn`.
+    invoked_arn: str = ""
+    # Lambda's ClientContext JSON, when the caller sent one.
+    client_context: str | None = None
 
     def to_wire(self, *, with_spec: bool = False) -> dict[str, Any]:
         """Return the frame body (without the frame id the supervisor adds)."""
@@ -109,6 +113,8 @@ class InvokeRequest:
             "limits": self.limits.to_dict(),
             "name": self.name,
             "version": self.version,
+            "arn": self.invoked_arn,
+            "client_context": self.client_context,
         }
         if with_spec and self.spec is not None:
             wire["spec"] = self.spec.to_wire()
@@ -127,6 +133,8 @@ class InvokeRequest:
             name=str(data.get("name", "")),
             version=str(data.get("version", LATEST)),
             spec=FunctionSpec.from_wire(spec) if spec else None,
+            invoked_arn=str(data.get("arn") or ""),
+            client_context=data.get("client_context"),
         )
 
 

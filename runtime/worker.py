@@ -125,6 +125,8 @@ class Worker:
             log=log,
             function_name=request.name,
             function_version=request.version,
+            invoked_arn=request.invoked_arn,
+            client_context=request.client_context,
         )
         warm = False
         try:

@@ -19,44 +19,20 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import firebox_guest_context
+import firebox_guest_fs
+import firebox_guest_sdk
 import firebox_guest_stdlib  # noqa: F401 - imported for its effect: the stdlib snapshot
 import wit_world
 from componentize_py_types import Err
-from firebox_guest_bundle import TASK_ROOT
 from firebox_guest_bundle import install as install_bundle
+from firebox_guest_context import LambdaContext
 from firebox_guest_logs import LogBudget, LogStream
 from firebox_guest_logs import install as install_logs
 from wit_world.imports import host
 from wit_world.imports.types import FunctionConfig, InvocationContext
 
 Handler = Callable[[Any, Any], Any]
-
-
-class LambdaContext:
-    """The `context` argument of a handler, with the attributes of Lambda's Python runtime."""
-
-    def __init__(self, config: FunctionConfig, call: InvocationContext) -> None:
-        self.function_name = config.function_name
-        self.function_version = config.function_version
-        self.invoked_function_arn = call.invoked_function_arn or config.invoked_function_arn
-        # Lambda's runtime exposes the memory size as a string (from an env var).
-        self.memory_limit_in_mb = str(config.memory_limit_mb)
-        self.aws_request_id = call.aws_request_id
-        self.log_group_name = config.log_group_name
-        self.log_stream_name = config.log_stream_name
-        self.identity = json.loads(call.identity) if call.identity else None
-        self.client_context = json.loads(call.client_context) if call.client_context else None
-        self._deadline_ms = call.deadline_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Return the milliseconds left before the invocation times out (never negative)."""
-        return max(0, self._deadline_ms - host.monotonic_ms())
-
-    def __repr__(self) -> str:
-        return (
-            f"LambdaContext(function_name={self.function_name!r},"
-            f" aws_request_id={self.aws_request_id!r})"
-        )
 
 
 def _error(error_type: str, message: str, stack: list[str], request_id: str = "") -> bytes:
@@ -113,24 +89,11 @@ _state: _State | None = None
 
 
 def _set_environment(config: FunctionConfig, handler: str) -> None:
-    os.environ.clear()
-    os.environ.update(
-        {
-            "AWS_LAMBDA_FUNCTION_NAME": config.function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": config.function_version,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_limit_mb),
-            "AWS_LAMBDA_LOG_GROUP_NAME": config.log_group_name,
-            "AWS_LAMBDA_LOG_STREAM_NAME": config.log_stream_name,
-            "AWS_EXECUTION_ENV": "firebox_python",
-            "LAMBDA_TASK_ROOT": TASK_ROOT,
-            "LAMBDA_RUNTIME_DIR": "/var/runtime",
-            "_HANDLER": handler,
-            "TZ": ":UTC",
-            "LANG": "en_US.UTF-8",
-            "PYTHONPATH": TASK_ROOT,
-        }
+    stream = config.log_stream_name or firebox_guest_context.log_stream_name(
+        config.function_version
     )
-    os.environ.update(dict(config.environment))
+    os.environ.clear()
+    os.environ.update(firebox_guest_context.environment(config, handler, stream))
 
 
 def _resolve(handler: str) -> Handler:
@@ -206,11 +169,16 @@ class WitWorld(wit_world.WitWorld):
         # The snapshot froze one PRNG state into every instance; reseed from WASI random.
         random.seed()
         try:
-            install_bundle(bundle)
+            finder = install_bundle(bundle, [p for p in [firebox_guest_sdk.LAYER_ROOT] if p])
         except Exception as exc:
             raise Err(_error("Runtime.InvalidBundle", f"Invalid code bundle: {exc}", [])) from None
+        firebox_guest_sdk.prefer_bundle(finder.has_module, finder.names())
+        firebox_guest_fs.enter()
         try:
             state.handler = _resolve(handler)
+        except Err as err:
+            firebox_guest_context.log_error(err.value)  # Lambda logs init errors too
+            raise
         finally:
             for stream in state.streams:
                 stream.flush()
@@ -245,7 +213,9 @@ class WitWorld(wit_world.WitWorld):
                     )
                 ) from None
             except BaseException as exc:
-                raise Err(_exception_error(exc, request_id)) from None
+                error = _exception_error(exc, request_id)
+                firebox_guest_context.log_error(error)  # `[ERROR] Type: message` + traceback
+                raise Err(error) from None
             try:
                 return json.dumps(result, default=_json_default).encode()
             except (TypeError, ValueError, OverflowError, RecursionError) as exc:

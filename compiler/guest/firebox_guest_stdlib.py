@@ -27,7 +27,6 @@ SKIP_TOP_LEVEL = frozenset(
         "idlelib",
         "lib2to3",
         "msilib",
-        "multiprocessing",
         "pydoc",
         "pydoc_data",
         "sqlite3",

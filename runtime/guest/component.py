@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import wasmtime
-from firebox.runtime import config
+from firebox.runtime import config, sandbox
 from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, MiB, arn
 from firebox.runtime.errors import GuestTrap, HandlerError, InvalidArtifact, ResponseTooLarge
 from firebox.runtime.guest.protocol import CallContext, CallStats
@@ -38,6 +38,16 @@ LOAD_TIMEOUT_S = config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get()
 _LOG_SLACK_BYTES = 4096
 
 
+class _InitLog:
+    """Keeps what `load` logged (the INIT phase), for the instance's first invocation log."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
+
 @dataclass(frozen=True)
 class PythonFunctionConfig:
     """Static configuration of one Python function version, as the guest's `context` sees it."""
@@ -50,6 +60,10 @@ class PythonFunctionConfig:
     log_group_name: str = ""
     log_stream_name: str = ""
     max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
+    #: Wall time and fuel for `load`. Lambda gives init 10 s, and when that is not enough
+    #: runs it again within the first invocation's timeout: callers pass the larger.
+    load_timeout_s: float = LOAD_TIMEOUT_S
+    load_fuel: int = LOAD_FUEL
 
     def to_wit(self) -> Any:
         """Return the `function-config` record for the `load` export."""
@@ -60,7 +74,8 @@ class PythonFunctionConfig:
             invoked_function_arn=function_arn,
             memory_limit_mb=self.memory_mb,
             log_group_name=self.log_group_name or f"/aws/lambda/{self.function_name}",
-            log_stream_name=self.log_stream_name or f"firebox/[{self.function_version}]",
+            # Empty: the guest names its stream as Lambda does, YYYY/MM/DD/[$LATEST]<id>.
+            log_stream_name=self.log_stream_name,
             environment=[(str(k), str(v)) for k, v in self.environment.items()],
             max_log_bytes=self.max_log_bytes,
         )
@@ -157,8 +172,9 @@ class PythonProgram:
         memory_limit = self.config.memory_mb * MiB
         store = wasmtime.Store(self.engine)
         limit_memory(store, memory_limit)
-        store.set_wasi(wasmtime.WasiConfig())  # no filesystem, env, args or network
-        arm(store, fuel=LOAD_FUEL, seconds=LOAD_TIMEOUT_S)
+        store.set_wasi(sandbox.wasi_config(store, self.bundle))  # /var/task, /tmp, no host
+        load_fuel, load_timeout_s = self.config.load_fuel, self.config.load_timeout_s
+        arm(store, fuel=load_fuel, seconds=load_timeout_s)
         key = store_key(store)
         state = HostState(log_budget=0)  # set-up output is dropped (the sink is a NullSink)
         _STATES[key] = state
@@ -167,7 +183,7 @@ class PythonProgram:
                 instance = self._linker.instantiate(store, self.component)
             except wasmtime.WasmtimeError as exc:
                 error = trap_error(
-                    exc, fuel=LOAD_FUEL, timeout_s=LOAD_TIMEOUT_S, memory_limit=memory_limit
+                    exc, fuel=load_fuel, timeout_s=load_timeout_s, memory_limit=memory_limit
                 )
                 if isinstance(error, GuestTrap):  # not a budget: the component does not fit
                     error = InvalidArtifact(f"cannot instantiate the interpreter: {exc}")
@@ -177,12 +193,15 @@ class PythonProgram:
             if load is None or handle is None:
                 raise InvalidArtifact("the component does not export firebox's load/handle")
             state.log_budget = self.config.max_log_bytes + _LOG_SLACK_BYTES
+            state.log = init_log = _InitLog()
             try:
-                result = load(store, self.bundle, self.handler, self._wit_config)
+                # The sandbox extracted the bundle at /var/task: send no bytes (wasmtime-py
+                # lowers list<u8> element by element, ~2.5 s per MiB here).
+                result = load(store, b"", self.handler, self._wit_config)
                 load.post_return(store)
             except wasmtime.WasmtimeError as exc:
                 raise trap_error(
-                    exc, fuel=LOAD_FUEL, timeout_s=LOAD_TIMEOUT_S, memory_limit=memory_limit
+                    exc, fuel=load_fuel, timeout_s=load_timeout_s, memory_limit=memory_limit
                 ) from exc
             if isinstance(result, Variant) and result.tag == "err":
                 raise _handler_error(result.payload)
@@ -193,7 +212,9 @@ class PythonProgram:
             store.close()
             raise
         state.log = NullSink()
-        return PythonInstance(store, key, state, handle, memory_limit, self.config.max_log_bytes)
+        ready = PythonInstance(store, key, state, handle, memory_limit, self.config.max_log_bytes)
+        ready.init_log = "".join(init_log.parts)
+        return ready
 
 
 class PythonInstance:
@@ -218,6 +239,8 @@ class PythonInstance:
         self.reusable = True
         #: Fuel the last call used (for metering); 0 before the first call.
         self.last_fuel_used = 0
+        #: What `load` logged; written to the first call's log, as Lambda logs INIT output.
+        self.init_log = ""
 
     def call(
         self,
@@ -227,10 +250,14 @@ class PythonInstance:
         fuel: int,
         log: LogSink,
         max_response_bytes: int | None = None,
+        invoked_arn: str = "",
+        client_context: str | None = None,
+        identity: str | None = None,
     ) -> bytes:
         """Run the handler on `event` (JSON bytes) and return its JSON-encoded result.
 
-        `deadline` is a `time.monotonic()` instant. Raises `HandlerError` (the handler
+        `deadline` is a `time.monotonic()` instant; `invoked_arn` the ARN the caller used
+        (with its alias or version), `client_context`/`identity` Lambda's JSON. Raises `HandlerError` (the handler
         raised, or its result is not JSON-serializable; also MemoryError/RecursionError),
         `TimedOut`, `OutOfFuel`, `MemoryLimitExceeded`, `GuestTrap` (the instance is then
         no longer reusable), or `GuestTrap` when called on a closed or trapped instance;
@@ -245,10 +272,13 @@ class PythonInstance:
         context = _record(
             aws_request_id=request_id,
             deadline_ms=int(deadline * 1000),
-            invoked_function_arn="",
-            client_context=None,
-            identity=None,
+            invoked_function_arn=invoked_arn,
+            client_context=client_context,
+            identity=identity,
         )
+        if self.init_log:
+            log.write(self.init_log)
+            self.init_log = ""
         self._state.log = log
         self._state.log_budget = self._max_log_bytes + _LOG_SLACK_BYTES
         try:
@@ -267,6 +297,11 @@ class PythonInstance:
         finally:
             self._state.log = NullSink()
         self.last_fuel_used = fuel - store.get_fuel()
+        try:
+            sandbox.check_tmp(store)
+        except GuestTrap:
+            self.reusable = False
+            raise
         if isinstance(result, Variant):
             if result.tag == "err":
                 raise _handler_error(result.payload)
@@ -301,8 +336,9 @@ class PythonGuest:
         """Run the handler (a Python function has one entry point, whatever `export` says)."""
         limit = self.limits.max_response_bytes
         output = self.instance.call(
-            payload, ctx.request_id, ctx.deadline, self.limits.fuel, ctx.log, limit
-        )
+            payload, ctx.request_id, ctx.deadline, self.limits.fuel, ctx.log, limit,
+            invoked_arn=ctx.invoked_arn, client_context=ctx.client_context,
+        )  # fmt: skip
         if len(output) > limit:
             raise ResponseTooLarge(len(output), limit)
         return output, CallStats(fuel=self.instance.last_fuel_used)

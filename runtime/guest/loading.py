@@ -5,7 +5,13 @@ from __future__ import annotations
 import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.errors import InvalidArtifact
-from firebox.runtime.guest.component import PythonFunctionConfig, PythonGuestProgram, PythonProgram
+from firebox.runtime.guest.component import (
+    LOAD_FUEL,
+    LOAD_TIMEOUT_S,
+    PythonFunctionConfig,
+    PythonGuestProgram,
+    PythonProgram,
+)
 from firebox.runtime.guest.core import CoreProgram
 from firebox.runtime.guest.protocol import GuestProgram
 from firebox.runtime.specs import FunctionSpec
@@ -38,6 +44,8 @@ def load_program(
             memory_mb=limits.memory_mb,
             environment=env,
             max_log_bytes=limits.max_log_bytes,
+            load_timeout_s=max(LOAD_TIMEOUT_S, limits.timeout_s),
+            load_fuel=max(LOAD_FUEL, limits.fuel),
         )
         if spec.bundle_digest is None:
             raise InvalidArtifact(f"Python function {spec.name} has no code bundle")

@@ -24,6 +24,7 @@ class CallContext:
     function_name: str = ""
     function_version: str = "$LATEST"
     invoked_arn: str = ""
+    client_context: str | None = None  # Lambda's ClientContext JSON, when the caller sent one
 
 
 @dataclass

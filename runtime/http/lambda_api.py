@@ -191,6 +191,11 @@ def _settings(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: The tag that picks a function's isolation at CreateFunction (docs/python.md): "reuse"
+#: keeps instances warm across invocations like Lambda's execution environments.
+ISOLATION_TAG = "firebox:isolation"
+
+
 def _package(kind: str, package: bytes) -> bytes:
     return package if kind == "python" else module_code(package)
 
@@ -234,6 +239,8 @@ async def create_function(request: Request) -> Response:
         manifest["handler"] = handler or DEFAULT_PYTHON_HANDLER
     elif handler:
         metadata["Handler"] = handler
+    if ISOLATION_TAG in (tags or {}):
+        manifest["isolation"] = tags[ISOLATION_TAG]  # "reuse": Lambda's warm environments
     record = await node.functions.deploy(manifest, _package(kind, package), tags)
     if data.get("Publish"):
         record = await node.functions.publish(name)
@@ -363,6 +370,19 @@ async def delete_function(request: Request) -> Response:
 # --- invoke --------------------------------------------------------------------------
 
 
+def client_context_of(request: Request) -> str | None:
+    """Return the caller's ClientContext (base64 JSON in X-Amz-Client-Context) decoded, or None."""
+    raw = request.headers.get("x-amz-client-context")
+    if not raw:
+        return None
+    try:
+        return base64.b64decode(raw, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise invalid_parameter(
+            "Client context must be a valid Base64-encoded JSON object."
+        ) from None
+
+
 async def invoke(request: Request) -> Response:
     """POST /2015-03-31/functions/{name}/invocations (Invoke)."""
     node = node_of(request)
@@ -398,7 +418,8 @@ async def invoke(request: Request) -> Response:
     # The version picked above (a weighted alias picks once) is the one that runs, and
     # the Tail's Memory Size below is that version's.
     result = await node.invoke(name, payload, resolved=resolved,
-                               request_id=request.state.request_id)  # fmt: skip
+                               request_id=request.state.request_id,
+                               client_context=client_context_of(request))  # fmt: skip
     headers = {"X-Amz-Executed-Version": result.version, "x-amzn-RequestId": result.request_id}
     if request.headers.get("x-amz-log-type") == "Tail":
         memory_mb = fn.limits.memory_mb

@@ -57,6 +57,8 @@ class RecordingInvoker:
         payload: bytes,
         export: str | None = None,
         request_id: str | None = None,
+        invoked_arn: str = "",
+        client_context: str | None = None,
     ) -> InvocationResult:
         self.ran.append(fn)
         return InvocationResult(request_id=request_id or "r", version=fn.version, output=b"{}")
