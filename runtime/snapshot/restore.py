@@ -110,6 +110,8 @@ class SnapshotProgram:
                 ) from exc
             if isinstance(result, Variant) and result.tag == "err":
                 raise _handler_error(result.payload)
+            if result is not None and not isinstance(result, Variant):
+                raise _handler_error(result)  # an untagged err: the error's bytes
         except BaseException:
             _STATES.pop(key, None)
             store.close()
