@@ -159,7 +159,7 @@ class DataSegment:
     """An active data segment of memory 0 at a constant offset."""
 
     offset: int
-    data: bytes
+    data: bytes | memoryview  # a memoryview lets a big image be written without copies
 
 
 def data_segments(module: bytes) -> list[DataSegment]:
@@ -198,8 +198,8 @@ def _memory_payload(memory: MemoryType) -> bytes:
     return u32(1) + body
 
 
-def _data_payload(segments: Sequence[DataSegment]) -> list[bytes]:
-    parts = [u32(len(segments))]
+def _data_payload(segments: Sequence[DataSegment]) -> list[bytes | memoryview]:
+    parts: list[bytes | memoryview] = [u32(len(segments))]
     for segment in segments:
         parts.append(b"\x00" + bytes([_I32_CONST]) + s32(_signed(segment.offset)) + bytes([_END]))
         parts.append(u32(len(segment.data)))
@@ -229,7 +229,7 @@ def with_memory_and_data(
     new_memory = MemoryType(memory.flags, minimum_pages, memory.maximum)
     data_parts = _data_payload(segments)
     data_size = sum(len(part) for part in data_parts)
-    out = [module[:8]]
+    out: list[bytes | memoryview] = [module[:8]]
     wrote_data = False
     for section in sections(module):
         if section.id == MEMORY_SECTION:

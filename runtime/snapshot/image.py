@@ -55,5 +55,5 @@ def snapshot_module(main_module: bytes, memory: bytes) -> bytes:
     if len(memory) % PAGE:
         raise ValueError(f"a linear memory is whole 64 KiB pages, not {len(memory)} bytes")
     view = memoryview(memory)
-    segments = [DataSegment(start, bytes(view[start:end])) for start, end in nonzero_runs(memory)]
+    segments = [DataSegment(start, view[start:end]) for start, end in nonzero_runs(memory)]
     return with_memory_and_data(main_module, len(memory) // PAGE, segments)

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,13 +133,21 @@ class SnapshotBuilder:
         key = self.key(interpreter_digest, bundle_digest, handler, config)
         with self._lock:  # one capture at a time: each holds up to a GiB of memory
             ref = self.index.get(key)
+            capture: Capture | None = None
             if ref is None or not self.artifacts.exists(ref.digest):
                 bundle = self.artifacts.get(bundle_digest)
                 capture = self.capture_engine.capture(bundle, handler, config)
                 self.last_capture = capture
+                started = time.perf_counter()
                 ref = SnapshotRef(key, self.artifacts.put(capture.module), capture.memory_bytes)
                 self.index.put(ref)
-            self.cache.load_module(self.serving_engine, ref.digest, self.artifacts.path(ref.digest))
+                capture.seconds["store"] = time.perf_counter() - started
+            started = time.perf_counter()
+            if not self.cache.path(ref.digest, "module").exists():
+                path = self.artifacts.path(ref.digest)
+                self.cache.load_module(self.serving_engine, ref.digest, path)
+            if capture is not None:
+                capture.seconds["compile_serialize"] = time.perf_counter() - started
         return ref
 
 
