@@ -156,15 +156,7 @@ def measure(n: int, live: int) -> dict[str, Any]:
 
 
 def _compile_once(wasm: bytes, strategy: str) -> float:
-    config = wasmtime.Config()
-    config.consume_fuel = True
-    config.epoch_interruption = True
-    config.wasm_component_model = True
-    if strategy == "winch":
-        ffi.wasmtime_config_strategy_set(config.ptr(), ctypes.c_uint8(2))
-    else:
-        config.cranelift_opt_level = strategy
-    engine = wasmtime.Engine(config)
+    engine = _engine(strategy)
     started = time.perf_counter()
     wasmtime.component.Component(engine, wasm)
     return round(time.perf_counter() - started, 2)
@@ -183,12 +175,66 @@ def compilers() -> dict[str, Any]:
     return out
 
 
+def _engine(strategy: str) -> wasmtime.Engine:
+    config = wasmtime.Config()
+    config.consume_fuel = True
+    config.epoch_interruption = True
+    config.wasm_component_model = True
+    if strategy == "winch":
+        ffi.wasmtime_config_strategy_set(config.ptr(), ctypes.c_uint8(2))
+    else:
+        config.cranelift_opt_level = strategy
+    engine = wasmtime.Engine(config)
+    EpochTicker(engine)
+    return engine
+
+
+def run_speed() -> dict[str, Any]:
+    """Return how fast guest Python runs per compiler: the heavy handler's init work done
+    in its 300 ms (hash-table entries), and a warm `handle` of the hello handler."""
+    interpreter = build_interpreter()
+    wasm = interpreter.read_bytes()
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        bundles = {}
+        for name, source in HANDLERS.items():
+            (Path(tmp) / name).mkdir()
+            (Path(tmp) / name / "main.py").write_text(source)
+            bundles[name] = bundle_python_function(Path(tmp) / name, "main.handler")
+        for strategy in ("speed", "winch"):
+            engine = _engine(strategy)
+            component = wasmtime.component.Component(engine, wasm)
+            config = PythonFunctionConfig(function_name="speed")
+            heavy = PythonProgram(engine, component, bundles["heavy"], "main.handler", config)
+            instance = heavy.instantiate()
+            entries = json.loads(instance.call(b"{}", "r", time.monotonic() + 5, 10**9, _Sink()))
+            instance.close()
+            hello = PythonProgram(engine, component, bundles["hello"], "main.handler", config)
+            instance = hello.instantiate()
+            warm = []
+            for _ in range(50):
+                started = time.perf_counter()
+                instance.call(b"{}", "r", time.monotonic() + 5, 10**9, _Sink())
+                warm.append(time.perf_counter() - started)
+            instance.close()
+            out[strategy] = {
+                "init_work_in_300ms": entries["entries"],
+                "warm_handle_ms": _median_ms(warm),
+            }
+            print(json.dumps({strategy: out[strategy]}), flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=30, help="fresh instances per route")
     parser.add_argument("--live", type=int, default=40, help="live instances for USS")
     parser.add_argument("--compilers", action="store_true", help="also time one-time compiles")
+    parser.add_argument("--speed", action="store_true", help="only: guest speed per compiler")
     args = parser.parse_args()
+    if args.speed:
+        print(json.dumps(run_speed(), indent=2))
+        return
     results = {"routes": measure(args.n, args.live)}
     if args.compilers:
         results["compilers"] = compilers()
