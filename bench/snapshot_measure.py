@@ -127,7 +127,7 @@ def measure(n: int, live: int) -> dict[str, Any]:
             bundle_digest = artifacts.put(bundle)
             config = PythonFunctionConfig(function_name=name)
             started = time.perf_counter()
-            ref = builder.ensure("bench", bundle_digest, "main.handler", config)
+            ref = builder.ensure(bundle_digest, "main.handler", config)
             deploy_s = time.perf_counter() - started
             capture = builder.last_capture
             assert capture is not None

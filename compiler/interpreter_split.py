@@ -67,6 +67,7 @@ class SplitInterpreter:
 
     component: Path  # the interpreter with module 0 imported as MAIN_IMPORT
     main_module: Path  # module 0 itself (the interpreter's own post-build state)
+    interpreter_digest: str  # sha256 of the interpreter component it was split from
     import_name: str = MAIN_IMPORT
 
 
@@ -293,8 +294,9 @@ def split_interpreter(interpreter: Path, cache_dir: Path | None = None) -> Split
     Raises SplitLayoutError or InterpreterBuildError as `split_component` does.
     """
     directory = Path(cache_dir) if cache_dir is not None else interpreter.parent
-    target = directory / f"split-{_digest(interpreter)[:24]}"
-    result = SplitInterpreter(target / "component.wasm", target / "main.wasm")
+    digest = _digest(interpreter)
+    target = directory / f"split-{digest[:24]}"
+    result = SplitInterpreter(target / "component.wasm", target / "main.wasm", digest)
     if result.component.is_file():
         return result
     directory.mkdir(parents=True, exist_ok=True)

@@ -99,38 +99,27 @@ class SnapshotBuilder:
         #: The last capture this builder ran (phase times and the init log), for callers.
         self.last_capture: Capture | None = None
 
-    def key(
-        self,
-        interpreter_digest: str,
-        bundle_digest: str,
-        handler: str,
-        config: PythonFunctionConfig,
-    ) -> str:
-        """Return the snapshot key of a function version on this node's engine settings."""
+    def key(self, bundle_digest: str, handler: str, config: PythonFunctionConfig) -> str:
+        """Return the snapshot key of a function version on this node's engine settings
+        (the interpreter is the one the capture engine runs)."""
         fields = asdict(config)
         fields["environment"] = dict(sorted(dict(config.environment).items()))
         return snapshot_key(
-            interpreter_digest=interpreter_digest,
+            interpreter_digest=self.capture_engine.split.interpreter_digest,
             bundle_digest=bundle_digest,
             handler=handler,
             config=fields,
             engine_fingerprint=self.engine_fingerprint,
         )
 
-    def ensure(
-        self,
-        interpreter_digest: str,
-        bundle_digest: str,
-        handler: str,
-        config: PythonFunctionConfig,
-    ) -> SnapshotRef:
+    def ensure(self, bundle_digest: str, handler: str, config: PythonFunctionConfig) -> SnapshotRef:
         """Return the version's snapshot, capturing it unless one with its key exists.
 
         The snapshot module is stored as an artifact and compiled into the cache, so a
         worker only deserializes it. Raises what `CaptureEngine.capture` raises (the
         function's init errors as HandlerError) and InvalidArtifact for a missing bundle.
         """
-        key = self.key(interpreter_digest, bundle_digest, handler, config)
+        key = self.key(bundle_digest, handler, config)
         with self._lock:  # one capture at a time: each holds up to a GiB of memory
             ref = self.index.get(key)
             capture: Capture | None = None

@@ -25,6 +25,7 @@ from firebox.runtime.engine import EngineSettings, EpochTicker, build_engine
 from firebox.runtime.errors import HandlerError, MemoryLimitExceeded
 from firebox.runtime.python_guest import PythonFunctionConfig, PythonInstance
 from firebox.runtime.snapshot.capture import CaptureEngine
+from firebox.runtime.snapshot.key import snapshot_key
 from firebox.runtime.snapshot.store import (
     SnapshotBuilder,
     SnapshotIndex,
@@ -155,7 +156,7 @@ def deploy(
         (tmp_path / "main.py").write_text(textwrap.dedent(source))
         bundle = artifacts.put(bundle_python_function(tmp_path, "main.handler"))
         settings = PythonFunctionConfig(**{"function_name": "fn", **config})
-        ref = builder.ensure("interp", bundle, "main.handler", settings)
+        ref = builder.ensure(bundle, "main.handler", settings)
         return load_snapshot_program(serving, artifacts, cache, digests, ref.digest, settings)
 
     return deploy
@@ -281,11 +282,16 @@ def test_bundle_or_environment_change_makes_a_new_snapshot(
     base = PythonFunctionConfig(function_name="fn", environment={"A": "1", "B": "2"})
     same = PythonFunctionConfig(function_name="fn", environment={"B": "2", "A": "1"})
     other_env = PythonFunctionConfig(function_name="fn", environment={"A": "1", "B": "3"})
-    key = builder.key("interp", "bundle-1", "main.handler", base)
-    assert builder.key("interp", "bundle-1", "main.handler", same) == key
-    assert builder.key("interp", "bundle-2", "main.handler", base) != key
-    assert builder.key("interp", "bundle-1", "main.handler", other_env) != key
-    assert builder.key("interp-2", "bundle-1", "main.handler", base) != key
+    key = builder.key("bundle-1", "main.handler", base)
+    assert builder.key("bundle-1", "main.handler", same) == key
+    assert builder.key("bundle-2", "main.handler", base) != key
+    assert builder.key("bundle-1", "main.handler", other_env) != key
+    assert builder.key("bundle-1", "other.handler", base) != key
+    fields = {"interpreter_digest": "a", "bundle_digest": "b", "handler": "h", "config": {}}
+    reference = snapshot_key(**fields, engine_fingerprint="e1")
+    assert snapshot_key(**fields, engine_fingerprint="e2") != reference
+    changed = {**fields, "interpreter_digest": "a2"}
+    assert snapshot_key(**changed, engine_fingerprint="e1") != reference
     # The same inputs capture once: the second deploy reuses the stored snapshot.
     deploy("def handler(e, c):\n    return 7\n")
     first = builder.last_capture
