@@ -43,6 +43,7 @@ _MODULE_START = re.compile(r"^  \(core module (\$\S+ )?\(;(\d+);\)\s*$")
 _FUNC = re.compile(r"^\(func (\$\S+ )?\(;(\d+);\)")
 _GLOBAL_DEF = re.compile(r"^\(global (\$\S+) ")
 _REFERENCE = re.compile(r"(?:call|return_call|ref\.func) (\S+?)\)?$")
+_REF_FUNC = re.compile(r"ref\.func (\$[^\s()]+|\d+)")
 _EXPORT_FUNC = re.compile(r"\(func (\S+?)\)")
 _TOKEN = re.compile(r"\$\S+|\d+")
 
@@ -158,6 +159,8 @@ def _scan(lines: Iterable[str], *, component: bool) -> list[_Module]:
             continue
         line = raw.strip()
         if line.startswith("("):
+            if "ref.func" in line:  # e.g. a global initialized with a function reference
+                current.references.update(_REF_FUNC.findall(line))
             if line.startswith("(func "):
                 match = _FUNC.match(line)
                 if match:
