@@ -35,7 +35,7 @@ LOAD_TIMEOUT_S = config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get()
 
 #: Log text the host accepts per call beyond the guest's own budget (the marker, a last
 #: partial line); the guest enforces `max_log_bytes`, this bounds a guest that does not.
-_LOG_SLACK_BYTES = 4096
+LOG_SLACK_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def _record(**fields: Any) -> _Record:
 
 # Host functions receive a StoreContext; the Store's context pointer identifies the
 # instance. A dict lookup keeps one Linker per program instead of one per instance.
-_STATES: dict[int | None, HostState] = {}
+STATES: dict[int | None, HostState] = {}
 
 
 def _host_function(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,7 +89,7 @@ def _host_function(fn: Callable[..., Any]) -> Callable[..., Any]:
         # Host functions must not raise: wasmtime-py passes exceptions through a global
         # that another thread can steal. Swallow everything.
         try:
-            state = _STATES.get(store_key(store))
+            state = STATES.get(store_key(store))
             return fn(state if state is not None else HostState(log_budget=0), *args)
         except Exception:
             return None
@@ -97,7 +97,7 @@ def _host_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _linker(engine: wasmtime.Engine) -> Linker:
+def component_linker(engine: wasmtime.Engine) -> Linker:
     """Return a component Linker with WASI preview2 and every registered host API."""
     linker = Linker(engine)
     linker.add_wasip2()
@@ -111,7 +111,8 @@ def _linker(engine: wasmtime.Engine) -> Linker:
     return linker
 
 
-def _handler_error(raw: Any) -> HandlerError:
+def handler_error(raw: Any) -> HandlerError:
+    """Return the HandlerError for an `err` the guest returned (Lambda's error JSON bytes)."""
     if not isinstance(raw, bytes):
         raw = str(raw).encode()
     try:
@@ -144,7 +145,7 @@ class PythonProgram:
         self.handler = handler
         self.config = config
         self._wit_config = config.to_wit()
-        self._linker = _linker(engine)
+        self._linker = component_linker(engine)
 
     def instantiate(self) -> PythonInstance:
         """Return a new instance with the function's bundle loaded.
@@ -154,46 +155,73 @@ class PythonProgram:
         `MemoryLimitExceeded`/`OutOfFuel`/`TimedOut`/`GuestTrap` when loading traps, and
         `InvalidArtifact` when the component does not implement the firebox world.
         """
-        memory_limit = self.config.memory_mb * MiB
-        store = wasmtime.Store(self.engine)
-        limit_memory(store, memory_limit)
-        store.set_wasi(wasmtime.WasiConfig())  # no filesystem, env, args or network
-        arm(store, fuel=LOAD_FUEL, seconds=LOAD_TIMEOUT_S)
-        key = store_key(store)
-        state = HostState(log_budget=0)  # set-up output is dropped (the sink is a NullSink)
-        _STATES[key] = state
+        return start_instance(
+            self._linker,
+            self.component,
+            self.config,
+            "load",
+            (self.bundle, self.handler, self._wit_config),
+            fuel=LOAD_FUEL,
+            timeout_s=LOAD_TIMEOUT_S,
+        )
+
+
+def start_instance(
+    linker: Linker,
+    component: Component,
+    config: PythonFunctionConfig,
+    init: str,
+    args: tuple[Any, ...],
+    *,
+    fuel: int,
+    timeout_s: float,
+) -> PythonInstance:
+    """Instantiate `component` in a new Store, call its `init` export with `args`, and
+    return the ready instance (`init` is `load` for a fresh interpreter, `restore` for a
+    snapshot).
+
+    Set-up output is dropped. Raises `HandlerError` for the guest's own error,
+    `MemoryLimitExceeded`/`OutOfFuel`/`TimedOut`/`NodeAtCapacity` for budgets, and
+    `InvalidArtifact` when the component does not fit or lacks `init`/`handle`.
+    """
+    memory_limit = config.memory_mb * MiB
+    store = wasmtime.Store(linker.engine)
+    limit_memory(store, memory_limit)
+    store.set_wasi(wasmtime.WasiConfig())  # no filesystem, env, args or network
+    arm(store, fuel=fuel, seconds=timeout_s)
+    key = store_key(store)
+    state = HostState(log_budget=0)  # set-up output is dropped (the sink is a NullSink)
+    STATES[key] = state
+    try:
         try:
-            try:
-                instance = self._linker.instantiate(store, self.component)
-            except wasmtime.WasmtimeError as exc:
-                error = trap_error(
-                    exc, fuel=LOAD_FUEL, timeout_s=LOAD_TIMEOUT_S, memory_limit=memory_limit
-                )
-                if isinstance(error, GuestTrap):  # not a budget: the component does not fit
-                    error = InvalidArtifact(f"cannot instantiate the interpreter: {exc}")
-                raise error from exc
-            load = instance.get_func(store, "load")
-            handle = instance.get_func(store, "handle")
-            if load is None or handle is None:
-                raise InvalidArtifact("the component does not export firebox's load/handle")
-            state.log_budget = self.config.max_log_bytes + _LOG_SLACK_BYTES
-            try:
-                result = load(store, self.bundle, self.handler, self._wit_config)
-                load.post_return(store)
-            except wasmtime.WasmtimeError as exc:
-                raise trap_error(
-                    exc, fuel=LOAD_FUEL, timeout_s=LOAD_TIMEOUT_S, memory_limit=memory_limit
-                ) from exc
-            if isinstance(result, Variant) and result.tag == "err":
-                raise _handler_error(result.payload)
-            if result is not None and not isinstance(result, Variant):
-                raise _handler_error(result)
-        except BaseException:
-            _STATES.pop(key, None)
-            store.close()
-            raise
-        state.log = NullSink()
-        return PythonInstance(store, key, state, handle, memory_limit, self.config.max_log_bytes)
+            instance = linker.instantiate(store, component)
+        except wasmtime.WasmtimeError as exc:
+            error = trap_error(exc, fuel=fuel, timeout_s=timeout_s, memory_limit=memory_limit)
+            if isinstance(error, GuestTrap):  # not a budget: the component does not fit
+                error = InvalidArtifact(f"cannot instantiate the interpreter: {exc}")
+            raise error from exc
+        start = instance.get_func(store, init)
+        handle = instance.get_func(store, "handle")
+        if start is None or handle is None:
+            raise InvalidArtifact(f"the component does not export firebox's {init}/handle")
+        state.log_budget = config.max_log_bytes + LOG_SLACK_BYTES
+        try:
+            result = start(store, *args)
+            start.post_return(store)
+        except wasmtime.WasmtimeError as exc:
+            raise trap_error(
+                exc, fuel=fuel, timeout_s=timeout_s, memory_limit=memory_limit
+            ) from exc
+        if isinstance(result, Variant) and result.tag == "err":
+            raise handler_error(result.payload)
+        if result is not None and not isinstance(result, Variant):
+            raise handler_error(result)
+    except BaseException:
+        STATES.pop(key, None)
+        store.close()
+        raise
+    state.log = NullSink()
+    return PythonInstance(store, key, state, handle, memory_limit, config.max_log_bytes)
 
 
 class PythonInstance:
@@ -250,7 +278,7 @@ class PythonInstance:
             identity=None,
         )
         self._state.log = log
-        self._state.log_budget = self._max_log_bytes + _LOG_SLACK_BYTES
+        self._state.log_budget = self._max_log_bytes + LOG_SLACK_BYTES
         try:
             result = self._handle(store, event, context)
             self._handle.post_return(store)
@@ -269,7 +297,7 @@ class PythonInstance:
         self.last_fuel_used = fuel - store.get_fuel()
         if isinstance(result, Variant):
             if result.tag == "err":
-                raise _handler_error(result.payload)
+                raise handler_error(result.payload)
             result = result.payload
         if not isinstance(result, bytes):
             self.reusable = False
@@ -280,7 +308,7 @@ class PythonInstance:
         """Release the Store (and the instance's memory); idempotent."""
         store, self._store = self._store, None
         self.reusable = False
-        _STATES.pop(self._key, None)
+        STATES.pop(self._key, None)
         if store is not None:
             store.close()
 
