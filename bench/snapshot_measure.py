@@ -93,7 +93,7 @@ def _uss_per_instance(make: Callable[[], PythonInstance], live: int) -> float:
     after = process.memory_full_info().uss
     for instance in held:
         instance.close()
-    return round((after - before) / live / 2**20, 2)
+    return float(round((after - before) / live / 2**20, 2))
 
 
 def measure(n: int, live: int) -> dict[str, Any]:

@@ -227,6 +227,8 @@ class NodeConfig:
     log_retention_s: float = field(default_factory=FIREBOX_LOG_RETENTION_S.get)
     async_concurrency: int = field(default_factory=FIREBOX_ASYNC_CONCURRENCY.get)
     prepare_python: bool = field(default_factory=FIREBOX_PREPARE_PYTHON.get)
+    # Python versions restore every instance from a post-init snapshot (docs/snapshots.md).
+    snapshots: bool = field(default_factory=FIREBOX_SNAPSHOTS.get)
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> NodeConfig:

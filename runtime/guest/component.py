@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import wasmtime
 from firebox.runtime import config
-from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, MiB, arn
+from firebox.runtime.config import MiB
 from firebox.runtime.errors import GuestTrap, HandlerError, InvalidArtifact, ResponseTooLarge
+from firebox.runtime.guest.function_config import PythonFunctionConfig, wit_record
 from firebox.runtime.guest.protocol import CallContext, CallStats
 from firebox.runtime.guest.store import arm, limit_memory
 from firebox.runtime.guest.traps import trap_error
@@ -36,45 +36,6 @@ LOAD_TIMEOUT_S = config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get()
 #: Log text the host accepts per call beyond the guest's own budget (the marker, a last
 #: partial line); the guest enforces `max_log_bytes`, this bounds a guest that does not.
 LOG_SLACK_BYTES = 4096
-
-
-@dataclass(frozen=True)
-class PythonFunctionConfig:
-    """Static configuration of one Python function version, as the guest's `context` sees it."""
-
-    function_name: str
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = ""
-    memory_mb: int = DEFAULT_MEMORY_MB
-    environment: Mapping[str, str] = field(default_factory=dict)
-    log_group_name: str = ""
-    log_stream_name: str = ""
-    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
-
-    def to_wit(self) -> Any:
-        """Return the `function-config` record for the `load` export."""
-        function_arn = self.invoked_function_arn or arn("lambda", f"function:{self.function_name}")
-        return _record(
-            function_name=self.function_name,
-            function_version=self.function_version,
-            invoked_function_arn=function_arn,
-            memory_limit_mb=self.memory_mb,
-            log_group_name=self.log_group_name or f"/aws/lambda/{self.function_name}",
-            log_stream_name=self.log_stream_name or f"firebox/[{self.function_version}]",
-            environment=[(str(k), str(v)) for k, v in self.environment.items()],
-            max_log_bytes=self.max_log_bytes,
-        )
-
-
-class _Record:
-    """An attribute bag: wasmtime-py lowers a WIT record from its kebab-case attributes."""
-
-
-def _record(**fields: Any) -> _Record:
-    record = _Record()
-    for name, value in fields.items():
-        setattr(record, name.replace("_", "-"), value)
-    return record
 
 
 # Host functions receive a StoreContext; the Store's context pointer identifies the
@@ -270,7 +231,7 @@ class PythonInstance:
             raise GuestTrap("instance is closed or trapped and cannot be called again")
         timeout_s = max(0.0, deadline - time.monotonic())
         arm(store, fuel=fuel, seconds=timeout_s)
-        context = _record(
+        context = wit_record(
             aws_request_id=request_id,
             deadline_ms=int(deadline * 1000),
             invoked_function_arn="",
@@ -340,10 +301,19 @@ class PythonGuest:
         self.instance.close()
 
 
-class PythonGuestProgram:
-    """A PythonProgram that makes PythonGuest instances."""
+class PythonInstances(Protocol):
+    """What makes ready PythonInstances: a PythonProgram (runs `load` in each) or a
+    SnapshotProgram (restores each from the version's snapshot)."""
 
-    def __init__(self, program: PythonProgram, limits: Limits) -> None:
+    def instantiate(self) -> PythonInstance:
+        """Return a new ready instance."""
+        ...
+
+
+class PythonGuestProgram:
+    """A PythonProgram or SnapshotProgram that makes PythonGuest instances."""
+
+    def __init__(self, program: PythonInstances, limits: Limits) -> None:
         self.program = program
         self.limits = limits
 

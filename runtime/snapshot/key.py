@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+from dataclasses import asdict
 from typing import Any
 
 from firebox.runtime.engine import WASMTIME_VERSION
+from firebox.runtime.guest.function_config import PythonFunctionConfig, python_config
+from firebox.runtime.specs import FunctionSpec
 
 #: Bumped when what a snapshot holds, or how it is restored, changes.
 SNAPSHOT_FORMAT = 1
@@ -53,3 +56,27 @@ def snapshot_key(
     }
     blob = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def config_fields(config: PythonFunctionConfig) -> dict[str, Any]:
+    """Return a function configuration as the key hashes it (environment sorted by key)."""
+    fields = asdict(config)
+    fields["environment"] = dict(sorted(dict(config.environment).items()))
+    return fields
+
+
+def spec_snapshot_key(spec: FunctionSpec, engine_fingerprint: str) -> str | None:
+    """Return the snapshot key of a Python function version's spec (None for other kinds).
+
+    The interpreter is the spec's component artifact, the configuration the one
+    `python_config` builds for capture and restore alike.
+    """
+    if spec.kind != "python" or spec.bundle_digest is None:
+        return None
+    return snapshot_key(
+        interpreter_digest=spec.digest,
+        bundle_digest=spec.bundle_digest,
+        handler=spec.handler,
+        config=config_fields(python_config(spec)),
+        engine_fingerprint=engine_fingerprint,
+    )

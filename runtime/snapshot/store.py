@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import wasmtime
-from firebox.compiler.interpreter_split import SplitInterpreter
+from firebox.compiler.interpreter_split import MAIN_IMPORT, SplitInterpreter
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.errors import InvalidArtifact
-from firebox.runtime.guest.component import PythonFunctionConfig
+from firebox.runtime.guest.function_config import PythonFunctionConfig
 from firebox.runtime.snapshot.capture import Capture, CaptureEngine
-from firebox.runtime.snapshot.key import snapshot_key
+from firebox.runtime.snapshot.key import config_fields, snapshot_key
 from firebox.runtime.snapshot.restore import SnapshotProgram
 from wasmtime.component import Component
 
@@ -40,11 +40,37 @@ class SplitDigests:
 
 @dataclass(frozen=True)
 class SnapshotRef:
-    """A built snapshot: its key, its module's artifact digest and its memory size."""
+    """A built snapshot: its key, its module's artifact digest, its memory size, and the
+    split interpreter it restores into (artifact digests and the import that joins them)."""
 
     key: str
     digest: str
     memory_bytes: int
+    component: str = ""
+    main_module: str = ""
+    import_name: str = MAIN_IMPORT
+
+    @property
+    def split(self) -> SplitDigests:
+        """The split interpreter this snapshot restores into."""
+        return SplitDigests(self.component, self.main_module, self.import_name)
+
+    @property
+    def digests(self) -> tuple[str, ...]:
+        """Every artifact a worker needs to restore from this snapshot."""
+        return (self.digest, self.component, self.main_module)
+
+    def to_bytes(self) -> bytes:
+        """Return the reference as JSON bytes (how nodes share it)."""
+        return json.dumps(asdict(self), sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SnapshotRef | None:
+        """Return a reference from its JSON bytes, or None if they are not one."""
+        try:
+            return cls(**json.loads(data))
+        except (ValueError, TypeError):
+            return None
 
 
 class SnapshotIndex:
@@ -57,10 +83,13 @@ class SnapshotIndex:
     def get(self, key: str) -> SnapshotRef | None:
         """Return the snapshot built for `key`, or None."""
         try:
-            data = json.loads((self.root / f"{key}.json").read_text())
-            return SnapshotRef(**data)
-        except (FileNotFoundError, ValueError, TypeError):
+            return SnapshotRef.from_bytes((self.root / f"{key}.json").read_bytes())
+        except FileNotFoundError:
             return None
+
+    def delete(self, key: str) -> None:
+        """Forget the snapshot of `key` (its artifacts are the caller's to delete)."""
+        (self.root / f"{key}.json").unlink(missing_ok=True)
 
     def put(self, ref: SnapshotRef) -> None:
         """Record a built snapshot (atomic)."""
@@ -96,19 +125,18 @@ class SnapshotBuilder:
         self.cache = cache
         self.index = index
         self._lock = threading.Lock()
+        self.split = store_split(artifacts, capture_engine.split)
         #: The last capture this builder ran (phase times and the init log), for callers.
         self.last_capture: Capture | None = None
 
     def key(self, bundle_digest: str, handler: str, config: PythonFunctionConfig) -> str:
         """Return the snapshot key of a function version on this node's engine settings
         (the interpreter is the one the capture engine runs)."""
-        fields = asdict(config)
-        fields["environment"] = dict(sorted(dict(config.environment).items()))
         return snapshot_key(
             interpreter_digest=self.capture_engine.split.interpreter_digest,
             bundle_digest=bundle_digest,
             handler=handler,
-            config=fields,
+            config=config_fields(config),
             engine_fingerprint=self.engine_fingerprint,
         )
 
@@ -128,7 +156,12 @@ class SnapshotBuilder:
                 capture = self.capture_engine.capture(bundle, handler, config)
                 self.last_capture = capture
                 started = time.perf_counter()
-                ref = SnapshotRef(key, self.artifacts.put(capture.module), capture.memory_bytes)
+                digest = self.artifacts.put(capture.module)
+                split = self.split
+                ref = SnapshotRef(
+                    key, digest, capture.memory_bytes,
+                    split.component, split.main_module, split.import_name,
+                )  # fmt: skip
                 self.index.put(ref)
                 capture.seconds["store"] = time.perf_counter() - started
             started = time.perf_counter()

@@ -288,7 +288,12 @@ def test_bundle_or_environment_change_makes_a_new_snapshot(
     assert builder.key("bundle-2", "main.handler", base) != key
     assert builder.key("bundle-1", "main.handler", other_env) != key
     assert builder.key("bundle-1", "other.handler", base) != key
-    fields = {"interpreter_digest": "a", "bundle_digest": "b", "handler": "h", "config": {}}
+    fields: dict[str, Any] = {
+        "interpreter_digest": "a",
+        "bundle_digest": "b",
+        "handler": "h",
+        "config": {},
+    }
     reference = snapshot_key(**fields, engine_fingerprint="e1")
     assert snapshot_key(**fields, engine_fingerprint="e2") != reference
     changed = {**fields, "interpreter_digest": "a2"}

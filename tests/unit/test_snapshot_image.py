@@ -7,8 +7,9 @@ import wasmtime
 from firebox.compiler import wasm_sections as ws
 from firebox.runtime.snapshot.image import SCAN_CHUNK, nonzero_runs, snapshot_module
 
-MAIN = wasmtime.wat2wasm(
-    """
+MAIN = bytes(
+    wasmtime.wat2wasm(
+        """
     (module
       (global $sp (export "__stack_pointer") (mut i32) (i32.const 1024))
       (memory (export "memory") 1)
@@ -16,6 +17,7 @@ MAIN = wasmtime.wat2wasm(
       (data (i32.const 100) "abc")
       (data (i32.const 60000) "xyz"))
     """
+    )
 )
 
 
@@ -39,7 +41,7 @@ def test_rewriting_with_the_same_contents_is_byte_identical() -> None:
 
 
 def test_passive_segments_are_refused() -> None:
-    module = wasmtime.wat2wasm('(module (memory 1) (data "abc"))')
+    module = bytes(wasmtime.wat2wasm('(module (memory 1) (data "abc"))'))
     with pytest.raises(ws.WasmFormatError, match="passive"):
         ws.data_segments(module)
 
