@@ -18,7 +18,8 @@ import psutil
 import wasmtime
 from firebox.compiler.interpreter import build_interpreter
 from firebox.runtime.errors import MemoryLimitExceeded
-from firebox.runtime.guest.component import PythonFunctionConfig, PythonProgram
+from firebox.runtime.guest.component import PythonProgram
+from firebox.runtime.guest.function_config import PythonFunctionConfig
 from wasmtime.component import Component
 
 HANDLER = """

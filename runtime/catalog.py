@@ -3,18 +3,26 @@ cached in memory and refreshed when the registry's generation moves (service lay
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 from firebox.runtime.errors import FunctionNotFound
 from firebox.runtime.manifest import parse_manifest
+from firebox.runtime.snapshot.key import spec_snapshot_key
 from firebox.runtime.specs import Deployed, FunctionSpec, Resolved
 from firebox.runtime.storage.registry import LATEST, AliasRecord, FunctionRecord, Registry
 
 
-def function_spec(record: FunctionRecord, provisioned: int | None = None) -> FunctionSpec:
-    """Return the spec a worker needs to run one version of a function."""
+def function_spec(
+    record: FunctionRecord, provisioned: int | None = None, snapshots: str | None = None
+) -> FunctionSpec:
+    """Return the spec a worker needs to run one version of a function.
+
+    `snapshots` is the serving engine's fingerprint when Python versions restore from
+    post-init snapshots (their spec then names the snapshot's key), None when they do not.
+    """
     config = parse_manifest(record.config)
-    return FunctionSpec(
+    spec = FunctionSpec(
         name=record.name,
         version=record.version,
         kind=record.kind,
@@ -28,6 +36,9 @@ def function_spec(record: FunctionRecord, provisioned: int | None = None) -> Fun
         concurrency=config.concurrency,
         isolation=config.isolation,
     )
+    if snapshots is None:
+        return spec
+    return dataclasses.replace(spec, snapshot=spec_snapshot_key(spec, snapshots))
 
 
 def parse_qualified(name: str, qualifier: str | None = None) -> tuple[str, str]:
@@ -43,9 +54,16 @@ def parse_qualified(name: str, qualifier: str | None = None) -> tuple[str, str]:
 class Catalog:
     """An in-memory view of the registry, refreshed on demand."""
 
-    def __init__(self, registry: Registry, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        rng: random.Random | None = None,
+        snapshots: str | None = None,
+    ) -> None:
         self.registry = registry
         self.rng = rng or random.Random()
+        #: The engine fingerprint Python snapshots are keyed by (None: no snapshots).
+        self.snapshots = snapshots
         self.latest: dict[str, Deployed] = {}
         self._versions: dict[tuple[str, str], Deployed] = {}
         self._aliases: dict[tuple[str, str], AliasRecord | None] = {}
@@ -98,7 +116,7 @@ class Catalog:
 
     def deployed(self, record: FunctionRecord) -> Deployed:
         """Return the Deployed form of a registry record (spec, pool key)."""
-        spec = function_spec(record, self._provisioned_count(record))
+        spec = function_spec(record, self._provisioned_count(record), self.snapshots)
         return Deployed(
             name=record.name,
             key=spec.key,

@@ -132,6 +132,9 @@ DEFAULT_ASYNC_CONCURRENCY = 8
 # Lambda's 10 s init phase, with fuel to match.
 DEFAULT_PYTHON_LOAD_FUEL = 20_000_000_000
 DEFAULT_PYTHON_LOAD_TIMEOUT_S = 10.0
+# Restoring a Python instance from its snapshot: reseeding and SnapStart's after-restore hooks.
+DEFAULT_SNAPSHOT_RESTORE_FUEL = 2_000_000_000
+DEFAULT_SNAPSHOT_RESTORE_TIMEOUT_S = 10.0
 DEFAULT_MAPPING_POLL_S = 0.5
 DEFAULT_MAPPING_RETRY_BASE_S = 0.5
 DEFAULT_MAPPING_RETRY_MAX_S = 30.0
@@ -162,6 +165,13 @@ FIREBOX_PYTHON_LOAD_TIMEOUT_S = number(
 FIREBOX_EPHEMERAL_STORAGE_MB = integer("FIREBOX_EPHEMERAL_STORAGE_MB", 512)
 FIREBOX_TMP_WATCH_INTERVAL_S = number("FIREBOX_TMP_WATCH_INTERVAL_S", 0.2)
 FIREBOX_SANDBOX_DIR = optional_text("FIREBOX_SANDBOX_DIR")
+FIREBOX_SNAPSHOTS = flag("FIREBOX_SNAPSHOTS", True)
+FIREBOX_SNAPSHOT_RESTORE_FUEL = integer(
+    "FIREBOX_SNAPSHOT_RESTORE_FUEL", DEFAULT_SNAPSHOT_RESTORE_FUEL
+)
+FIREBOX_SNAPSHOT_RESTORE_TIMEOUT_S = number(
+    "FIREBOX_SNAPSHOT_RESTORE_TIMEOUT_S", DEFAULT_SNAPSHOT_RESTORE_TIMEOUT_S
+)
 FIREBOX_REGION = text("FIREBOX_REGION", DEFAULT_REGION)
 FIREBOX_ACCOUNT_ID = text("FIREBOX_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
 # Events
@@ -221,6 +231,8 @@ class NodeConfig:
     log_retention_s: float = field(default_factory=FIREBOX_LOG_RETENTION_S.get)
     async_concurrency: int = field(default_factory=FIREBOX_ASYNC_CONCURRENCY.get)
     prepare_python: bool = field(default_factory=FIREBOX_PREPARE_PYTHON.get)
+    # Python versions restore every instance from a post-init snapshot (docs/snapshots.md).
+    snapshots: bool = field(default_factory=FIREBOX_SNAPSHOTS.get)
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> NodeConfig:

@@ -7,6 +7,7 @@ the event loop: with PostgreSQL each one is a network round trip.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +16,7 @@ from firebox.runtime.errors import (
     BadRequest,
     FireboxError,
     FunctionNotFound,
+    HandlerError,
     InvalidArtifact,
     InvalidManifest,
     NodeAtCapacity,
@@ -33,6 +35,7 @@ UPDATABLE = {
     "max_log_bytes", "environment", "triggers", "provisioned", "concurrency", "isolation",
     "metadata",
 }  # fmt: skip
+log = logging.getLogger("firebox.functions")
 ALIAS_RE = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")
 
 
@@ -45,6 +48,8 @@ class Functions:
         self.catalog = node.catalog
         self.prepare = node.prepare
         self.run = node.run_blocking
+        # Code of deploys in progress (stored, not yet in the registry): GC keeps it.
+        self._in_flight: list[set[str | None]] = []
 
     # --- read -------------------------------------------------------------------------
 
@@ -107,6 +112,24 @@ class Functions:
             return await self.prepare.interpreter(), bundle
         return await self.run(self.prepare.module, code), None
 
+    async def _capture(self, record: FunctionRecord) -> None:
+        """Capture a Python candidate version's post-init snapshot (its init runs once,
+        on the node's threads, under the init budgets): this is the init check, so a
+        function that fails to initialize is refused with its error and init output."""
+        spec = self.catalog.deployed(record).spec
+        if spec.snapshot is None:
+            return
+        try:
+            await self.run(self.prepare.snapshot, spec)
+        except HandlerError as exc:
+            capture = self.prepare.last_capture
+            log = capture.init_log if capture is not None else ""
+            raise InvalidArtifact(_init_failure(exc.message, log)) from None
+        except FireboxError as exc:
+            if isinstance(exc, NodeAtCapacity | ServiceUnavailable | WorkerLost):
+                raise
+            raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
+
     async def _try_init(self, record: FunctionRecord) -> None:
         """Load a candidate version on a worker: a function that fails to initialize is refused."""
         candidate = self.catalog.deployed(record)
@@ -126,17 +149,35 @@ class Functions:
         Raises InvalidManifest, InvalidArtifact (nothing new is kept then) or Conflict.
         """
         config = parse_manifest(manifest, self.node.config.max_memory_mb)
+        self.node.routes.check(config)
         async with self.node.lock:
-            self.node.routes.check(config)
             digest, bundle = await self._store_code(config, code)
-            stored = config.to_dict()
-            await self._try_init(FunctionRecord(config.name, config.kind, digest, bundle, stored))
-            await self.run(
-                self.registry.put_latest, config.name, config.kind, digest, stored, bundle, tags
-            )
-            await self.node.changed()
-            await self.collect_garbage({digest, bundle})
-            return await self.get(config.name)
+        stored = config.to_dict()
+        candidate = FunctionRecord(config.name, config.kind, digest, bundle, stored)
+        self._in_flight.append({digest, bundle})
+        try:
+            await self._capture(candidate)  # outside the node's lock: it runs user code
+            async with self.node.lock:
+                return await self._put_latest(config, candidate, tags)
+        finally:
+            self._in_flight.remove({digest, bundle})
+
+    async def _put_latest(
+        self, config: FunctionConfig, candidate: FunctionRecord, tags: dict[str, str] | None
+    ) -> FunctionRecord:
+        """Make a checked candidate $LATEST (lock held): routes, trial load, registry, GC."""
+        digest, bundle, stored = candidate.digest, candidate.bundle_digest, candidate.config
+        self.node.routes.check(config)
+        previous = await self.find(config.name)
+        await self._try_init(candidate)
+        await self.run(
+            self.registry.put_latest, config.name, config.kind, digest, stored, bundle, tags
+        )
+        await self.node.changed()
+        await self.collect_garbage({digest, bundle})
+        if previous is not None:
+            await self._drop_snapshots([previous])
+        return await self.get(config.name)
 
     async def update_code(self, name: str, code: bytes) -> FunctionRecord:
         """Replace $LATEST's code, keeping its configuration; raises FunctionNotFound."""
@@ -153,23 +194,40 @@ class Functions:
             raise InvalidManifest(
                 f"cannot update {', '.join(unknown)}; updatable keys: {', '.join(sorted(UPDATABLE))}"
             )
+        current = await self.get(name)
+        config = parse_manifest({**current.config, **changes}, self.node.config.max_memory_mb)
+        stored = config.to_dict()
+        candidate = FunctionRecord(
+            name, current.kind, current.digest, current.bundle_digest, stored
+        )
+        await self._capture(candidate)  # outside the node's lock: it runs user code
         async with self.node.lock:
             current = await self.get(name)
-            merged = {**current.config, **changes}
-            config = parse_manifest(merged, self.node.config.max_memory_mb)
+            config = parse_manifest({**current.config, **changes}, self.node.config.max_memory_mb)
             self.node.routes.check(config)
             stored = config.to_dict()
-            await self._try_init(
-                FunctionRecord(name, current.kind, current.digest, current.bundle_digest, stored)
+            candidate = FunctionRecord(
+                name, current.kind, current.digest, current.bundle_digest, stored
             )
+            await self._capture(candidate)  # a no-op unless $LATEST moved meanwhile
+            await self._try_init(candidate)
             record = await self.run(self.registry.update_config, name, stored)
             await self.node.changed()
+            await self._drop_snapshots([current])
             return record
 
     async def publish(self, name: str, description: str = "") -> FunctionRecord:
-        """Publish $LATEST as an immutable numbered version; returns it."""
+        """Publish $LATEST as an immutable numbered version; returns it.
+
+        A Python version's snapshot is captured for it (its version is part of what its
+        init sees) before the node starts serving it.
+        """
+        record = await self.run(self.registry.publish, name, description)
+        try:
+            await self._capture(record)  # outside the node's lock: it runs user code
+        except FireboxError as exc:  # the version exists: its pool load reports it again
+            log.warning("publishing %s:%s: %s", name, record.version, exc.message)
         async with self.node.lock:
-            record = await self.run(self.registry.publish, name, description)
             await self.node.changed()
             return record
 
@@ -264,15 +322,35 @@ class Functions:
             await self.run(self.node.async_invoker.configs.delete, name)
             await self.node.changed()
             await self.collect_garbage({d for r in gone for d in (r.digest, r.bundle_digest)})
+            await self._drop_snapshots(gone)
 
     async def collect_garbage(self, candidates: set[str | None]) -> None:
         """Delete candidate artifacts no version references; the interpreter stays."""
         keep = await self.run(self.registry.digests_in_use)
         for spec in self.node.loaded.values():
             keep.update(spec.digests)
+        for digests in self._in_flight:  # deploys between storing their code and the registry
+            keep.update(d for d in digests if d)
         doomed = [d for d in candidates - keep if d]
         if doomed:
             await self.run(self._delete_artifacts, doomed)
+
+    async def _drop_snapshots(self, records: list[FunctionRecord]) -> None:
+        """Delete the snapshots of versions no longer served (a snapshot belongs to one
+        function version: its name and version are in its key), unless still in use."""
+        in_use = {spec.snapshot for spec in self.node.loaded.values()}
+        in_use.update(d.spec.snapshot for d in self.catalog.latest.values())
+        keys = {self.catalog.deployed(r).spec.snapshot for r in records} - in_use
+        doomed = [k for k in keys if k]
+        if doomed:
+            await self.run(self._delete_snapshots, doomed)
+
+    def _delete_snapshots(self, keys: list[str]) -> None:
+        for key in keys:
+            self.node.forget_local(key)
+            digest = self.prepare.forget_snapshot(key)
+            if digest is not None:
+                self._delete_artifacts([digest])
 
     def _delete_artifacts(self, digests: list[str]) -> None:
         for digest in digests:
@@ -281,6 +359,14 @@ class Functions:
                 self.node.artifacts.delete(digest)
                 if self.node.stores.blobs is not None:
                     self.node.stores.blobs.delete(digest)
+
+
+def _init_failure(message: str, init_log: str, keep: int = 4096) -> str:
+    """Return an init error's message, with the tail of what init printed or logged."""
+    text = f"the function failed to initialize: {message}"
+    if init_log.strip():
+        text += "\ninit output:\n" + init_log[-keep:]
+    return text
 
 
 __all__ = ["ALIAS_RE", "UPDATABLE", "Functions"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable
@@ -57,8 +58,13 @@ class Node:
         self.artifacts = ArtifactStore(config.data_dir)
         self.stores = open_stores(config, database_url)
         self.registry = self.stores.registry
-        self.catalog = Catalog(self.registry)
-        self.prepare = Preparer(self.settings, config.data_dir, self.artifacts, self.stores.blobs)
+        # Python versions restore from post-init snapshots keyed by the engine's fingerprint.
+        snapshots = self.settings.fingerprint() if config.snapshots else None
+        self.catalog = Catalog(self.registry, snapshots=snapshots)
+        self.prepare = Preparer(
+            self.settings, config.data_dir, self.artifacts, self.stores.blobs,
+            snapshots=config.snapshots,
+        )  # fmt: skip
         self.supervisor = Supervisor(config, self.settings)
         self.invoker = Invoker(self.supervisor)
         self.telemetry = self.stores.telemetry
@@ -165,18 +171,20 @@ class Node:
         self.loaded.pop(key, None)
 
     async def make_local(self, spec: FunctionSpec) -> None:
-        """Fetch a version's artifacts from the shared store (and compile a component) unless
-        this node already did: one thread hop the first time, none after."""
-        if all(d in self._local for d in spec.digests):
+        """Fetch a version's artifacts from the shared store, and compile them (a Python
+        version: its snapshot, captured here if no node has it yet, and the split
+        interpreter) unless this node already did: one thread hop the first time, none after."""
+        needed = (*spec.digests, *([spec.snapshot] if spec.snapshot else []))
+        if all(d in self._local for d in needed):
             return
         await self.run_blocking(self._make_local, spec)
-        self._local.update(spec.digests)
+        self._local.update(needed)
 
     def _make_local(self, spec: FunctionSpec) -> None:
         for digest in spec.digests:
             self.prepare.ensure_local(digest)
-        if spec.kind == "python":
-            self.prepare.compile_component(spec.digest)
+        if spec.kind == "python" and self.prepare.snapshot(spec) is None:
+            self.prepare.compile_component(spec.digest)  # no snapshot: instances run `load`
 
     def forget_local(self, digest: str) -> None:
         """Forget that an artifact is local (it is about to be deleted)."""
@@ -325,6 +333,7 @@ class Node:
             "registry": {"url": self.registry.engine.url.render_as_string(hide_password=True),
                          "generation": self.catalog.generation},
             "telemetry_dropped": self.recorder.dropped,
+            "snapshots": dataclasses.asdict(self.prepare.snapshot_stats),
         }  # fmt: skip
 
 

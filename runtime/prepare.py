@@ -1,5 +1,6 @@
 """Getting artifacts ready on a node: validation at deploy, compiling into the cache, the shared
-Python interpreter, and fetching artifacts another node stored (artifact layer)."""
+Python interpreter and its split form, Python versions' post-init snapshots, and fetching
+artifacts another node stored (artifact layer)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import dataclasses
 import fcntl
 import hashlib
 import logging
+import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +23,9 @@ from firebox.runtime.storage.blobs import BlobStore
 
 if TYPE_CHECKING:
     import wasmtime
+    from firebox.runtime.snapshot.capture import Capture
+    from firebox.runtime.snapshot.store import SnapshotBuilder, SnapshotRef
+    from firebox.runtime.specs import FunctionSpec
 
 log = logging.getLogger("firebox.prepare")
 
@@ -45,6 +51,16 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@dataclass
+class SnapshotStats:
+    """How this node got the snapshots it used since it started."""
+
+    captured: int = 0  # initialized the function and captured its state here
+    fetched: int = 0  # another node captured it; fetched through the blob store
+    local: int = 0  # found in this node's data dir (captured before a restart)
+    unavailable: int = 0  # the interpreter cannot be split: instances run `load`
+
+
 class Preparer:
     """Validates, stores and compiles artifacts for one node; shares them through `blobs`
     (None: this node is alone, its artifact folder is the only copy)."""
@@ -55,6 +71,8 @@ class Preparer:
         data_dir: Path,
         artifacts: ArtifactStore,
         blobs: BlobStore | None,
+        *,
+        snapshots: bool = True,
     ) -> None:
         # Few slots: the node compiles and validates, it never runs a guest.
         self.settings = dataclasses.replace(settings, pool_slots=4)
@@ -65,6 +83,14 @@ class Preparer:
         self._component_engine: wasmtime.Engine | None = None
         self._cache: CompiledCache | None = None
         self._interpreter: asyncio.Future[str] | None = None
+        # Interpreter digest -> its snapshot builder (None: its layout cannot be split).
+        self._builders: dict[str, SnapshotBuilder | None] = {}
+        self._builders_lock = threading.Lock()
+        #: The serving engine's fingerprint snapshots are keyed by; None: no snapshots.
+        self.snapshots = self.settings.fingerprint() if snapshots else None
+        self.snapshot_stats = SnapshotStats()
+        #: Set by `snapshot` when it captured: the capture (init log, phase times).
+        self.last_capture: Capture | None = None
 
     @property
     def cache(self) -> CompiledCache:
@@ -151,9 +177,8 @@ class Preparer:
         if not self.artifacts.exists(digest):
             self.artifacts.put(path.read_bytes())
         self.share(digest)
-        engine = self._components()
-        with file_lock(self.cache.root / ".compile.lock"):
-            self.cache.ensure_component(engine, digest, self.artifacts.path(digest))
+        if self.snapshots is None or self.builder(digest) is None:
+            self.compile_component(digest)  # instances run `load` on the whole interpreter
         return digest
 
     def start_interpreter(self) -> None:
@@ -180,6 +205,113 @@ class Preparer:
         engine = self._components()
         with file_lock(self.cache.root / ".compile.lock"):
             self.cache.ensure_component(engine, digest, self.artifacts.path(digest))
+
+    # --- post-init snapshots of Python versions ----------------------------------------
+
+    def builder(self, interpreter: str) -> SnapshotBuilder | None:
+        """Return the snapshot builder of an interpreter artifact, making it on first use:
+        split the interpreter and compile the split for the capture engine (both cached
+        beside the interpreter build), compile it for the serving engine,
+        store and share its two artifacts. None when its layout cannot be split (logged
+        loudly once: that interpreter's instances then run `load`)."""
+        with self._builders_lock:
+            if interpreter in self._builders:
+                return self._builders[interpreter]
+            from firebox.compiler.errors import CompileError
+            from firebox.compiler.interpreter import default_cache_dir
+            from firebox.compiler.interpreter_split import split_interpreter
+            from firebox.runtime.snapshot.capture import CaptureEngine
+            from firebox.runtime.snapshot.store import SnapshotBuilder, SnapshotIndex
+
+            builder: SnapshotBuilder | None = None
+            try:
+                # Next to the interpreter build: the split and its capture-engine compile
+                # depend on the interpreter and wasmtime only, not on this node.
+                machine = default_cache_dir()
+                split = split_interpreter(self.artifacts.path(interpreter), machine)
+                with file_lock(machine / ".capture-compile.lock"):
+                    capture = CaptureEngine(split, machine)
+                builder = SnapshotBuilder(
+                    capture, self._components(), self.settings.fingerprint(),
+                    self.artifacts, self.cache, SnapshotIndex(self.data_dir),
+                )  # fmt: skip
+                for digest in (builder.split.component, builder.split.main_module):
+                    self.share(digest)
+                self.compile_component(builder.split.component)
+            except CompileError as exc:  # SplitLayoutError, or wasm-tools missing
+                log.error(
+                    "post-init snapshots are OFF for interpreter %s: %s; Python instances"
+                    " run their function's init instead (slow)", interpreter[:12], exc,
+                )  # fmt: skip
+            self._builders[interpreter] = builder
+            return builder
+
+    def snapshot(self, spec: FunctionSpec) -> SnapshotRef | None:
+        """Make a Python version's snapshot local and compiled; return it (None: the spec
+        names none, or its interpreter cannot be split).
+
+        Looks in this node's index, then in the blob store (another node captured it),
+        and captures it otherwise (the function's init runs here, once) and shares it.
+        Raises HandlerError for the function's init errors and MemoryLimitExceeded/
+        OutOfFuel/TimedOut when its init exceeds a budget (as `load` reports them).
+        """
+        from firebox.runtime.guest.function_config import python_config
+        from firebox.runtime.snapshot.store import SnapshotIndex, SnapshotRef
+
+        key = spec.snapshot
+        if key is None or spec.bundle_digest is None:
+            return None
+        index = SnapshotIndex(self.data_dir)
+        ref = index.get(key)
+        if ref is not None and all(self.artifacts.exists(d) for d in ref.digests):
+            self.snapshot_stats.local += 1
+            self._compile_snapshot(ref)
+            return ref
+        shared = self.blobs.get(key) if self.blobs is not None else None
+        ref = SnapshotRef.from_bytes(shared) if shared is not None else None
+        if ref is not None:
+            try:
+                for digest in ref.digests:
+                    self.ensure_local(digest)
+            except InvalidArtifact:
+                ref = None  # its artifacts are gone: capture anew
+            else:
+                index.put(ref)
+                self.snapshot_stats.fetched += 1
+                self._compile_snapshot(ref)
+                return ref
+        self.ensure_local(spec.digest)
+        self.ensure_local(spec.bundle_digest)
+        builder = self.builder(spec.digest)
+        if builder is None:
+            self.snapshot_stats.unavailable += 1
+            return None
+        ref = builder.ensure(spec.bundle_digest, spec.handler, python_config(spec))
+        if ref.key != key:
+            raise InvalidArtifact(f"snapshot key mismatch for {spec.name}: {ref.key} != {key}")
+        self.last_capture = builder.last_capture
+        self.snapshot_stats.captured += 1
+        self.share(ref.digest)
+        if self.blobs is not None:
+            self.blobs.put(key, ref.to_bytes())
+        return ref
+
+    def _compile_snapshot(self, ref: SnapshotRef) -> None:
+        engine = self._components()
+        if not self.cache.path(ref.digest, "module").exists():
+            self.cache.load_module(engine, ref.digest, self.artifacts.path(ref.digest))
+        self.compile_component(ref.component)
+
+    def forget_snapshot(self, key: str) -> str | None:
+        """Drop a snapshot's index entries (here and shared); return its module's digest."""
+        from firebox.runtime.snapshot.store import SnapshotIndex
+
+        index = SnapshotIndex(self.data_dir)
+        ref = index.get(key)
+        index.delete(key)
+        if self.blobs is not None:
+            self.blobs.delete(key)
+        return ref.digest if ref is not None else None
 
     @property
     def compiles(self) -> int:

@@ -36,6 +36,9 @@ class FunctionSpec:
     provisioned: int = 1
     concurrency: int = 64
     isolation: str = "fresh"
+    # A Python version's snapshot key (runtime/snapshot/key.py): instances restore from
+    # the snapshot it names; None: each instance runs the function's init (`load`).
+    snapshot: str | None = None
 
     @property
     def key(self) -> str:
@@ -63,6 +66,7 @@ class FunctionSpec:
             "concurrency": self.concurrency,
             "isolation": self.isolation,
             "export": self.export,
+            "snapshot": self.snapshot,
         }
 
     @classmethod
@@ -81,6 +85,7 @@ class FunctionSpec:
             provisioned=int(data.get("provisioned", 1)),
             concurrency=int(data.get("concurrency", 64)),
             isolation=str(data.get("isolation", "fresh")),
+            snapshot=data.get("snapshot"),
         )
 
 

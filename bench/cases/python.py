@@ -33,6 +33,7 @@ from firebox.runtime.guest.protocol import CallContext, GuestInstance
 from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.manifest import parse_manifest
 from firebox.runtime.pool import InstancePool
+from firebox.runtime.prepare import Preparer
 from firebox.runtime.storage.registry import FunctionRecord
 from firebox.sdk.client import Client
 
@@ -323,16 +324,19 @@ def _in_process(
     digest = artifacts.put(interpreter.read_bytes())
     bundle_digest = artifacts.put(code)
     config = parse_manifest(manifest)
-    spec = function_spec(
-        FunctionRecord(config.name, "python", digest, bundle_digest, config.to_dict())
-    )
     settings = EngineSettings()
+    record = FunctionRecord(config.name, "python", digest, bundle_digest, config.to_dict())
+    spec = function_spec(record, snapshots=settings.fingerprint())
     engine = build_engine(settings)
     ticker = EpochTicker(engine)
     # The data dir's cache of the first node holds the compiled interpreter (same
     # fingerprint: the slot count is not part of it).
     seed_compiled(root)
     cache = CompiledCache(root, settings)
+    # The node's deploy path: capture the version's post-init snapshot (once).
+    t0 = time.perf_counter()
+    ref = Preparer(settings, root, artifacts, None).snapshot(spec)
+    capture_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     program = load_program(spec, engine, artifacts, cache)
     load_s = time.perf_counter() - t0
@@ -424,6 +428,9 @@ def _in_process(
         ticker.stop()
     return {
         "in_process_load_program_ms": round(load_s * 1000, 2),
+        "in_process_snapshot_capture_ms": round(capture_s * 1000, 2),
+        "snapshot_bytes_on_disk": artifacts.path(ref.digest).stat().st_size if ref else 0,
+        "snapshot_memory_bytes": ref.memory_bytes if ref else 0,
         "in_process_cache": asdict(cache.stats),
         "engine_settings": asdict(settings),
         "spec": spec.to_wire(),

@@ -23,6 +23,7 @@ import firebox_guest_context
 import firebox_guest_fs
 import firebox_guest_sdk
 import firebox_guest_stdlib  # noqa: F401 - imported for its effect: the stdlib snapshot
+import snapshot_restore_py
 import wit_world
 from componentize_py_types import Err
 from firebox_guest_bundle import install as install_bundle
@@ -153,8 +154,37 @@ def _warm_up(state: _State) -> None:
     host.monotonic_ms()
 
 
+def _run_hooks(hooks: list[snapshot_restore_py.Hook], error_type: str) -> None:
+    try:
+        for function, args, kwargs in hooks:
+            function(*args, **kwargs)
+    except BaseException as exc:
+        raise Err(_error(error_type, f"{type(exc).__name__}: {exc}", _stack(exc))) from None
+    finally:
+        if _state is not None:
+            for stream in _state.streams:
+                stream.flush()
+
+
 class WitWorld(wit_world.WitWorld):
     """The exports of the `firebox:function/function` world."""
+
+    def snapshot(self) -> None:
+        if _state is None:
+            raise Err(_error("Runtime.NotLoaded", "no function was loaded", []))
+        _run_hooks(snapshot_restore_py.get_before_snapshot(), "Runtime.BeforeSnapshotError")
+        # As at the end of the interpreter's own build: keep the collector off the
+        # snapshot's heap in every restored instance, so its pages stay shared.
+        gc.collect()
+        gc.freeze()
+
+    def restore(self) -> None:
+        if _state is None:
+            raise Err(_error("Runtime.NotLoaded", "no function was loaded", []))
+        # The snapshot froze one PRNG state into every instance (os.urandom, secrets and
+        # uuid4 read WASI's random source, which is the host's, so they already differ).
+        random.seed()
+        _run_hooks(snapshot_restore_py.get_after_restore(), "Runtime.AfterRestoreError")
 
     def load(self, bundle: bytes, handler: str, config: FunctionConfig) -> None:
         global _state

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import wasmtime
 from firebox.runtime import config, sandbox
-from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, MiB, arn
+from firebox.runtime.config import MiB
 from firebox.runtime.errors import GuestTrap, HandlerError, InvalidArtifact, ResponseTooLarge
+from firebox.runtime.guest.function_config import PythonFunctionConfig, wit_record
 from firebox.runtime.guest.protocol import CallContext, CallStats
 from firebox.runtime.guest.store import arm, limit_memory
 from firebox.runtime.guest.traps import trap_error
@@ -35,66 +35,12 @@ LOAD_TIMEOUT_S = config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get()
 
 #: Log text the host accepts per call beyond the guest's own budget (the marker, a last
 #: partial line); the guest enforces `max_log_bytes`, this bounds a guest that does not.
-_LOG_SLACK_BYTES = 4096
-
-
-class _InitLog:
-    """Keeps what `load` logged (the INIT phase), for the instance's first invocation log."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, text: str) -> None:
-        self.parts.append(text)
-
-
-@dataclass(frozen=True)
-class PythonFunctionConfig:
-    """Static configuration of one Python function version, as the guest's `context` sees it."""
-
-    function_name: str
-    function_version: str = "$LATEST"
-    invoked_function_arn: str = ""
-    memory_mb: int = DEFAULT_MEMORY_MB
-    environment: Mapping[str, str] = field(default_factory=dict)
-    log_group_name: str = ""
-    log_stream_name: str = ""
-    max_log_bytes: int = DEFAULT_MAX_LOG_BYTES
-    #: Wall time and fuel for `load`. Lambda gives init 10 s, and when that is not enough
-    #: runs it again within the first invocation's timeout: callers pass the larger.
-    load_timeout_s: float = LOAD_TIMEOUT_S
-    load_fuel: int = LOAD_FUEL
-
-    def to_wit(self) -> Any:
-        """Return the `function-config` record for the `load` export."""
-        function_arn = self.invoked_function_arn or arn("lambda", f"function:{self.function_name}")
-        return _record(
-            function_name=self.function_name,
-            function_version=self.function_version,
-            invoked_function_arn=function_arn,
-            memory_limit_mb=self.memory_mb,
-            log_group_name=self.log_group_name or f"/aws/lambda/{self.function_name}",
-            # Empty: the guest names its stream as Lambda does, YYYY/MM/DD/[$LATEST]<id>.
-            log_stream_name=self.log_stream_name,
-            environment=[(str(k), str(v)) for k, v in self.environment.items()],
-            max_log_bytes=self.max_log_bytes,
-        )
-
-
-class _Record:
-    """An attribute bag: wasmtime-py lowers a WIT record from its kebab-case attributes."""
-
-
-def _record(**fields: Any) -> _Record:
-    record = _Record()
-    for name, value in fields.items():
-        setattr(record, name.replace("_", "-"), value)
-    return record
+LOG_SLACK_BYTES = 4096
 
 
 # Host functions receive a StoreContext; the Store's context pointer identifies the
 # instance. A dict lookup keeps one Linker per program instead of one per instance.
-_STATES: dict[int | None, HostState] = {}
+STATES: dict[int | None, HostState] = {}
 
 
 def _host_function(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -104,7 +50,7 @@ def _host_function(fn: Callable[..., Any]) -> Callable[..., Any]:
         # Host functions must not raise: wasmtime-py passes exceptions through a global
         # that another thread can steal. Swallow everything.
         try:
-            state = _STATES.get(store_key(store))
+            state = STATES.get(store_key(store))
             return fn(state if state is not None else HostState(log_budget=0), *args)
         except Exception:
             return None
@@ -112,7 +58,7 @@ def _host_function(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _linker(engine: wasmtime.Engine) -> Linker:
+def component_linker(engine: wasmtime.Engine) -> Linker:
     """Return a component Linker with WASI preview2 and every registered host API."""
     linker = Linker(engine)
     linker.add_wasip2()
@@ -126,7 +72,8 @@ def _linker(engine: wasmtime.Engine) -> Linker:
     return linker
 
 
-def _handler_error(raw: Any) -> HandlerError:
+def handler_error(raw: Any) -> HandlerError:
+    """Return the HandlerError for an `err` the guest returned (Lambda's error JSON bytes)."""
     if not isinstance(raw, bytes):
         raw = str(raw).encode()
     try:
@@ -159,7 +106,7 @@ class PythonProgram:
         self.handler = handler
         self.config = config
         self._wit_config = config.to_wit()
-        self._linker = _linker(engine)
+        self._linker = component_linker(engine)
 
     def instantiate(self) -> PythonInstance:
         """Return a new instance with the function's bundle loaded.
@@ -169,52 +116,91 @@ class PythonProgram:
         `MemoryLimitExceeded`/`OutOfFuel`/`TimedOut`/`GuestTrap` when loading traps, and
         `InvalidArtifact` when the component does not implement the firebox world.
         """
-        memory_limit = self.config.memory_mb * MiB
-        store = wasmtime.Store(self.engine)
-        limit_memory(store, memory_limit)
-        store.set_wasi(sandbox.wasi_config(store, self.bundle))  # /var/task, /tmp, no host
-        load_fuel, load_timeout_s = self.config.load_fuel, self.config.load_timeout_s
-        arm(store, fuel=load_fuel, seconds=load_timeout_s)
-        key = store_key(store)
-        state = HostState(log_budget=0)  # set-up output is dropped (the sink is a NullSink)
-        _STATES[key] = state
+        return start_instance(
+            self._linker,
+            self.component,
+            self.config,
+            "load",
+            # The sandbox extracted the bundle at /var/task: send no bytes (wasmtime-py
+            # lowers list<u8> element by element, ~2.5 s per MiB here).
+            (b"", self.handler, self._wit_config),
+            bundle=self.bundle,
+            fuel=self.config.load_fuel,
+            timeout_s=self.config.load_timeout_s,
+        )
+
+
+class _InitLog:
+    """Keeps what `load` logged (the INIT phase), for the instance's first invocation log."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.parts.append(text)
+
+
+def start_instance(
+    linker: Linker,
+    component: Component,
+    config: PythonFunctionConfig,
+    init: str,
+    args: tuple[Any, ...],
+    *,
+    bundle: bytes,
+    fuel: int,
+    timeout_s: float,
+) -> PythonInstance:
+    """Instantiate `component` in a new Store, call its `init` export with `args`, and
+    return the ready instance (`init` is `load` for a fresh interpreter, `restore` for a
+    snapshot).
+
+    The instance sees `bundle` read-only at /var/task and a /tmp of its own (the
+    sandbox); what `init` logged opens its first invocation's log. Raises `HandlerError` for the guest's own error,
+    `MemoryLimitExceeded`/`OutOfFuel`/`TimedOut`/`NodeAtCapacity` for budgets, and
+    `InvalidArtifact` when the component does not fit or lacks `init`/`handle`.
+    """
+    memory_limit = config.memory_mb * MiB
+    store = wasmtime.Store(linker.engine)
+    limit_memory(store, memory_limit)
+    store.set_wasi(sandbox.wasi_config(store, bundle))  # /var/task, /tmp, no host
+    arm(store, fuel=fuel, seconds=timeout_s)
+    key = store_key(store)
+    state = HostState(log_budget=0)  # set-up output is dropped (the sink is a NullSink)
+    STATES[key] = state
+    try:
         try:
-            try:
-                instance = self._linker.instantiate(store, self.component)
-            except wasmtime.WasmtimeError as exc:
-                error = trap_error(
-                    exc, fuel=load_fuel, timeout_s=load_timeout_s, memory_limit=memory_limit
-                )
-                if isinstance(error, GuestTrap):  # not a budget: the component does not fit
-                    error = InvalidArtifact(f"cannot instantiate the interpreter: {exc}")
-                raise error from exc
-            load = instance.get_func(store, "load")
-            handle = instance.get_func(store, "handle")
-            if load is None or handle is None:
-                raise InvalidArtifact("the component does not export firebox's load/handle")
-            state.log_budget = self.config.max_log_bytes + _LOG_SLACK_BYTES
-            state.log = init_log = _InitLog()
-            try:
-                # The sandbox extracted the bundle at /var/task: send no bytes (wasmtime-py
-                # lowers list<u8> element by element, ~2.5 s per MiB here).
-                result = load(store, b"", self.handler, self._wit_config)
-                load.post_return(store)
-            except wasmtime.WasmtimeError as exc:
-                raise trap_error(
-                    exc, fuel=load_fuel, timeout_s=load_timeout_s, memory_limit=memory_limit
-                ) from exc
-            if isinstance(result, Variant) and result.tag == "err":
-                raise _handler_error(result.payload)
-            if result is not None and not isinstance(result, Variant):
-                raise _handler_error(result)
-        except BaseException:
-            _STATES.pop(key, None)
-            store.close()
-            raise
-        state.log = NullSink()
-        ready = PythonInstance(store, key, state, handle, memory_limit, self.config.max_log_bytes)
-        ready.init_log = "".join(init_log.parts)
-        return ready
+            instance = linker.instantiate(store, component)
+        except wasmtime.WasmtimeError as exc:
+            error = trap_error(exc, fuel=fuel, timeout_s=timeout_s, memory_limit=memory_limit)
+            if isinstance(error, GuestTrap):  # not a budget: the component does not fit
+                error = InvalidArtifact(f"cannot instantiate the interpreter: {exc}")
+            raise error from exc
+        start = instance.get_func(store, init)
+        handle = instance.get_func(store, "handle")
+        if start is None or handle is None:
+            raise InvalidArtifact(f"the component does not export firebox's {init}/handle")
+        state.log_budget = config.max_log_bytes + LOG_SLACK_BYTES
+        state.log = init_log = _InitLog()
+        try:
+            result = start(store, *args)
+            start.post_return(store)
+        except wasmtime.WasmtimeError as exc:
+            raise trap_error(
+                exc, fuel=fuel, timeout_s=timeout_s, memory_limit=memory_limit
+            ) from exc
+        if isinstance(result, Variant) and result.tag == "err":
+            raise handler_error(result.payload)
+        if result is not None and not isinstance(result, Variant):
+            raise handler_error(result)
+    except BaseException:
+        STATES.pop(key, None)
+        store.close()
+        raise
+    state.log = NullSink()
+    ready = PythonInstance(store, key, state, handle, memory_limit, config.max_log_bytes)
+    ready.init_log = "".join(init_log.parts)
+    return ready
 
 
 class PythonInstance:
@@ -269,7 +255,7 @@ class PythonInstance:
             raise GuestTrap("instance is closed or trapped and cannot be called again")
         timeout_s = max(0.0, deadline - time.monotonic())
         arm(store, fuel=fuel, seconds=timeout_s)
-        context = _record(
+        context = wit_record(
             aws_request_id=request_id,
             deadline_ms=int(deadline * 1000),
             invoked_function_arn=invoked_arn,
@@ -280,7 +266,7 @@ class PythonInstance:
             log.write(self.init_log)
             self.init_log = ""
         self._state.log = log
-        self._state.log_budget = self._max_log_bytes + _LOG_SLACK_BYTES
+        self._state.log_budget = self._max_log_bytes + LOG_SLACK_BYTES
         try:
             result = self._handle(store, event, context)
             self._handle.post_return(store)
@@ -304,7 +290,7 @@ class PythonInstance:
             raise
         if isinstance(result, Variant):
             if result.tag == "err":
-                raise _handler_error(result.payload)
+                raise handler_error(result.payload)
             result = result.payload
         if not isinstance(result, bytes):
             self.reusable = False
@@ -315,7 +301,7 @@ class PythonInstance:
         """Release the Store (and the instance's memory); idempotent."""
         store, self._store = self._store, None
         self.reusable = False
-        _STATES.pop(self._key, None)
+        STATES.pop(self._key, None)
         if store is not None:
             store.close()
 
@@ -348,10 +334,19 @@ class PythonGuest:
         self.instance.close()
 
 
-class PythonGuestProgram:
-    """A PythonProgram that makes PythonGuest instances."""
+class PythonInstances(Protocol):
+    """What makes ready PythonInstances: a PythonProgram (runs `load` in each) or a
+    SnapshotProgram (restores each from the version's snapshot)."""
 
-    def __init__(self, program: PythonProgram, limits: Limits) -> None:
+    def instantiate(self) -> PythonInstance:
+        """Return a new ready instance."""
+        ...
+
+
+class PythonGuestProgram:
+    """A PythonProgram or SnapshotProgram that makes PythonGuest instances."""
+
+    def __init__(self, program: PythonInstances, limits: Limits) -> None:
         self.program = program
         self.limits = limits
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.errors import InvalidArtifact
-from firebox.runtime.guest.component import (
-    LOAD_FUEL,
-    LOAD_TIMEOUT_S,
-    PythonFunctionConfig,
-    PythonGuestProgram,
-    PythonProgram,
-)
+from firebox.runtime.guest.component import PythonGuestProgram, PythonInstances, PythonProgram
 from firebox.runtime.guest.core import CoreProgram
+from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.protocol import GuestProgram
 from firebox.runtime.specs import FunctionSpec
+
+log = logging.getLogger("firebox.loading")
 
 
 def load_program(
@@ -25,31 +24,39 @@ def load_program(
 ) -> GuestProgram:
     """Return the program for a function spec, compiling through the cache.
 
+    A Python spec that names a snapshot the node has made (its index entry is in the
+    data dir) restores every instance from it; without one, each instance runs `load`.
     Raises InvalidArtifact if the artifact is missing or does not fit the spec's kind.
     """
     limits = spec.limits
-    env = dict(spec.environment)
-    kind = spec.kind
     digest = spec.digest
     if not artifacts.exists(digest):
         raise InvalidArtifact(f"artifact {digest} is missing from the store")
-    if kind == "module":
+    if spec.kind == "module":
         module = cache.load_module(engine, digest, artifacts.path(digest))
-        return CoreProgram(engine, module, limits, env)
-    if kind == "python":
-        component = cache.load_component(engine, digest, artifacts.path(digest))
-        config = PythonFunctionConfig(
-            function_name=spec.name,
-            function_version=spec.version,
-            memory_mb=limits.memory_mb,
-            environment=env,
-            max_log_bytes=limits.max_log_bytes,
-            load_timeout_s=max(LOAD_TIMEOUT_S, limits.timeout_s),
-            load_fuel=max(LOAD_FUEL, limits.fuel),
-        )
+        return CoreProgram(engine, module, limits, dict(spec.environment))
+    if spec.kind == "python":
         if spec.bundle_digest is None:
             raise InvalidArtifact(f"Python function {spec.name} has no code bundle")
-        bundle = artifacts.get(spec.bundle_digest)
-        program = PythonProgram(engine, component, bundle, spec.handler, config)
-        return PythonGuestProgram(program, limits)
-    raise InvalidArtifact(f"unknown function kind {kind!r}")
+        return PythonGuestProgram(_python_program(spec, engine, artifacts, cache), limits)
+    raise InvalidArtifact(f"unknown function kind {spec.kind!r}")
+
+
+def _python_program(
+    spec: FunctionSpec, engine: wasmtime.Engine, artifacts: ArtifactStore, cache: CompiledCache
+) -> PythonInstances:
+    config = python_config(spec)
+    assert spec.bundle_digest is not None  # load_program refused a Python spec without one
+    if spec.snapshot is not None:
+        from firebox.runtime.snapshot.store import SnapshotIndex, load_snapshot_program
+
+        ref = SnapshotIndex(artifacts.root.parent).get(spec.snapshot)
+        if ref is not None:
+            return load_snapshot_program(
+                engine, artifacts, cache, ref.split, ref.digest, config, spec.bundle_digest
+            )
+        log.warning(
+            "%s:%s has no snapshot on this node: instances run its init", spec.name, spec.version
+        )
+    component = cache.load_component(engine, spec.digest, artifacts.path(spec.digest))
+    return PythonProgram(engine, component, artifacts.get(spec.bundle_digest), spec.handler, config)

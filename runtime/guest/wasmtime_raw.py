@@ -1,4 +1,4 @@
-"""Every use of wasmtime-py's private API and raw ctypes layer, in one place (guest layer).
+"""Every use of wasmtime-py's private API and raw ctypes layer on the serving path (guest layer).
 
 wasmtime-py 50 leaves a few things out of its public API that firebox needs: the
 pooling allocator, an unchecked call (~1-2 us instead of ~21 us), a Store's identity
@@ -43,6 +43,11 @@ def pooling_allocator(config: wasmtime.Config, settings: EngineSettings) -> None
     ffi.wasmtime_pooling_allocation_config_max_component_instance_size_set(pc, 4 * MiB)
     ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pc)
     ffi.wasmtime_pooling_allocation_config_delete(pc)
+
+
+def winch_strategy(config: wasmtime.Config) -> None:
+    """Compile with Winch, wasmtime's baseline compiler (the `strategy` setter refuses it)."""
+    ffi.wasmtime_config_strategy_set(config.ptr(), ctypes.c_uint8(2))
 
 
 class RawCall:

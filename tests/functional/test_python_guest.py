@@ -17,7 +17,8 @@ from firebox.compiler.errors import DependencyInstallError, InvalidHandler, Nati
 from firebox.compiler.interpreter import build_interpreter
 from firebox.compiler.python import bundle_python_function, validate_bundle
 from firebox.runtime.errors import HandlerError, OutOfFuel, TimedOut
-from firebox.runtime.guest.component import PythonFunctionConfig, PythonInstance, PythonProgram
+from firebox.runtime.guest.component import PythonInstance, PythonProgram
+from firebox.runtime.guest.function_config import PythonFunctionConfig
 from wasmtime.component import Component
 
 pytestmark = pytest.mark.slow

@@ -1,0 +1,1 @@
+"""Post-init snapshots of Python function versions: capture at deploy, restore per instance (engine layer)."""

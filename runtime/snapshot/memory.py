@@ -1,0 +1,173 @@
+"""Linear memories the host allocates, so a capture can read a component's memory (engine layer).
+
+A component never exports its core memories, so the only way for the host to see module
+0's memory is to be the one that allocates it: wasmtime's host memory creator
+(`wasmtime_config_host_memory_creator_set`, raw ctypes layer only). Each memory is an
+anonymous `PROT_NONE` reservation made readable and writable as it grows, so it never
+moves. Wasmtime calls the creator on the thread that instantiates, which is how a memory
+is attributed to the capture that made it.
+
+Traps measured in the feasibility study: the creator needs `memory_init_cow = False`
+(with copy-on-write on, wasmtime panics: "memory_image is Some only for mmap-based
+memories") and applies to the on-demand allocator only.
+
+This module is its own concept (an allocator of linear memories, with its mmap calls and
+the callbacks wasmtime makes into it), so its raw-layer use (`wasmtime._ffi`'s memory
+creator types and `wasmtime_config_host_memory_creator_set`) stays here rather than in
+`firebox.runtime.guest.wasmtime_raw`, which holds the serving path's raw calls; a
+wasmtime upgrade is checked against both.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+from wasmtime import _ffi as ffi
+
+_PROT_NONE = 0
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [
+    ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long,
+]  # fmt: skip
+_libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+_MAP_NORESERVE = 0x4000
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+@dataclass
+class HostMemory:
+    """One linear memory wasmtime asked for: its base address, size and reservation."""
+
+    base: int
+    size: int
+    maximum: int
+    reserved: int
+
+    def read(self) -> bytes:
+        """Return a copy of the memory's current contents (`size` bytes)."""
+        return ctypes.string_at(self.base, self.size)
+
+
+def _error(message: str) -> int:
+    error = ffi.wasmtime_error_new(ctypes.create_string_buffer(message.encode()))
+    return ctypes.cast(error, ctypes.c_void_p).value or 0
+
+
+class HostMemoryCreator:
+    """Allocates every linear memory of an Engine; records them per creating thread."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._local = threading.local()
+        self._memories: dict[int, HostMemory] = {}
+        self._lock = threading.Lock()
+        self._next = 1
+        # Keep the ctypes callbacks alive as long as the engine can call them.
+        self._new = ffi.wasmtime_new_memory_callback_t(self._new_memory)
+        self._get = ffi.wasmtime_memory_get_callback_t(self._get_memory)
+        self._grow = ffi.wasmtime_memory_grow_callback_t(self._grow_memory)
+        self._finalize = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(self._finalize_memory)
+        self._noop = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(lambda env: None)
+        struct: Any = ffi.wasmtime_memory_creator_t()
+        struct.env = None
+        struct.new_memory = self._new
+        struct.finalizer = self._noop
+        self.struct = struct
+
+    def install(self, config: wasmtime.Config) -> None:
+        """Make `config`'s engine allocate its memories here (sets memory_init_cow off)."""
+        config.memory_init_cow = False
+        ffi.wasmtime_config_host_memory_creator_set(config.ptr(), ctypes.byref(self.struct))
+
+    def record(self) -> list[HostMemory]:
+        """Start recording the memories created on this thread; return the list they go to."""
+        created: list[HostMemory] = []
+        self._local.created = created
+        return created
+
+    def stop_recording(self) -> None:
+        """Stop recording on this thread."""
+        self._local.created = None
+
+    # -- callbacks (run by wasmtime, must not raise) --------------------------------
+
+    def _new_memory(
+        self,
+        env: int | None,
+        ty: object,
+        minimum: int,
+        maximum: int,
+        reserved: int,
+        guard: int,
+        ret: ctypes._Pointer[ffi.wasmtime_linear_memory_t],
+    ) -> int:
+        try:
+            limit = min(maximum, self.max_bytes) if maximum else self.max_bytes
+            if minimum > limit:
+                return _error(f"memory minimum {minimum} exceeds the capture limit {limit}")
+            span = max(reserved, limit) + guard
+            flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
+            base = _libc.mmap(None, span, _PROT_NONE, flags, -1, 0)
+            if base in (None, _MAP_FAILED):
+                return _error(f"mmap of {span} bytes failed (errno {ctypes.get_errno()})")
+            rw = mmap.PROT_READ | mmap.PROT_WRITE
+            if minimum and _libc.mprotect(base, minimum, rw) != 0:
+                _libc.munmap(base, span)
+                return _error("mprotect failed")
+            memory = HostMemory(base, minimum, limit, span)
+            with self._lock:
+                key = self._next
+                self._next += 1
+                self._memories[key] = memory
+            created = getattr(self._local, "created", None)
+            if created is not None:
+                created.append(memory)
+            out: Any = ret.contents
+            out.env = key
+            out.get_memory = self._get
+            out.grow_memory = self._grow
+            out.finalizer = self._finalize
+            return 0
+        except Exception as exc:  # a Python exception cannot cross into wasmtime
+            return _error(f"host memory creator failed: {exc}")
+
+    def _get_memory(
+        self,
+        env: int | None,
+        size: ctypes._Pointer[ctypes.c_size_t],
+        maximum: ctypes._Pointer[ctypes.c_size_t],
+    ) -> int:
+        memory = self._memories[env or 0]
+        size[0] = memory.size
+        maximum[0] = memory.maximum
+        return memory.base
+
+    def _grow_memory(self, env: int | None, new_size: int) -> int:
+        try:
+            memory = self._memories[env or 0]
+            if new_size > memory.maximum:
+                return _error("memory would grow past its maximum")
+            if new_size > memory.size:
+                rw = mmap.PROT_READ | mmap.PROT_WRITE
+                if _libc.mprotect(memory.base, new_size, rw) != 0:
+                    return _error("mprotect failed")
+                memory.size = new_size
+            return 0
+        except Exception as exc:
+            return _error(f"host memory grow failed: {exc}")
+
+    def _finalize_memory(self, env: int | None) -> None:
+        try:
+            with self._lock:
+                memory = self._memories.pop(env or 0, None)
+            if memory is not None:
+                _libc.munmap(memory.base, memory.reserved)
+        except Exception:
+            pass
