@@ -246,6 +246,11 @@ def test_snapstart_hooks_run_before_snapshot_once_and_after_restore_per_instance
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limit: formatting the traceback stats /var/task, and wasi-libc's preopen"
+    " handles cached in the snapshot are unknown to the restored Store (docs/snapshots.md)",
+)
 def test_failing_after_restore_hook_is_a_lambda_error(deploy: Deploy) -> None:
     program = deploy(
         """

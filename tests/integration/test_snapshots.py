@@ -71,7 +71,7 @@ def invoke(client: Client, name: str, event: Any = 1) -> dict[str, Any]:
 def test_snapshot_state_isolation_uniqueness_and_hooks(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    node = server_factory(env={"FIREBOX_PREPARE_PYTHON": "1"}).start()
+    node = server_factory(env={"FIREBOX_PREPARE_PYTHON": "1", "FIREBOX_SNAPSHOTS": "1"}).start()
     with node.client(timeout=600) as client:
         client.deploy_path(write(tmp_path, "snap-state", STATEFUL))
         assert snapshots(client)["captured"] == 1
@@ -90,7 +90,11 @@ def test_snapshot_state_isolation_uniqueness_and_hooks(
 def test_snapshot_survives_restart_and_serves_a_second_node(
     server_factory: ServerFactory, pg_schema_url: str, tmp_path: Path
 ) -> None:
-    shared = {"FIREBOX_DATABASE_URL": pg_schema_url, "FIREBOX_REGISTRY_POLL_S": "0.2"}
+    shared = {
+        "FIREBOX_DATABASE_URL": pg_schema_url,
+        "FIREBOX_REGISTRY_POLL_S": "0.2",
+        "FIREBOX_SNAPSHOTS": "1",
+    }
     first = server_factory(env={**shared, "FIREBOX_PREPARE_PYTHON": "1"}).start()
     with first.client(timeout=600) as client:
         client.deploy_path(write(tmp_path, "snap-shared", STATEFUL))
@@ -115,7 +119,7 @@ def test_snapshot_survives_restart_and_serves_a_second_node(
 def test_new_code_or_environment_makes_a_new_snapshot(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    node = server_factory(env={"FIREBOX_PREPARE_PYTHON": "1"}).start()
+    node = server_factory(env={"FIREBOX_PREPARE_PYTHON": "1", "FIREBOX_SNAPSHOTS": "1"}).start()
     with node.client(timeout=600) as client:
         client.deploy_path(write(tmp_path, "snap-change", STATEFUL, env={"COLOUR": "red"}))
         assert invoke(client, "snap-change")["env"] == "red"
