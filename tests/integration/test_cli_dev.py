@@ -82,9 +82,10 @@ def test_new_then_dev_live_reload(server: Server, tmp_path: Path) -> None:
         out.wait_for("watching greeter", 10)
         app = folder / "app.py"
         source = app.read_text()
-        # Save a change: the new result shows within a second or two.
+        # Save a change: the new result shows (in a second or two on an idle machine; the
+        # bound is loose because speed is the bench's business, not a test's).
         _save(app, source.replace('f"Hello, {name}!"', 'f"Howdy, {name}!"'))
-        assert out.wait_for('event.json -> {"message": "Howdy, firebox!"', 10) < 5
+        out.wait_for('event.json -> {"message": "Howdy, firebox!"', 30)
         # The logs are followed: the greeting the handler logged shows up.
         out.wait_for("greeting firebox", 10)
         # Break it: the error names its type and line.
