@@ -31,6 +31,7 @@ class Lines:
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
+        self.checked = 0  # lines before this index were looked at by an earlier match
         assert proc.stdout is not None
         stream = proc.stdout
 
@@ -41,8 +42,16 @@ class Lines:
         threading.Thread(target=pump, daemon=True).start()
 
     def wait_for(self, text: str, timeout: float) -> float:
-        """Return the seconds until a line containing `text` appeared; fail after `timeout`."""
+        """Return the seconds until a line containing `text` appeared; fail after `timeout`.
+
+        Lines printed since the previous match count too: the followed logs and the
+        event's result come from two streams, in either order.
+        """
         started = time.monotonic()
+        for index in range(self.checked, len(self.seen)):
+            if text in self.seen[index]:
+                self.checked = index + 1
+                return 0.0
         while time.monotonic() - started < timeout:
             try:
                 line = self.lines.get(timeout=0.1)
@@ -50,6 +59,7 @@ class Lines:
                 continue
             self.seen.append(line)
             if text in line:
+                self.checked = len(self.seen)
                 return time.monotonic() - started
         raise AssertionError(f"no line with {text!r} in {timeout} s; saw:\n{''.join(self.seen)}")
 
