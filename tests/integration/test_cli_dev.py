@@ -31,7 +31,8 @@ class Lines:
     def __init__(self, proc: subprocess.Popen[str]) -> None:
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
-        self.checked = 0  # lines before this index were looked at by an earlier match
+        self.mark = 0  # where the next wait starts looking: where the previous one began reading
+        self.used: set[int] = set()  # lines a wait matched already
         assert proc.stdout is not None
         stream = proc.stdout
 
@@ -44,13 +45,14 @@ class Lines:
     def wait_for(self, text: str, timeout: float) -> float:
         """Return the seconds until a line containing `text` appeared; fail after `timeout`.
 
-        Lines printed since the previous match count too: the followed logs and the
-        event's result come from two streams, in either order.
+        Lines the previous wait read count too (each line matches once): the followed
+        logs and the event's result come from two streams, in either order.
         """
         started = time.monotonic()
-        for index in range(self.checked, len(self.seen)):
-            if text in self.seen[index]:
-                self.checked = index + 1
+        begin, self.mark = self.mark, len(self.seen)
+        for index in range(begin, len(self.seen)):
+            if index not in self.used and text in self.seen[index]:
+                self.used.add(index)
                 return 0.0
         while time.monotonic() - started < timeout:
             try:
@@ -59,7 +61,7 @@ class Lines:
                 continue
             self.seen.append(line)
             if text in line:
-                self.checked = len(self.seen)
+                self.used.add(len(self.seen) - 1)
                 return time.monotonic() - started
         raise AssertionError(f"no line with {text!r} in {timeout} s; saw:\n{''.join(self.seen)}")
 
