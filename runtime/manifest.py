@@ -22,6 +22,8 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 RESERVED_PREFIXES = (
     "/v1", "/healthz", "/metrics", "/2015-03-31", "/2016-", "/2017-", "/2018-", "/2019-",
 )  # fmt: skip
+# Any dated first segment is the Lambda-compatible API's (botocore's prefixes and later).
+DATED_ROUTE_RE = re.compile(r"^/\d{4}-\d\d-\d\d(/|$)")
 KINDS = ("module", "python")
 
 TOP_KEYS = {
@@ -196,7 +198,7 @@ def _parse_trigger(data: Any, index: int) -> HttpTrigger:
     route = data.get("route")
     if not isinstance(route, str) or not ROUTE_RE.match(route):
         raise InvalidManifest(f"{where}: `route` must be a path starting with '/', got {route!r}")
-    if any(
+    if DATED_ROUTE_RE.match(route) or any(
         route == p or route.startswith(p + "/") or (route.startswith(p) and p.endswith("-"))
         for p in RESERVED_PREFIXES
     ):
