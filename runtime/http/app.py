@@ -24,6 +24,7 @@ from firebox.runtime.http import (
     streams_api,
 )
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
+from firebox.runtime.http.body_limits import BodyLimitMiddleware
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.triggers import trigger
 from firebox.runtime.node import Node
@@ -100,4 +101,6 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
     app.state.node = node
     app.state.authenticator = Authenticator(node)
     app.add_middleware(AuthMiddleware, authenticator=app.state.authenticator)
+    # Outermost: a body is bounded before authentication reads it.
+    app.add_middleware(BodyLimitMiddleware)
     return app

@@ -25,6 +25,7 @@ from firebox.runtime.errors import (
     Unauthorized,
 )
 from firebox.runtime.http import reserved, sigv4
+from firebox.runtime.http.body_limits import body_cap
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.lambda_errors import lambda_error_response
 from firebox.runtime.http.native import read_object, reply
@@ -35,8 +36,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Largest body buffered to check a signature: the native API's artifact limit.
-MAX_SIGNED_BODY_BYTES = 256 * 1024 * 1024
 # The scope key under which the authenticated access key id is passed to the app.
 SCOPE_KEY = "firebox.access_key_id"
 
@@ -142,7 +141,8 @@ class AuthMiddleware:
         try:
             unsigned = sigv4.from_asgi(scope, b"")
             if sigv4.is_signed(unsigned):
-                body = await _read_all(scope, receive, MAX_SIGNED_BODY_BYTES)
+                # At most the route's cap (BodyLimitMiddleware, in front, enforces it too).
+                body = await _read_all(scope, receive, body_cap(scope["method"], path))
                 receive = _replay(body, receive)
                 signed = sigv4.from_asgi(scope, body)
                 key_id = self.auth.signed(signed, "lambda" if lambda_api else "firebox")
