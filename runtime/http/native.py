@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from firebox.runtime.errors import BadRequest, PayloadTooLarge
-from firebox.runtime.http.codec import decode, encode, is_msgpack, json_to_msgpack
+from firebox.runtime.http.codec import (
+    decode,
+    encode,
+    is_msgpack,
+    json_to_msgpack,
+    msgpack_to_json,
+)
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.manifest import parse_toml
 from firebox.runtime.node import Node
@@ -329,7 +335,7 @@ async def invoke(request: Request) -> Response:
     if not body.strip():
         payload = b"{}"
     elif is_msgpack(content_type):
-        payload = json.dumps(decode(body, content_type)).encode()
+        payload = msgpack_to_json(body)
     else:
         decode(body, content_type)  # 400 on malformed JSON, before anything runs
         payload = body
@@ -371,7 +377,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise BadRequest(f"`{name}` must be an integer between {low} and {high}, got {raw!r}")
     return int(raw)
 

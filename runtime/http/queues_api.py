@@ -81,7 +81,9 @@ async def purge_queue(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _entry(data: dict[str, Any]) -> SendEntry:
+def _entry(data: Any) -> SendEntry:
+    if not isinstance(data, dict):
+        raise BadRequest("each entry must be an object {body, attributes?, delay_s?, dedup_id?}")
     body = body_bytes(data, "body")
     if len(body) > MAX_MESSAGE_BYTES:
         raise BadRequest(f"a message body is limited to {MAX_MESSAGE_BYTES} bytes, got {len(body)}")
@@ -89,6 +91,8 @@ def _entry(data: dict[str, Any]) -> SendEntry:
     if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
         raise BadRequest("`attributes` must map names to strings")
     dedup = data.get("dedup_id")
+    if dedup is not None and (not isinstance(dedup, str) or not 1 <= len(dedup) <= 128):
+        raise BadRequest("`dedup_id` must be a string of 1 to 128 characters")
     return SendEntry(
         body=body, attributes=attributes, delay_s=number_field(data, "delay_s"), dedup_id=dedup
     )
