@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from firebox.runtime.errors import Forbidden
+
 # SQS's defaults: 30 s visibility, 4 days retention, no delay.
 DEFAULT_VISIBILITY_TIMEOUT_S = 30.0
 DEFAULT_RETENTION_S = 4 * 24 * 3600.0
@@ -188,6 +190,25 @@ class QueueBackend(Protocol):
     def close(self) -> None:
         """Release connections; the backend is unusable afterwards."""
         ...
+
+
+# Queues whose names start with this are the node's own (`firebox-async-invocations`):
+# the public queue API, mappings, destinations and DLQs never reach them.
+INTERNAL_PREFIX = "firebox-"
+
+
+def is_internal(name: str) -> bool:
+    """Return True for the name of one of the node's internal queues."""
+    return name.startswith(INTERNAL_PREFIX)
+
+
+def check_public(name: str, what: str = "queue") -> None:
+    """Raise Forbidden when `name` is an internal queue's (or reserved for one)."""
+    if is_internal(name):
+        raise Forbidden(
+            f"{what} {name!r} is internal to the node (names starting with"
+            f" {INTERNAL_PREFIX!r} are reserved)"
+        )
 
 
 def check_name(name: str) -> None:
