@@ -106,7 +106,9 @@ def test_one_bad_schedule_never_stops_the_others_across_restarts(
                 await scheduler.start()
                 before = len(fired.calls)
                 try:
-                    await until(lambda: len(fired.calls) >= before + 2, "2 ticks of `good`")
+                    await until(
+                        lambda before=before: len(fired.calls) >= before + 2, "2 ticks of `good`"
+                    )
                     assert scheduler._loop is not None and not scheduler._loop.done()
                     for record in store.list():
                         scheduler.next_fire(record)  # answers (None) for the bad ones
