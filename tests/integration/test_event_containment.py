@@ -5,6 +5,7 @@ internal queues out of the public API's reach."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -68,6 +69,10 @@ def test_schedules_that_cannot_run_are_refused_at_create(node: Server, expressio
         assert all(s["name"] != "bad" for s in listed.json()["schedules"])
 
 
+def ticked(fired: Fired, wanted: int) -> bool:
+    return len(fired.calls) >= wanted
+
+
 class Exploding:
     """A schedule whose every computation raises (whatever a future bug might raise)."""
 
@@ -104,11 +109,9 @@ def test_one_bad_schedule_never_stops_the_others_across_restarts(
             for _restart in range(2):
                 scheduler = Scheduler(node, store)
                 await scheduler.start()
-                before = len(fired.calls)
+                wanted = len(fired.calls) + 2
                 try:
-                    await until(
-                        lambda before=before: len(fired.calls) >= before + 2, "2 ticks of `good`"
-                    )
+                    await until(functools.partial(ticked, fired, wanted), "2 ticks of `good`")
                     assert scheduler._loop is not None and not scheduler._loop.done()
                     for record in store.list():
                         scheduler.next_fire(record)  # answers (None) for the bad ones
