@@ -25,7 +25,7 @@ from firebox.runtime.http import (
 )
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.body_limits import BodyLimitMiddleware
-from firebox.runtime.http.errors import error_response
+from firebox.runtime.http.errors import error_response, unavailable
 from firebox.runtime.http.triggers import trigger
 from firebox.runtime.node import Node
 from starlette.applications import Starlette
@@ -57,6 +57,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
+    down = unavailable(exc)
+    if down is not None:  # PostgreSQL or Redis unreachable: 503, retry later
+        log.warning("%s %s: %s", request.method, request.url.path, down.message)
+        return error_response(down, request.headers.get("accept"))
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
     return error_response(FireboxError(f"internal error: {type(exc).__name__}"))
 

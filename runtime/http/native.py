@@ -18,7 +18,7 @@ from firebox.runtime.http.codec import (
     json_to_msgpack,
     msgpack_to_json,
 )
-from firebox.runtime.http.errors import error_response
+from firebox.runtime.http.errors import error_response, unavailable
 from firebox.runtime.manifest import parse_toml
 from firebox.runtime.node import Node
 from firebox.runtime.specs import InvocationResult
@@ -30,6 +30,7 @@ from starlette.routing import Route
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 MAX_JSON_BYTES = 1024 * 1024
 LOG_TAIL_BYTES = 4096
+HEALTH_PROBE_S = 2.0
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 
@@ -444,11 +445,25 @@ async def node_stats(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """GET /healthz: 200 while the node has at least one live worker."""
+    """GET /healthz: 200 while the node has at least one live worker and reaches its
+    registry database; 503 (saying which) otherwise."""
     node = node_of(request)
     alive = node.workers_alive()
-    status = 200 if alive else 503
-    return reply(request, {"status": "ok" if alive else "degraded", "workers": alive}, status)
+    body: dict[str, Any] = {"status": "ok", "workers": alive, "registry": "ok"}
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_ping, node), timeout=HEALTH_PROBE_S)
+    except Exception as exc:
+        down = unavailable(exc)
+        body["registry"] = down.message if down else f"unreachable ({type(exc).__name__})"
+    if not alive or body["registry"] != "ok":
+        body["status"] = "degraded"
+        return reply(request, body, 503)
+    return reply(request, body)
+
+
+def _ping(node: Node) -> None:
+    with node.registry.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
 
 
 def routes() -> list[Route]:
