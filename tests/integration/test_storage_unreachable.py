@@ -3,6 +3,7 @@ says so, and the node recovers when the database is back."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -55,19 +56,15 @@ class Proxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def cut(self) -> None:
         assert self.listener is not None
         self.listener.close()
         for conn in self.conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
         self.conns.clear()
 
