@@ -99,6 +99,12 @@ DEFAULT_CONCURRENCY = 64
 # Platform maxima: a function cannot ask for more than this.
 MAX_MEMORY_MB = 4096
 MAX_TIMEOUT_S = 900.0
+# The largest `max_request_bytes` / `max_response_bytes` (also the body cap of invoke and
+# trigger routes), `max_log_bytes`, `concurrency` and `fuel` a function may ask for.
+MAX_PAYLOAD_BYTES = 32 * MiB
+MAX_LOG_BYTES = 16 * MiB
+MAX_CONCURRENCY = 10_000
+MAX_FUEL = 2**63 - 1
 
 # The epoch ticker's period; timeouts are enforced to this granularity.
 EPOCH_TICK_S = 0.01
@@ -142,6 +148,13 @@ DEFAULT_MAPPING_RELOAD_S = 5.0
 DEFAULT_MAPPING_DRAIN_S = 5.0
 DEFAULT_MAPPING_THREADS = 32
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
+# The HTTP server: a request's headers must arrive within this long of its first byte;
+# an idle kept-alive connection is closed after the keep-alive; above the connection cap
+# new requests get a 503; a request line plus headers larger than this is a 400.
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_KEEP_ALIVE_S = 5.0
+DEFAULT_MAX_CONNECTIONS = 1000
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 
 # The node
 FIREBOX_DATA_DIR = optional_text("FIREBOX_DATA_DIR")
@@ -177,6 +190,11 @@ FIREBOX_SNAPSHOT_RESTORE_TIMEOUT_S = number(
 )
 FIREBOX_REGION = text("FIREBOX_REGION", DEFAULT_REGION)
 FIREBOX_ACCOUNT_ID = text("FIREBOX_ACCOUNT_ID", DEFAULT_ACCOUNT_ID)
+# The HTTP server (uvicorn)
+FIREBOX_HEADER_TIMEOUT_S = number("FIREBOX_HEADER_TIMEOUT_S", DEFAULT_HEADER_TIMEOUT_S)
+FIREBOX_KEEP_ALIVE_S = number("FIREBOX_KEEP_ALIVE_S", DEFAULT_KEEP_ALIVE_S)
+FIREBOX_MAX_CONNECTIONS = integer("FIREBOX_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS)
+FIREBOX_MAX_HEADER_BYTES = integer("FIREBOX_MAX_HEADER_BYTES", DEFAULT_MAX_HEADER_BYTES)
 # Events
 FIREBOX_QUEUE_URL = optional_text("FIREBOX_QUEUE_URL")
 FIREBOX_ASYNC_CONCURRENCY = integer("FIREBOX_ASYNC_CONCURRENCY", DEFAULT_ASYNC_CONCURRENCY)

@@ -40,11 +40,20 @@ class Limits:
                 f"timeout must be between 0 and {config.MAX_TIMEOUT_S:.0f} seconds,"
                 f" got {self.timeout_s}"
             )
-        if self.fuel <= 0:
-            raise InvalidManifest(f"fuel must be a positive integer, got {self.fuel}")
-        for name in ("max_request_bytes", "max_response_bytes", "max_log_bytes"):
-            if getattr(self, name) <= 0:
-                raise InvalidManifest(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 < self.fuel <= config.MAX_FUEL:
+            raise InvalidManifest(
+                f"fuel must be a positive integer of at most {config.MAX_FUEL}, got {self.fuel}"
+            )
+        maxima = {
+            "max_request_bytes": config.MAX_PAYLOAD_BYTES,
+            "max_response_bytes": config.MAX_PAYLOAD_BYTES,
+            "max_log_bytes": config.MAX_LOG_BYTES,
+        }
+        for name, maximum in maxima.items():
+            if not 0 < getattr(self, name) <= maximum:
+                raise InvalidManifest(
+                    f"{name} must be between 1 and {maximum}, got {getattr(self, name)}"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:

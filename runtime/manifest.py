@@ -22,7 +22,11 @@ HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 RESERVED_PREFIXES = (
     "/v1", "/healthz", "/metrics", "/2015-03-31", "/2016-", "/2017-", "/2018-", "/2019-",
 )  # fmt: skip
+# Any dated first segment is the Lambda-compatible API's (botocore's prefixes and later).
+DATED_ROUTE_RE = re.compile(r"^/\d{4}-\d\d-\d\d(/|$)")
 KINDS = ("module", "python")
+# Lambda's limit on a function's environment variables: 4 KB of names and values.
+MAX_ENVIRONMENT_BYTES = 4096
 
 TOP_KEYS = {
     "name", "description", "runtime", "module", "handler", "memory", "timeout", "fuel",
@@ -100,6 +104,15 @@ def _typed(data: dict[str, Any], key: str, kind: type | tuple[type, ...], defaul
     return value
 
 
+def _seconds(value: float) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer too large for a float
+        raise InvalidManifest(
+            f"timeout must be between 0 and {config.MAX_TIMEOUT_S:.0f} seconds, got {value}"
+        ) from None
+
+
 def parse_toml(text: str) -> dict[str, Any]:
     """Parse manifest text; raises InvalidManifest with the TOML error's position."""
     try:
@@ -131,7 +144,7 @@ def parse_manifest(
         )
     limits = Limits(
         memory_mb=_typed(data, "memory", int, config.DEFAULT_MEMORY_MB),
-        timeout_s=float(_typed(data, "timeout", (int, float), config.DEFAULT_TIMEOUT_S)),
+        timeout_s=_seconds(_typed(data, "timeout", (int, float), config.DEFAULT_TIMEOUT_S)),
         fuel=_typed(data, "fuel", int, config.DEFAULT_FUEL),
         max_request_bytes=_typed(data, "max_request_bytes", int, config.DEFAULT_MAX_REQUEST_BYTES),
         max_response_bytes=_typed(
@@ -145,14 +158,24 @@ def parse_manifest(
             raise InvalidManifest(
                 f"environment variable {key!r} must have a valid name and a string value"
             )
+    env_size = sum(
+        len(k.encode()) + len(v.encode("utf-8", "surrogatepass")) for k, v in env.items()
+    )
+    if env_size > MAX_ENVIRONMENT_BYTES:
+        raise InvalidManifest(
+            f"`environment` is {env_size} bytes; Lambda's limit (kept here) is"
+            f" {MAX_ENVIRONMENT_BYTES} bytes of names and values in total"
+        )
     triggers = tuple(_parse_trigger(t, i) for i, t in enumerate(_typed(data, "triggers", list, [])))
     provisioned = _typed(data, "provisioned", int, 1)
     # 0 is allowed: like Lambda's reserved concurrency of 0, it throttles every call.
     concurrency = _typed(data, "concurrency", int, config.DEFAULT_CONCURRENCY)
     if provisioned < 0:
         raise InvalidManifest(f"`provisioned` must be >= 0, got {provisioned}")
-    if concurrency < 0:
-        raise InvalidManifest(f"`concurrency` must be >= 0, got {concurrency}")
+    if not 0 <= concurrency <= config.MAX_CONCURRENCY:
+        raise InvalidManifest(
+            f"`concurrency` must be between 0 and {config.MAX_CONCURRENCY}, got {concurrency}"
+        )
     if provisioned > concurrency:
         raise InvalidManifest(
             f"`provisioned` ({provisioned}) cannot exceed `concurrency` ({concurrency})"
@@ -197,7 +220,7 @@ def _parse_trigger(data: Any, index: int) -> HttpTrigger:
     route = data.get("route")
     if not isinstance(route, str) or not ROUTE_RE.match(route):
         raise InvalidManifest(f"{where}: `route` must be a path starting with '/', got {route!r}")
-    if any(
+    if DATED_ROUTE_RE.match(route) or any(
         route == p or route.startswith(p + "/") or (route.startswith(p) and p.endswith("-"))
         for p in RESERVED_PREFIXES
     ):

@@ -72,6 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from firebox.runtime.credentials import credentials_path
     from firebox.runtime.errors import FireboxError
     from firebox.runtime.http.app import create_app
+    from firebox.runtime.http.server import server_config
     from firebox.runtime.node import Node
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -104,9 +105,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     note(f"skipped {item}: {exc}")
 
     app = create_app(node, deploy_bundled if args.deploy else None)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning")
-    )
+    server = uvicorn.Server(server_config(app, args.host, args.port))
     host = f"[{args.host}]" if ":" in args.host else args.host
     base = f"http://{'127.0.0.1' if args.host == '0.0.0.0' else host}:{args.port}"
     note(

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgpack
 from firebox.runtime.config import arn
 from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound, Throttled
-from firebox.runtime.events.queue import Message, QueueAttributes, QueueBackend
+from firebox.runtime.events.queue import Message, QueueAttributes, QueueBackend, check_public
 from firebox.runtime.events.retry import (
     BACKOFF_BASE_S,
     DEFAULT_MAX_EVENT_AGE_S,
@@ -121,6 +121,14 @@ class EventInvokeConfig:
             backoff_base_s=float(base),
         )
 
+    def queues(self) -> list[tuple[str, str]]:
+        """Return (what, queue name) of every queue this config delivers to."""
+        out = [("dead-letter queue", self.dead_letter_queue)] if self.dead_letter_queue else []
+        for what, dest in (("on_success", self.on_success), ("on_failure", self.on_failure)):
+            if dest is not None and dest.type == "queue":
+                out.append((f"{what} destination", dest.name))
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """Return the stored/wire form."""
         return asdict(self)
@@ -204,6 +212,9 @@ class AsyncInvoker:
     def put_config(self, function: str, qualifier: str, data: dict[str, Any]) -> EventInvokeConfig:
         """Validate and store a config; returns it. Raises BadRequest."""
         config = EventInvokeConfig.parse(data)
+        for what, queue in config.queues():
+            check_public(queue, what)
+            self.queues.get_attributes(queue)  # QueueNotFound (404) when it does not exist
         self.configs.put(function, qualifier, config.to_dict())
         return config
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from firebox.runtime.config import arn
 from firebox.runtime.errors import BadRequest
+from firebox.runtime.events.queue import check_public
 from firebox.runtime.events.stream import MAX_READ_LIMIT
 from firebox.runtime.storage.mappings import MappingRecord
 
@@ -95,6 +96,8 @@ class MappingConfig:
             or not isinstance(destination.get("name"), str)
         ):
             raise BadRequest('destination_on_failure must be {"type": "queue", "name": "..."}')
+        if destination is not None:
+            check_public(destination["name"], "destination_on_failure queue")
         config = cls(
             batch_size=_integer(data, "batch_size", default_batch, 1, MAX_BATCH),
             maximum_batching_window_s=_number(data, "maximum_batching_window_s", 0, 0, MAX_WINDOW_S),
@@ -138,6 +141,8 @@ def parse_source(source: Any) -> tuple[str, str]:
     kind, _, name = str(source).partition(":")
     if kind not in ("queue", "stream") or not name or not isinstance(source, str):
         raise BadRequest(f'source must be "queue:NAME" or "stream:NAME", got {source!r}')
+    if kind == "queue":
+        check_public(name)
     return kind, name
 
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from firebox.runtime.errors import Forbidden
+
 # SQS's defaults: 30 s visibility, 4 days retention, no delay.
 DEFAULT_VISIBILITY_TIMEOUT_S = 30.0
 DEFAULT_RETENTION_S = 4 * 24 * 3600.0
@@ -22,6 +24,7 @@ DEFAULT_DELAY_S = 0.0
 DEFAULT_DEDUP_WINDOW_S = 300.0
 # SQS's limits: visibility up to 12 h, delay up to 15 min, 10 messages per receive.
 MAX_VISIBILITY_TIMEOUT_S = 12 * 3600.0
+MAX_RECEIVE_COUNT = 1000  # SQS's maxReceiveCount range
 MAX_DELAY_S = 15 * 60.0
 MAX_RECEIVE_BATCH = 10
 # A long poll waits at most this long (SQS: 20 s).
@@ -43,6 +46,19 @@ class QueueAttributes:
 
     def validate(self) -> None:
         """Raise ValueError when a value is out of range or the redrive policy is half set."""
+        for key in ("visibility_timeout_s", "retention_s", "delay_s", "dedup_window_s"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{key} must be a number")
+            if isinstance(value, int) and abs(value) > 2**53:
+                raise ValueError(f"{key} is out of range")
+        count = self.max_receive_count
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            raise ValueError("max_receive_count must be an integer")
+        if count is not None and count > MAX_RECEIVE_COUNT:
+            raise ValueError(f"max_receive_count must be 1..{MAX_RECEIVE_COUNT}")
+        if self.dead_letter_queue is not None and not isinstance(self.dead_letter_queue, str):
+            raise ValueError("dead_letter_queue must be a queue name")
         if not 0 <= self.visibility_timeout_s <= MAX_VISIBILITY_TIMEOUT_S:
             raise ValueError(f"visibility_timeout_s must be 0..{MAX_VISIBILITY_TIMEOUT_S:g}")
         if not 0 <= self.delay_s <= MAX_DELAY_S:
@@ -174,6 +190,25 @@ class QueueBackend(Protocol):
     def close(self) -> None:
         """Release connections; the backend is unusable afterwards."""
         ...
+
+
+# Queues whose names start with this are the node's own (`firebox-async-invocations`):
+# the public queue API, mappings, destinations and DLQs never reach them.
+INTERNAL_PREFIX = "firebox-"
+
+
+def is_internal(name: str) -> bool:
+    """Return True for the name of one of the node's internal queues."""
+    return name.startswith(INTERNAL_PREFIX)
+
+
+def check_public(name: str, what: str = "queue") -> None:
+    """Raise Forbidden when `name` is an internal queue's (or reserved for one)."""
+    if is_internal(name):
+        raise Forbidden(
+            f"{what} {name!r} is internal to the node (names starting with"
+            f" {INTERNAL_PREFIX!r} are reserved)"
+        )
 
 
 def check_name(name: str) -> None:

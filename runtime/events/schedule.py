@@ -39,6 +39,10 @@ MONTHS = {n.upper(): i for i, n in enumerate(calendar.month_abbr) if n}
 WEEKDAYS = {"SUN": 1, "MON": 2, "TUE": 3, "WED": 4, "THU": 5, "FRI": 6, "SAT": 7}
 UNITS = {"minute": 60, "hour": 3600, "day": 86400, "second": 1}
 RATE_RE = re.compile(r"^rate\((\S+) (\S+)\)$")
+# Longer expressions are refused before any parsing (EventBridge's limit is 256).
+MAX_EXPRESSION_CHARS = 256
+# The longest rate: ticks further apart than this would leave datetime's range (year 9999).
+MAX_RATE = timedelta(days=365 * 100)
 
 
 def _utc(t: datetime) -> datetime:
@@ -162,6 +166,13 @@ def parse(
     `allow_seconds` None reads FIREBOX_SCHEDULE_ALLOW_SECONDS. Raises BadRequest naming
     the bad field.
     """
+    if len(expression) > MAX_EXPRESSION_CHARS:
+        raise BadRequest(
+            f"a schedule expression is at most {MAX_EXPRESSION_CHARS} characters,"
+            f" got {len(expression)}"
+        )
+    if not expression.isascii():
+        raise BadRequest(f"schedule expression {expression!r} must be ASCII")
     text = expression.strip()
     if text.startswith("rate(") and text.endswith(")"):
         if allow_seconds is None:
@@ -180,7 +191,7 @@ def _parse_rate(text: str, anchor: datetime, allow_seconds: bool) -> RateSchedul
     if match is None:
         raise BadRequest(f"{text}: a rate is `rate(<value> <unit>)`, e.g. rate(5 minutes)")
     raw, unit = match.groups()
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise BadRequest(f"{text}: the value must be a positive whole number, not {raw!r}")
     value = int(raw)
     base = unit[:-1] if unit.endswith("s") else unit
@@ -195,6 +206,8 @@ def _parse_rate(text: str, anchor: datetime, allow_seconds: bool) -> RateSchedul
     if unit != wanted:
         number = "singular" if value == 1 else "plural"
         raise BadRequest(f"{text}: the unit must be {number} for a value of {value}: {wanted!r}")
+    if value * UNITS[base] > MAX_RATE.total_seconds():
+        raise BadRequest(f"{text}: a rate is at most {MAX_RATE.days} days")
     return RateSchedule(text, timedelta(seconds=value * UNITS[base]), anchor)
 
 

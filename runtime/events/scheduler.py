@@ -141,10 +141,9 @@ class Scheduler:
         if not record.enabled:
             return None
         try:
-            schedule = schedule_of(record)
-        except FireboxError:  # stored under other rules (e.g. seconds allowed elsewhere)
+            return schedule_of(record).next_after(now or datetime.now(UTC))
+        except Exception:  # stored under other rules, or a tick out of range: never
             return None
-        return schedule.next_after(now or datetime.now(UTC))
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -158,12 +157,16 @@ class Scheduler:
             else:
                 self._sync(records, datetime.now(UTC))
             now = datetime.now(UTC)
-            for entry in self._entries.values():
+            for entry in list(self._entries.values()):
                 if entry.due is not None and entry.due <= now:
-                    # The most recent due tick: one firing even if the loop fell behind.
-                    tick = entry.schedule.latest_at_or_before(now) or entry.due
-                    self._fire(entry.record, tick)
-                    entry.due = entry.schedule.next_after(now)
+                    try:
+                        # The most recent due tick: one firing even if the loop fell behind.
+                        tick = entry.schedule.latest_at_or_before(now) or entry.due
+                        self._fire(entry.record, tick)
+                        entry.due = entry.schedule.next_after(now)
+                    except Exception as exc:  # one schedule's error never stops the others
+                        self._skip(entry.record, exc)
+                        entry.due = None
             upcoming = [e.due for e in self._entries.values() if e.due is not None]
             delay = MAX_SLEEP_S
             if upcoming:
@@ -190,21 +193,28 @@ class Scheduler:
                 continue
             try:
                 schedule = schedule_of(record)
-            except FireboxError as exc:  # stored under other rules (seconds allowed elsewhere)
-                if (record.name, record.expression) not in self._broken:
-                    self._broken.add((record.name, record.expression))
-                    log.warning("schedule %s cannot run: %s", record.name, exc.message)
+                # Created since the last look: its first ticks are due, not missed.
+                since = now
+                if old is None and not starting and record.created_at > seen_before:
+                    since = datetime.fromtimestamp(record.created_at, UTC)
+                entry = _Entry(record, schedule, schedule.next_after(since))
+                activated = starting or record.name in self._disabled
+                if old is None and activated and record.catch_up == "once":
+                    self._catch_up(record, schedule, now)
+            except Exception as exc:  # stored under other rules, or a tick out of range
+                self._skip(record, exc)
                 continue
-            # Created since the last look: its first ticks are due, not missed.
-            since = now
-            if old is None and not starting and record.created_at > seen_before:
-                since = datetime.fromtimestamp(record.created_at, UTC)
-            entries[record.name] = _Entry(record, schedule, schedule.next_after(since))
-            activated = starting or record.name in self._disabled
-            if old is None and activated and record.catch_up == "once":
-                self._catch_up(record, schedule, now)
+            entries[record.name] = entry
         self._entries, self._disabled = entries, disabled
         self._synced_at = now.timestamp()
+
+    def _skip(self, record: ScheduleRecord, exc: Exception) -> None:
+        """Log (once per expression) a schedule that cannot run; the others go on."""
+        if (record.name, record.expression) not in self._broken:
+            self._broken.add((record.name, record.expression))
+            why = exc.message if isinstance(exc, FireboxError) else f"{type(exc).__name__}: {exc}"
+            log.warning("schedule %s (%s) cannot run, skipped: %s", record.name,
+                        record.expression, why)  # fmt: skip
 
     def _catch_up(self, record: ScheduleRecord, schedule: Schedule, now: datetime) -> None:
         """Fire the most recent missed tick, if any tick was missed."""

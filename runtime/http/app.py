@@ -24,7 +24,8 @@ from firebox.runtime.http import (
     streams_api,
 )
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
-from firebox.runtime.http.errors import error_response
+from firebox.runtime.http.body_limits import BodyLimitMiddleware
+from firebox.runtime.http.errors import error_response, unavailable
 from firebox.runtime.http.triggers import trigger
 from firebox.runtime.node import Node
 from starlette.applications import Starlette
@@ -56,6 +57,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
+    down = unavailable(exc)
+    if down is not None:  # PostgreSQL or Redis unreachable: 503, retry later
+        log.warning("%s %s: %s", request.method, request.url.path, down.message)
+        return error_response(down, request.headers.get("accept"))
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
     return error_response(FireboxError(f"internal error: {type(exc).__name__}"))
 
@@ -100,4 +105,6 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
     app.state.node = node
     app.state.authenticator = Authenticator(node)
     app.add_middleware(AuthMiddleware, authenticator=app.state.authenticator)
+    # Outermost: a body is bounded before authentication reads it.
+    app.add_middleware(BodyLimitMiddleware)
     return app

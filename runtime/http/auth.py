@@ -14,7 +14,6 @@ through `/v1/keys` that are not revoked. Only the admin key may manage keys.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from firebox.runtime.credentials import verify_bearer
@@ -25,28 +24,25 @@ from firebox.runtime.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from firebox.runtime.http import sigv4
+from firebox.runtime.http import reserved, sigv4
+from firebox.runtime.http.body_limits import body_cap
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.lambda_errors import lambda_error_response
 from firebox.runtime.http.native import read_object, reply
 from firebox.runtime.node import Node
-from firebox.runtime.storage.keys import KeyStore
+from firebox.runtime.storage.keys import KEY_ID_PREFIX, KeyStore
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-# Largest body buffered to check a signature: the native API's artifact limit.
-MAX_SIGNED_BODY_BYTES = 256 * 1024 * 1024
 # The scope key under which the authenticated access key id is passed to the app.
 SCOPE_KEY = "firebox.access_key_id"
-# The path prefixes of the Lambda-compatible API (botocore's dated URIs).
-LAMBDA_PATH = re.compile(r"^/20\d\d-\d\d-\d\d/")
 
 
 def is_lambda_path(path: str) -> bool:
-    """Return True for a path of the Lambda-compatible API."""
-    return bool(LAMBDA_PATH.match(path))
+    """Return True for a path of the Lambda-compatible API (botocore's dated prefixes)."""
+    return reserved.is_lambda_path(path)
 
 
 class Authenticator:
@@ -73,6 +69,19 @@ class Authenticator:
         key_id = (header or "").partition(" ")[2].partition(":")[0].strip()
         secret = self.secret(key_id) if key_id else None
         return verify_bearer(header, {key_id: secret} if secret is not None else {})
+
+    def names_a_key(self, header: str | None) -> bool:
+        """Return True when an Authorization header is a bearer naming a firebox key
+        (live, issued or the admin's), whatever its secret: never forwarded to a guest."""
+        scheme, _, token = (header or "").strip().partition(" ")
+        key_id = token.partition(":")[0].strip()
+        if scheme.lower() != "bearer" or not key_id:
+            return False
+        return (
+            key_id == self.admin_key_id
+            or key_id.startswith(KEY_ID_PREFIX)
+            or self.secret(key_id) is not None
+        )
 
     def signed(self, request: sigv4.SignedRequest, service: str) -> str:
         """Check a SigV4-signed request; return the key id. Raises sigv4.SigV4Error."""
@@ -132,7 +141,8 @@ class AuthMiddleware:
         try:
             unsigned = sigv4.from_asgi(scope, b"")
             if sigv4.is_signed(unsigned):
-                body = await _read_all(scope, receive, MAX_SIGNED_BODY_BYTES)
+                # At most the route's cap (BodyLimitMiddleware, in front, enforces it too).
+                body = await _read_all(scope, receive, body_cap(scope["method"], path))
                 receive = _replay(body, receive)
                 signed = sigv4.from_asgi(scope, body)
                 key_id = self.auth.signed(signed, "lambda" if lambda_api else "firebox")

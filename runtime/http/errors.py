@@ -121,6 +121,30 @@ def status_of(error: FireboxError) -> int:
     return shape_of(error).status
 
 
+# Storage errors that mean "cannot reach it now" (named, so this module imports neither
+# SQLAlchemy nor the optional redis client): 503 with Retry-After, never a 500.
+UNREACHABLE = {
+    "sqlalchemy": ("OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError"),
+    "redis": ("ConnectionError", "TimeoutError", "BusyLoadingError"),
+}
+RETRY_AFTER_S = 1
+
+
+def unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """Return the 503 of an exception raised because PostgreSQL, SQLite or Redis cannot
+    be reached (or is busy) right now, else None."""
+    for cls in type(exc).__mro__:
+        package = cls.__module__.partition(".")[0]
+        if cls.__name__ in UNREACHABLE.get(package, ()):
+            backend = "the registry database" if package == "sqlalchemy" else "Redis"
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            return ServiceUnavailable(
+                f"{backend} is unreachable right now ({type(exc).__name__}: {first});"
+                f" retry in {RETRY_AFTER_S} s"
+            )
+    return None
+
+
 def error_response(
     error: FireboxError, accept: str | None = None, headers: dict[str, str] | None = None
 ) -> Response:
@@ -128,6 +152,8 @@ def error_response(
     extra = dict(headers or {})
     if isinstance(error, Throttled):
         extra["Retry-After"] = str(max(1, round(error.retry_after)))
+    if isinstance(error, ServiceUnavailable):
+        extra.setdefault("Retry-After", str(RETRY_AFTER_S))
     if isinstance(error, InvocationError):
         extra["X-Firebox-Function-Error"] = error.code
     body, media_type = encode({"error": error.to_dict()}, accept)

@@ -50,7 +50,10 @@ def number_field(data: dict[str, Any], key: str, default: float | None = None) -
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadRequest(f"`{key}` must be a number")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        raise BadRequest(f"`{key}` is out of range, got {value}") from None
 
 
 async def call_backend(fn: Any, *args: Any, **kwargs: Any) -> Any:

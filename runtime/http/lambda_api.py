@@ -18,12 +18,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from firebox.runtime.errors import (
+    BadRequest,
     FireboxError,
     FunctionNotFound,
     LambdaError,
     NodeAtCapacity,
     PayloadTooLarge,
 )
+from firebox.runtime.http.codec import decode_json
 from firebox.runtime.http.lambda_errors import (
     function_error_type,
     invalid_content,
@@ -98,9 +100,9 @@ async def body_of(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, An
     if not body.strip():
         return {}
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise invalid_content(f"Could not parse request body into json: {exc}") from None
+        data = decode_json(body)
+    except BadRequest as exc:
+        raise invalid_content(f"Could not parse request body into json: {exc.message}") from None
     if not isinstance(data, dict):
         raise invalid_content("Could not parse request body into json: not an object")
     return data
@@ -118,7 +120,7 @@ def field_of(data: dict[str, Any], key: str, kind: type) -> Any:
 
 def _page(request: Request) -> tuple[str | None, int]:
     raw = request.query_params.get("MaxItems")
-    if raw is not None and (not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE):
+    if raw is not None and (not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE):
         raise invalid_parameter(f"MaxItems must be between 1 and {MAX_PAGE}, got {raw!r}")
     return request.query_params.get("Marker") or None, int(raw) if raw else DEFAULT_PAGE
 
@@ -407,9 +409,9 @@ async def invoke(request: Request) -> Response:
     if not payload.strip():
         payload = b"{}"
     try:
-        json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise invalid_content(f"Could not parse request body into json: {exc}") from None
+        decode_json(payload)
+    except BadRequest as exc:
+        raise invalid_content(f"Could not parse request body into json: {exc.message}") from None
     if kind == "DryRun":
         return Response(status_code=204)
     if kind == "Event":

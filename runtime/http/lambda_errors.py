@@ -7,9 +7,15 @@ from __future__ import annotations
 import json
 import uuid
 
-from firebox.runtime.errors import FireboxError, LambdaError, NodeAtCapacity, Throttled
+from firebox.runtime.errors import (
+    FireboxError,
+    LambdaError,
+    NodeAtCapacity,
+    ServiceUnavailable,
+    Throttled,
+)
 from firebox.runtime.http import sigv4
-from firebox.runtime.http.errors import shape_of
+from firebox.runtime.http.errors import RETRY_AFTER_S, shape_of, unavailable
 from starlette.responses import Response
 
 
@@ -48,6 +54,11 @@ def lambda_error_response(exc: Exception, request_id: str | None = None) -> Resp
     """
     extra: dict[str, str] = {}
     body: dict[str, object]
+    down = unavailable(exc)
+    if down is not None:
+        exc = down
+    if isinstance(exc, ServiceUnavailable):
+        extra["Retry-After"] = str(RETRY_AFTER_S)
     if isinstance(exc, sigv4.SigV4Error):
         code, status, message = exc.code, SIGV4_STATUS.get(exc.code, 403), exc.message
     elif isinstance(exc, FireboxError):

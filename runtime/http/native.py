@@ -11,8 +11,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from firebox.runtime.errors import BadRequest, PayloadTooLarge
-from firebox.runtime.http.codec import decode, encode, is_msgpack, json_to_msgpack
-from firebox.runtime.http.errors import error_response
+from firebox.runtime.http.codec import (
+    decode,
+    encode,
+    is_msgpack,
+    json_to_msgpack,
+    msgpack_to_json,
+)
+from firebox.runtime.http.errors import error_response, unavailable
 from firebox.runtime.manifest import parse_toml
 from firebox.runtime.node import Node
 from firebox.runtime.specs import InvocationResult
@@ -24,6 +30,7 @@ from starlette.routing import Route
 MAX_ARTIFACT_BYTES = 256 * 1024 * 1024
 MAX_JSON_BYTES = 1024 * 1024
 LOG_TAIL_BYTES = 4096
+HEALTH_PROBE_S = 2.0
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 
@@ -329,7 +336,7 @@ async def invoke(request: Request) -> Response:
     if not body.strip():
         payload = b"{}"
     elif is_msgpack(content_type):
-        payload = json.dumps(decode(body, content_type)).encode()
+        payload = msgpack_to_json(body)
     else:
         decode(body, content_type)  # 400 on malformed JSON, before anything runs
         payload = body
@@ -371,7 +378,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise BadRequest(f"`{name}` must be an integer between {low} and {high}, got {raw!r}")
     return int(raw)
 
@@ -438,11 +445,25 @@ async def node_stats(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """GET /healthz: 200 while the node has at least one live worker."""
+    """GET /healthz: 200 while the node has at least one live worker and reaches its
+    registry database; 503 (saying which) otherwise."""
     node = node_of(request)
     alive = node.workers_alive()
-    status = 200 if alive else 503
-    return reply(request, {"status": "ok" if alive else "degraded", "workers": alive}, status)
+    body: dict[str, Any] = {"status": "ok", "workers": alive, "registry": "ok"}
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_ping, node), timeout=HEALTH_PROBE_S)
+    except Exception as exc:
+        down = unavailable(exc)
+        body["registry"] = down.message if down else f"unreachable ({type(exc).__name__})"
+    if not alive or body["registry"] != "ok":
+        body["status"] = "degraded"
+        return reply(request, body, 503)
+    return reply(request, body)
+
+
+def _ping(node: Node) -> None:
+    with node.registry.engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
 
 
 def routes() -> list[Route]:

@@ -8,11 +8,13 @@ Message bodies are bytes (see `event_bodies`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, fields
 from typing import Any
 
 from firebox.runtime.errors import BadRequest
-from firebox.runtime.events.queue import QueueAttributes, SendEntry
+from firebox.runtime.events.queue import QueueAttributes, SendEntry, check_public, is_internal
 from firebox.runtime.http.event_bodies import (
     MAX_MESSAGE_BYTES,
     body_bytes,
@@ -24,6 +26,8 @@ from firebox.runtime.http.native import node_of, read_object, reply
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _attributes(data: dict[str, Any]) -> QueueAttributes:
@@ -48,16 +52,20 @@ async def create_queue(request: Request) -> Response:
     name = data.get("name")
     if not isinstance(name, str):
         raise BadRequest("`name` is required")
-    attributes = await call_backend(node_of(request).queues.create_queue, name, _attributes(data))
+    check_public(name)
+    attrs = _attributes(data)
+    if attrs.dead_letter_queue is not None:
+        check_public(attrs.dead_letter_queue, "dead-letter queue")
+    attributes = await call_backend(node_of(request).queues.create_queue, name, attrs)
     return reply(request, {"name": name, "attributes": asdict(attributes)}, status=201)
 
 
 async def list_queues(request: Request) -> Response:
-    """GET /v1/queues?prefix= (internal queues included; they start with `firebox-`)."""
+    """GET /v1/queues?prefix= (the node's internal `firebox-` queues left out)."""
     names = await call_backend(
         node_of(request).queues.list_queues, request.query_params.get("prefix", "")
     )
-    return reply(request, {"queues": names})
+    return reply(request, {"queues": [n for n in names if not is_internal(n)]})
 
 
 async def get_queue(request: Request) -> Response:
@@ -81,7 +89,9 @@ async def purge_queue(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _entry(data: dict[str, Any]) -> SendEntry:
+def _entry(data: Any) -> SendEntry:
+    if not isinstance(data, dict):
+        raise BadRequest("each entry must be an object {body, attributes?, delay_s?, dedup_id?}")
     body = body_bytes(data, "body")
     if len(body) > MAX_MESSAGE_BYTES:
         raise BadRequest(f"a message body is limited to {MAX_MESSAGE_BYTES} bytes, got {len(body)}")
@@ -89,6 +99,8 @@ def _entry(data: dict[str, Any]) -> SendEntry:
     if not isinstance(attributes, dict) or not all(isinstance(v, str) for v in attributes.values()):
         raise BadRequest("`attributes` must map names to strings")
     dedup = data.get("dedup_id")
+    if dedup is not None and (not isinstance(dedup, str) or not 1 <= len(dedup) <= 128):
+        raise BadRequest("`dedup_id` must be a string of 1 to 128 characters")
     return SendEntry(
         body=body, attributes=attributes, delay_s=number_field(data, "delay_s"), dedup_id=dedup
     )
@@ -161,17 +173,31 @@ async def change_visibility(request: Request) -> Response:
     return reply(request, {"changed": changed})
 
 
+def _public(endpoint: Endpoint) -> Endpoint:
+    """Wrap a `{queue}` endpoint: an internal queue is 403 before anything reads it."""
+
+    @functools.wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        check_public(request.path_params["queue"])
+        return await endpoint(request)
+
+    return guarded
+
+
 def routes() -> list[Route]:
-    """Return the routes of queues and their messages."""
+    """Return the routes of queues and their messages (never the node's internal queues)."""
     q = "/v1/queues/{queue}"
+    table: list[tuple[str, Endpoint, str]] = [
+        (q, get_queue, "GET"),
+        (q, delete_queue, "DELETE"),
+        (q + "/purge", purge_queue, "POST"),
+        (q + "/messages", send, "POST"),
+        (q + "/receive", receive, "POST"),
+        (q + "/delete", delete_messages, "POST"),
+        (q + "/visibility", change_visibility, "POST"),
+    ]
     return [
         Route("/v1/queues", create_queue, methods=["POST"]),
         Route("/v1/queues", list_queues, methods=["GET"]),
-        Route(q, get_queue, methods=["GET"]),
-        Route(q, delete_queue, methods=["DELETE"]),
-        Route(q + "/purge", purge_queue, methods=["POST"]),
-        Route(q + "/messages", send, methods=["POST"]),
-        Route(q + "/receive", receive, methods=["POST"]),
-        Route(q + "/delete", delete_messages, methods=["POST"]),
-        Route(q + "/visibility", change_visibility, methods=["POST"]),
+        *(Route(path, _public(endpoint), methods=[method]) for path, endpoint, method in table),
     ]

@@ -78,7 +78,7 @@ async def put_records(request: Request) -> Response:
 async def read_records(request: Request) -> Response:
     """GET /v1/streams/{stream}/shards/{shard}/records?after=SEQ&limit=N."""
     limit = request.query_params.get("limit", "100")
-    if not limit.isdigit():
+    if not (limit.isascii() and limit.isdigit()) or len(limit) > 9:
         raise BadRequest("`limit` must be an integer")
     records = await call_backend(
         node_of(request).streams.read, request.path_params["stream"], request.path_params["shard"],

@@ -13,9 +13,12 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
-from firebox.runtime.errors import FunctionNotFound, MethodNotAllowed
+from firebox.runtime.errors import FunctionNotFound, LambdaError, MethodNotAllowed
+from firebox.runtime.http import reserved
 from firebox.runtime.http.errors import error_response
+from firebox.runtime.http.lambda_errors import lambda_error_response
 from firebox.runtime.http.native import invocation_headers, node_of, read_body
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,14 +28,24 @@ TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www
 
 
 def function_url_event(
-    request: Request, body: bytes, request_id: str, function: str
+    request: Request,
+    body: bytes,
+    request_id: str,
+    function: str,
+    firebox_bearer: bool = False,
 ) -> dict[str, Any]:
-    """Return Lambda's function-URL (payload format 2.0) event for a request."""
+    """Return Lambda's function-URL (payload format 2.0) event for a request.
+
+    Credentials sent to firebox never reach the guest: SigV4 headers and presigned query
+    parameters are dropped, and `Authorization` when it is SigV4 or (`firebox_bearer`)
+    a firebox access key.
+    """
     headers: dict[str, str] = {}
-    for key, value in request.headers.items():
+    for key, value in reserved.forwarded_headers(request.headers.items(), firebox_bearer):
         headers[key] = f"{headers[key]},{value}" if key in headers else value
     query: dict[str, str] = {}
-    for key, value in request.query_params.multi_items():
+    query_items = reserved.forwarded_query(request.query_params.multi_items())
+    for key, value in query_items:
         query[key] = f"{query[key]},{value}" if key in query else value
     content_type = headers.get("content-type", "")
     is_text = not body or any(content_type.startswith(t) for t in TEXT_TYPES)
@@ -45,7 +58,7 @@ def function_url_event(
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": request.url.path,
-        "rawQueryString": request.url.query,
+        "rawQueryString": urlencode(query_items) if query_items else "",
         "headers": headers,
         "requestContext": {
             "accountId": "anonymous",
@@ -105,7 +118,16 @@ async def trigger(request: Request) -> Response:
     """Serve a request on a trigger route: 404 if no route, 405 if no route for the method."""
     node = node_of(request)
     path = request.url.path
-    if path.startswith("/v1/") or path == "/healthz":
+    if reserved.is_lambda_path(path):
+        # Never a user route, whatever routes exist (`/*` included).
+        return lambda_error_response(
+            LambdaError(
+                "UnknownOperationException",
+                404,
+                f"firebox does not serve {request.method} {path} (see docs/lambda.md)",
+            )
+        )
+    if reserved.is_reserved(path):
         # A native API path: 405 if some route has it with another method, else 404.
         if any(r.matches(request.scope)[0] == Match.PARTIAL for r in request.app.router.routes):
             raise MethodNotAllowed(f"{request.method} is not allowed on {path}")
@@ -122,16 +144,21 @@ async def trigger(request: Request) -> Response:
             ),
             headers={"Allow": ", ".join(allowed)},
         )
+    authenticator = request.app.state.authenticator
     if route.trigger.auth == "key":
         # Any live key (the admin's or one it issued), as a bearer token.
-        request.app.state.authenticator.bearer(request.headers.get("authorization"))
+        authenticator.bearer(request.headers.get("authorization"))
+    firebox_bearer = route.trigger.auth == "key" or authenticator.names_a_key(
+        request.headers.get("authorization")
+    )
     resolved = node.resolve(route.function)
     fn = resolved.deployed
     body = await read_body(request, fn.limits.max_request_bytes)
     request_id = str(uuid.uuid4())
-    event = json.dumps(function_url_event(request, body, request_id, fn.name)).encode()
+    event = function_url_event(request, body, request_id, fn.name, firebox_bearer)
+    event_bytes = json.dumps(event).encode()
     result = await node.invoke(
-        fn.name, event, export=route.trigger.export, request_id=request_id, resolved=resolved
+        fn.name, event_bytes, export=route.trigger.export, request_id=request_id, resolved=resolved
     )
     headers = invocation_headers(result, tail=False)
     if result.error is not None:

@@ -259,7 +259,8 @@ class Registry:
         """Return one version ($LATEST or a number); raises FunctionNotFound."""
         if version == LATEST:
             return self.get(name)
-        if not version.isdigit():
+        # ASCII digits that fit the column: `²` or a 25-digit number names no version.
+        if not (version.isascii() and version.isdigit()) or len(version) > 18:
             raise FunctionNotFound(f"{name}:{version}")
         with self.engine.connect() as conn:
             row = conn.execute(

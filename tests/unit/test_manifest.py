@@ -84,3 +84,36 @@ def test_invalid_toml_names_the_position() -> None:
 )
 def test_routes(route: str, path: str, matches: bool) -> None:
     assert bool(compile_route(route).match(path)) is matches
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"fuel": 2**64}, "fuel"),
+        ({"memory": 2**64}, "memory"),
+        ({"timeout": 10**400}, "timeout"),
+        ({"max_request_bytes": 2**64}, "max_request_bytes"),
+        ({"max_response_bytes": 2**64}, "max_response_bytes"),
+        ({"max_log_bytes": 2**40}, "max_log_bytes"),
+        ({"concurrency": 2**64}, "concurrency"),
+        ({"environment": {"BIG": "x" * 5000}}, "4096 bytes"),
+        ({"environment": {f"V{i}": "y" * 100 for i in range(40)}}, "4096 bytes"),
+    ],
+)
+def test_huge_values_are_refused_naming_the_limit(extra: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidManifest, match=named):
+        parse_manifest({"name": "f", **extra})
+
+
+def test_the_limits_themselves_are_accepted() -> None:
+    config = parse_manifest(
+        {"name": "f", "concurrency": 10_000, "environment": {"A": "x" * 4000},
+         "max_request_bytes": 32 * 1024 * 1024}
+    )  # fmt: skip
+    assert config.concurrency == 10_000
+
+
+def test_dated_routes_are_reserved() -> None:
+    for route in ("/2021-10-31/functions", "/2026-07-09", "/2018-10-31/layers/{x}"):
+        with pytest.raises(InvalidManifest, match="reserved"):
+            parse_manifest({"name": "f", "triggers": [{"route": route}]})
