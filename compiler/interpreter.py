@@ -10,7 +10,6 @@ and the WIT.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import subprocess
@@ -21,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 from firebox.compiler import settings
+from firebox.compiler.cache_files import file_lock
 from firebox.compiler.errors import InterpreterBuildError
 from firebox.compiler.runtime_layer import build_runtime_layer, layer_key
 
@@ -87,16 +87,6 @@ def _progress(message: str) -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def build_interpreter(cache_dir: Path | None = None) -> Path:
     """Return the path of the interpreter component, building it on first use.
 
@@ -109,7 +99,7 @@ def build_interpreter(cache_dir: Path | None = None) -> Path:
     target = directory / f"firebox-python-{interpreter_key()[:24]}.wasm"
     if target.is_file():
         return target
-    with _locked(directory / ".build.lock"):
+    with file_lock(directory / ".build.lock"):
         if target.is_file():  # another process built it while we waited
             return target
         with tempfile.TemporaryDirectory(prefix="build-", dir=directory) as tmp:

@@ -14,9 +14,6 @@ is made, so that a layout change fails the build loudly instead of restoring wro
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -27,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firebox.compiler import wasm_sections
+from firebox.compiler.cache_files import file_lock, sha256_file
 from firebox.compiler.errors import InterpreterBuildError
 
 #: The name the split component imports module 0 under (wasm-tools' naming).
@@ -271,24 +269,6 @@ def split_component(component: bytes) -> tuple[bytes, bytes]:
     return split, main
 
 
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def split_interpreter(interpreter: Path, cache_dir: Path | None = None) -> SplitInterpreter:
     """Return the split form of an interpreter component, making it on first use.
 
@@ -297,13 +277,13 @@ def split_interpreter(interpreter: Path, cache_dir: Path | None = None) -> Split
     Raises SplitLayoutError or InterpreterBuildError as `split_component` does.
     """
     directory = Path(cache_dir) if cache_dir is not None else interpreter.parent
-    digest = _digest(interpreter)
+    digest = sha256_file(interpreter)
     target = directory / f"split-{digest[:24]}"
     result = SplitInterpreter(target / "component.wasm", target / "main.wasm", digest)
     if result.component.is_file():
         return result
     directory.mkdir(parents=True, exist_ok=True)
-    with _locked(directory / ".split.lock"):
+    with file_lock(directory / ".split.lock"):
         if result.component.is_file():
             return result
         split, main = split_component(interpreter.read_bytes())

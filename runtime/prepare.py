@@ -5,17 +5,14 @@ artifacts another node stored (artifact layer)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import fcntl
-import hashlib
 import logging
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from firebox.compiler.cache_files import file_lock, sha256_file
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache, artifact_kind, compile_module
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import InvalidArtifact, ServiceUnavailable
@@ -28,27 +25,6 @@ if TYPE_CHECKING:
     from firebox.runtime.specs import FunctionSpec
 
 log = logging.getLogger("firebox.prepare")
-
-
-def sha256_file(path: Path) -> str:
-    """Return the hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (between processes of one machine)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass
