@@ -17,7 +17,7 @@ from typing import Any
 
 from firebox.runtime.config import account_id, arn, region
 from firebox.runtime.events.mapping_config import source_arn
-from firebox.runtime.events.queue import Message
+from firebox.runtime.events.queue import Message, typed_attributes
 from firebox.runtime.events.stream import Record
 from firebox.runtime.storage.mappings import MappingRecord
 
@@ -25,6 +25,12 @@ from firebox.runtime.storage.mappings import MappingRecord
 def iso(ts: float) -> str:
     """Return a Unix time as Lambda's ISO 8601 timestamp (UTC, milliseconds)."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _event_attribute(data_type: str, value: str) -> dict[str, Any]:
+    """One of Lambda's SQS `messageAttributes` (binary values stay base64, as Lambda's are)."""
+    kind = "binaryValue" if data_type.startswith("Binary") else "stringValue"
+    return {kind: value, "stringListValues": [], "binaryListValues": [], "dataType": data_type}
 
 
 def sqs_event(queue: str, messages: Sequence[Message]) -> dict[str, Any]:
@@ -37,8 +43,8 @@ def sqs_event(queue: str, messages: Sequence[Message]) -> dict[str, Any]:
         "attributes": {"ApproximateReceiveCount": str(m.receive_count),
                        "SentTimestamp": str(int(m.sent_at * 1000)),
                        "SenderId": account_id(), "ApproximateFirstReceiveTimestamp": now_ms},
-        "messageAttributes": {k: {"stringValue": v, "stringListValues": [], "binaryListValues": [],
-                                  "dataType": "String"} for k, v in m.attributes.items()},
+        "messageAttributes": {k: _event_attribute(t, v)
+                              for k, (t, v) in typed_attributes(m.attributes).items()},
         "md5OfBody": hashlib.md5(m.body).hexdigest(),
         "eventSource": "aws:sqs",
         "eventSourceARN": source_arn("queue", queue),

@@ -9,6 +9,7 @@ instead. Backends: `firebox.runtime.storage.queue_sqlite` (one node, the default
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -128,6 +129,11 @@ class QueueBackend(Protocol):
         """Delete a queue and every message in it; raises QueueNotFound."""
         ...
 
+    def set_attributes(self, name: str, attributes: QueueAttributes) -> QueueAttributes:
+        """Replace a queue's attributes (its messages stay); raises QueueNotFound for the
+        queue or its new dead-letter queue, ValueError for a bad attribute."""
+        ...
+
     def get_attributes(self, name: str) -> QueueAttributes:
         """Return a queue's attributes; raises QueueNotFound."""
         ...
@@ -195,6 +201,26 @@ class QueueBackend(Protocol):
 # Queues whose names start with this are the node's own (`firebox-async-invocations`):
 # the public queue API, mappings, destinations and DLQs never reach them.
 INTERNAL_PREFIX = "firebox-"
+
+
+# The reserved attribute in which the SQS API keeps the data types of a message's
+# attributes that are not `String` (SQS refuses user attribute names starting `AWS.`).
+TYPES_ATTRIBUTE = "AWS.Firebox.DataTypes"
+
+
+def typed_attributes(attributes: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """Return a message's attributes as {name: (SQS data type, text or base64 of binary)}."""
+    try:
+        types = json.loads(attributes.get(TYPES_ATTRIBUTE, "{}"))
+    except ValueError:
+        types = {}
+    if not isinstance(types, dict):
+        types = {}
+    return {
+        name: (str(types.get(name, "String")), value)
+        for name, value in attributes.items()
+        if name != TYPES_ATTRIBUTE
+    }
 
 
 def is_internal(name: str) -> bool:

@@ -21,6 +21,7 @@ from firebox.runtime.http import (
     native,
     queues_api,
     schedules_api,
+    sqs_api,
     streams_api,
 )
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
@@ -54,6 +55,13 @@ async def http_error(request: Request, exc: Exception) -> Response:
     else:
         error = BadRequest(str(exc.detail))
     return error_response(error, request.headers.get("accept"))
+
+
+async def root(request: Request) -> Response:
+    """POST /: the SQS API when the request names an `AmazonSQS.` target, else a trigger."""
+    if sqs_api.is_sqs_request(request.scope["headers"], request.method, request.url.path):
+        return await sqs_api.endpoint(request)
+    return await trigger(request)
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:
@@ -93,6 +101,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             *lambda_api.routes(),
             *lambda_settings.routes(),
             *lambda_api.fallback_routes(),
+            Route("/", root, methods=["POST"]),
             Route("/{path:path}", trigger, methods=ALL_METHODS),
         ],
         exception_handlers={

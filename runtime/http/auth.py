@@ -4,7 +4,8 @@ Every request to the native API (`/v1/...`) and to the Lambda-compatible API (th
 prefixes botocore uses) must carry either
 
 - a SigV4 signature (`Authorization: AWS4-HMAC-SHA256 ...` or a presigned query), scoped
-  to the node's region and to service `lambda` (Lambda paths) or `firebox` (`/v1`), made
+  to the node's region and to service `lambda` (Lambda paths), `sqs` (the SQS API,
+  `POST /` with an `AmazonSQS.` target) or `firebox` (`/v1`), made
   with a live access key; or
 - `Authorization: Bearer KEY_ID:SECRET` with a live access key.
 
@@ -24,7 +25,7 @@ from firebox.runtime.errors import (
     PayloadTooLarge,
     Unauthorized,
 )
-from firebox.runtime.http import reserved, sigv4
+from firebox.runtime.http import reserved, sigv4, sqs_api
 from firebox.runtime.http.body_limits import body_cap
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.lambda_errors import lambda_error_response
@@ -119,7 +120,7 @@ async def _read_all(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 class AuthMiddleware:
-    """Requires a live access key (SigV4 or bearer) on /v1/* and on the Lambda API paths.
+    """Requires a live access key (SigV4 or bearer) on /v1/*, the Lambda API paths and SQS calls.
 
     /healthz and trigger routes decide for themselves. A SigV4 request's body is read
     here (the signature covers it) and replayed to the app.
@@ -135,7 +136,8 @@ class AuthMiddleware:
             return
         path = scope["path"]
         lambda_api = is_lambda_path(path)
-        if not lambda_api and not path.startswith("/v1/"):
+        sqs = sqs_api.is_sqs_request(scope["headers"], scope["method"], path)
+        if not lambda_api and not sqs and not path.startswith("/v1/"):
             await self.app(scope, receive, send)
             return
         try:
@@ -145,12 +147,13 @@ class AuthMiddleware:
                 body = await _read_all(scope, receive, body_cap(scope["method"], path))
                 receive = _replay(body, receive)
                 signed = sigv4.from_asgi(scope, body)
-                key_id = self.auth.signed(signed, "lambda" if lambda_api else "firebox")
+                service = "sqs" if sqs else "lambda" if lambda_api else "firebox"
+                key_id = self.auth.signed(signed, service)
             else:
                 header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
                 key_id = self.auth.bearer(header.decode("latin-1") if header else None)
         except (FireboxError, sigv4.SigV4Error) as exc:
-            response = _refusal(exc, lambda_api, scope)
+            response = sqs_api.error_response(exc) if sqs else _refusal(exc, lambda_api, scope)
             await response(scope, receive, send)
             return
         scope[SCOPE_KEY] = key_id

@@ -92,6 +92,19 @@ return false
 """
 )
 
+# ARGV: prefix, name, attributes json, dead-letter queue name ('' for none).
+_SET_ATTRIBUTES = (
+    _PRELUDE
+    + """
+must(ARGV[2])
+if ARGV[4] ~= '' and not queue(ARGV[4]) then error({err = 'QUEUE_NOT_FOUND ' .. ARGV[4]}) end
+local meta = cjson.decode(redis.call('HGET', P .. 'queues', ARGV[2]))
+meta['attributes'] = cjson.decode(ARGV[3])
+redis.call('HSET', P .. 'queues', ARGV[2], cjson.encode(meta))
+return 1
+"""
+)
+
 # ARGV: prefix, name, drop the queue ('1') or only its messages ('0').
 _CLEAR = (
     _PRELUDE
@@ -299,6 +312,7 @@ class RedisQueueBackend(SendsInBatches):
             for name, source in [
                 ("create", _CREATE), ("clear", _CLEAR), ("send", _SEND), ("receive", _RECEIVE),
                 ("delete", _DELETE), ("visibility", _CHANGE_VISIBILITY), ("stats", _STATS),
+                ("set_attributes", _SET_ATTRIBUTES),
             ]
         }  # fmt: skip
 
@@ -323,6 +337,12 @@ class RedisQueueBackend(SendsInBatches):
 
     def delete_queue(self, name: str) -> None:
         self._run("clear", name, "1")
+
+    def set_attributes(self, name: str, attributes: QueueAttributes) -> QueueAttributes:
+        attributes.validate()
+        encoded = json.dumps(asdict(attributes))
+        self._run("set_attributes", name, encoded, attributes.dead_letter_queue or "")
+        return attributes
 
     def get_attributes(self, name: str) -> QueueAttributes:
         raw = self.redis.hget(self.prefix + "queues", name)

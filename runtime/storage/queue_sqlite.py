@@ -175,6 +175,18 @@ class SqliteQueueBackend(SendsInBatches):
             conn.execute("DELETE FROM queue_dedup WHERE queue = ?", (name,))
             conn.execute("DELETE FROM queues WHERE name = ?", (name,))
 
+    def set_attributes(self, name: str, attributes: QueueAttributes) -> QueueAttributes:
+        attributes.validate()
+        with self.db.write() as conn:
+            _attributes(conn, name)
+            if attributes.dead_letter_queue is not None:
+                _attributes(conn, attributes.dead_letter_queue)
+            conn.execute(
+                "UPDATE queues SET attributes = ? WHERE name = ?",
+                (json.dumps(asdict(attributes)), name),
+            )
+        return attributes
+
     def get_attributes(self, name: str) -> QueueAttributes:
         with self.db.read() as conn:
             return _attributes(conn, name)

@@ -14,7 +14,7 @@ from firebox.runtime.events.batch_shapes import (
     sqs_event,
     sqs_failure_attributes,
 )
-from firebox.runtime.events.queue import Message
+from firebox.runtime.events.queue import TYPES_ATTRIBUTE, Message
 from firebox.runtime.events.stream import Record
 from firebox.runtime.storage.mappings import MappingRecord
 
@@ -132,3 +132,24 @@ def test_a_message_sent_to_the_failure_destination_says_where_it_came_from() -> 
     }
     reported = sqs_failure_attributes("map-1", "orders", message, None)
     assert reported["FireboxErrorCode"] == "BatchItemFailure"
+
+
+def test_sqs_events_keep_the_data_types_the_sqs_api_recorded() -> None:
+    attributes = {
+        "n": "12.5",
+        "b": "AAH/",
+        "s": "x",
+        TYPES_ATTRIBUTE: '{"b": "Binary", "n": "Number"}',
+    }
+    message = Message("m-1", b"hello", "rh-1", 1, 1700000000.0, attributes)
+    shown = sqs_event("orders", [message])["Records"][0]["messageAttributes"]
+    assert set(shown) == {"n", "b", "s"}
+    assert shown["n"]["dataType"] == "Number" and shown["n"]["stringValue"] == "12.5"
+    assert shown["b"]["dataType"] == "Binary" and shown["b"]["binaryValue"] == "AAH/"
+    assert "stringValue" not in shown["b"]
+    assert shown["s"] == {
+        "stringValue": "x",
+        "stringListValues": [],
+        "binaryListValues": [],
+        "dataType": "String",
+    }

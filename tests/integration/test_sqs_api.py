@@ -1,0 +1,267 @@
+"""The SQS-compatible API driven by real boto3 against a real node, on SQLite and on Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+from botocore.auth import SigV4Auth  # noqa: E402
+from botocore.awsrequest import AWSRequest  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from botocore.credentials import Credentials  # noqa: E402
+from botocore.exceptions import ClientError  # noqa: E402
+
+from tests.conftest import Server  # noqa: E402
+
+REGION = "us-east-1"
+
+
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.services)]
+)
+def node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    env = {}
+    if request.param == "redis":
+        env["FIREBOX_QUEUE_URL"] = request.getfixturevalue("redis_url")
+    server = Server(tmp_path_factory.mktemp("sqs") / "data", env=env)
+    server.data_dir.mkdir(parents=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def sqs_client(server: Server, **overrides: Any) -> Any:
+    creds = server.credentials
+    options: dict[str, Any] = {
+        "endpoint_url": server.url,
+        "region_name": REGION,
+        "aws_access_key_id": creds.access_key_id,
+        "aws_secret_access_key": creds.secret_access_key,
+        "config": Config(retries={"total_max_attempts": 1}, read_timeout=60),
+    }
+    options.update(overrides)
+    return boto3.client("sqs", **options)
+
+
+@pytest.fixture(scope="module")
+def sqs(node: Server) -> Any:
+    return sqs_client(node)
+
+
+def unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:8]}"
+
+
+def test_queue_lifecycle_and_attributes(sqs: Any, node: Server) -> None:
+    dlq_name, name = unique("dlq"), unique("orders")
+    dlq_url = sqs.create_queue(QueueName=dlq_name)["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    assert dlq_arn.endswith(f":sqs:{REGION}:{dlq_arn.split(':')[4]}:{dlq_name}")
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "VisibilityTimeout": "45",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"}),
+        },
+    )["QueueUrl"]
+    assert url == f"{node.url}/{dlq_arn.split(':')[4]}/{name}"
+    assert sqs.get_queue_url(QueueName=name)["QueueUrl"] == url
+    # Creating again with the same attributes is idempotent, with others refused.
+    assert sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "45",
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3})})["QueueUrl"] == url  # fmt: skip
+    with pytest.raises(sqs.exceptions.QueueNameExists):
+        sqs.create_queue(QueueName=name, Attributes={"VisibilityTimeout": "5"})
+
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    assert attrs["VisibilityTimeout"] == "45"
+    assert json.loads(attrs["RedrivePolicy"]) == {
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": 3,
+    }
+    assert attrs["ApproximateNumberOfMessages"] == "0"
+
+    sqs.set_queue_attributes(
+        QueueUrl=url, Attributes={"VisibilityTimeout": "7", "DelaySeconds": "0"}
+    )
+    attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["VisibilityTimeout", "QueueArn"])
+    assert attrs["Attributes"] == {
+        "VisibilityTimeout": "7",
+        "QueueArn": dlq_arn.replace(dlq_name, name),
+    }
+    sources = sqs.list_dead_letter_source_queues(QueueUrl=dlq_url)["queueUrls"]
+    assert sources == [url]
+
+    listed = sqs.list_queues(QueueNamePrefix=name)["QueueUrls"]
+    assert listed == [url]
+    sqs.delete_queue(QueueUrl=url)
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_url(QueueName=name)
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.send_message(QueueUrl=url, MessageBody="x")
+
+
+def test_send_receive_delete_with_typed_attributes(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=unique("typed"))["QueueUrl"]
+    attributes = {
+        "kind": {"DataType": "String", "StringValue": "order"},
+        "total": {"DataType": "Number", "StringValue": "12.50"},
+        "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01\xff"},
+    }
+    sent = sqs.send_message(QueueUrl=url, MessageBody="héllo", MessageAttributes=attributes)
+    assert sent["MD5OfMessageBody"] == hashlib.md5("héllo".encode()).hexdigest()
+
+    got = sqs.receive_message(
+        QueueUrl=url, MessageAttributeNames=["All"], AttributeNames=["All"], VisibilityTimeout=30
+    )["Messages"]
+    assert len(got) == 1
+    message = got[0]
+    assert message["Body"] == "héllo"
+    assert message["MessageId"] == sent["MessageId"]
+    assert message["MessageAttributes"] == attributes
+    assert message["MD5OfMessageAttributes"] == sent["MD5OfMessageAttributes"]
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"
+    # Only the attributes asked for come back; their digest covers only those.
+    sqs.change_message_visibility(
+        QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
+    again = sqs.receive_message(QueueUrl=url, MessageAttributeNames=["kind"])["Messages"][0]
+    assert again["MessageAttributes"] == {"kind": attributes["kind"]}
+    assert "Attributes" not in again
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
+    assert "Messages" not in sqs.receive_message(QueueUrl=url)
+    # A stale handle deletes nothing and is not an error (as in SQS); a malformed one is.
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=again["ReceiptHandle"])
+    with pytest.raises(sqs.exceptions.ReceiptHandleIsInvalid):
+        sqs.delete_message(QueueUrl=url, ReceiptHandle="not a handle")
+
+
+def test_batches_report_each_entry(sqs: Any) -> None:
+    url = sqs.create_queue(QueueName=unique("batch"))["QueueUrl"]
+    result = sqs.send_message_batch(
+        QueueUrl=url,
+        Entries=[
+            {"Id": "a", "MessageBody": "one"},
+            {"Id": "b", "MessageBody": "two", "DelaySeconds": 0},
+            {"Id": "c", "MessageBody": "x", "DelaySeconds": 901},
+        ],
+    )
+    assert sorted(s["Id"] for s in result["Successful"]) == ["a", "b"]
+    [failed] = result["Failed"]
+    assert (
+        failed["Id"] == "c" and failed["SenderFault"] and failed["Code"] == "InvalidParameterValue"
+    )
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert sorted(m["Body"] for m in got) == ["one", "two"]
+    deleted = sqs.delete_message_batch(
+        QueueUrl=url,
+        Entries=[{"Id": f"d{i}", "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)]
+        + [{"Id": "bad", "ReceiptHandle": "garbage"}],
+    )
+    assert len(deleted["Successful"]) == 2
+    assert deleted["Failed"][0]["Code"] == "ReceiptHandleIsInvalid"
+    with pytest.raises(sqs.exceptions.BatchEntryIdsNotDistinct):
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": "x", "MessageBody": "1"}, {"Id": "x", "MessageBody": "2"}]
+        )
+    with pytest.raises(sqs.exceptions.TooManyEntriesInBatchRequest):
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": f"e{i}", "MessageBody": "1"} for i in range(11)]
+        )
+    stats = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert stats["Attributes"]["ApproximateNumberOfMessages"] == "0"
+
+
+def test_long_poll_returns_when_a_message_arrives(sqs: Any, node: Server) -> None:
+    url = sqs.create_queue(QueueName=unique("poll"))["QueueUrl"]
+    other = sqs_client(node)
+
+    def send_later() -> None:
+        time.sleep(1.0)
+        other.send_message(QueueUrl=url, MessageBody="late")
+
+    sender = threading.Thread(target=send_later)
+    started = time.monotonic()
+    sender.start()
+    got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=10)["Messages"]
+    waited = time.monotonic() - started
+    sender.join()
+    assert [m["Body"] for m in got] == ["late"]
+    assert 0.9 <= waited < 8, waited
+    # Many long polls at once hold no threads: the node still answers other calls.
+    empty = sqs.create_queue(QueueName=unique("empty"))["QueueUrl"]
+    polls = [threading.Thread(target=sqs_client(node).receive_message,
+                              kwargs={"QueueUrl": empty, "WaitTimeSeconds": 3}) for _ in range(12)]  # fmt: skip
+    for poll in polls:
+        poll.start()
+    time.sleep(0.3)
+    quick = time.monotonic()
+    sqs.send_message(QueueUrl=url, MessageBody="meanwhile")
+    assert time.monotonic() - quick < 2.0
+    for poll in polls:
+        poll.join()
+
+
+def test_bad_requests_get_sqs_shaped_errors(sqs: Any, node: Server) -> None:
+    url = sqs.create_queue(QueueName=unique("bad"))["QueueUrl"]
+    with pytest.raises(ClientError) as caught:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"KmsMasterKeyId": "alias/x"})
+    assert caught.value.response["Error"]["Code"] == "InvalidAttributeName"
+    assert "KmsMasterKeyId" in caught.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as caught:
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"VisibilityTimeout": "99999"})
+    assert caught.value.response["Error"]["Code"] == "InvalidAttributeValue"
+    with pytest.raises(ClientError) as caught:
+        sqs.send_message(QueueUrl=url, MessageBody="x" * (256 * 1024 + 1))
+    assert caught.value.response["Error"]["Code"] == "InvalidParameterValue"
+    with pytest.raises(ClientError) as caught:
+        sqs.tag_queue(QueueUrl=url, Tags={"a": "b"})
+    assert caught.value.response["Error"]["Code"] == "UnsupportedOperation"
+    assert "TagQueue" in caught.value.response["Error"]["Message"]
+    # The node's own queues are out of reach.
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.get_queue_url(QueueName="firebox-async-invocations")
+    with pytest.raises(ClientError) as caught:
+        sqs.create_queue(QueueName="firebox-mine")
+    assert caught.value.response["Error"]["Code"] == "InvalidParameterValue"
+    # A DLQ that does not exist is refused.
+    with pytest.raises(sqs.exceptions.QueueDoesNotExist):
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedrivePolicy": json.dumps(
+            {"deadLetterTargetArn": f"arn:aws:sqs:{REGION}:000000000000:nope", "maxReceiveCount": 2})})  # fmt: skip
+
+
+def test_credentials_are_checked(node: Server) -> None:
+    wrong = sqs_client(node, aws_secret_access_key="not-the-secret")
+    with pytest.raises(ClientError) as caught:
+        wrong.list_queues()
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert caught.value.response["Error"]["Code"] == "SignatureDoesNotMatch"
+    # Unsigned: refused in SQS's shape, never handed to a function's trigger.
+    reply = httpx.post(node.url + "/", headers={"x-amz-target": "AmazonSQS.ListQueues",
+                                                 "content-type": "application/x-amz-json-1.0"}, content=b"{}")  # fmt: skip
+    assert reply.status_code == 403
+    assert reply.json()["__type"].startswith("com.amazonaws.sqs#")
+    # Signed for another service: refused.
+    signed = AWSRequest(method="POST", url=node.url + "/", data=b"{}",
+                        headers={"x-amz-target": "AmazonSQS.ListQueues",
+                                 "content-type": "application/x-amz-json-1.0"})  # fmt: skip
+    SigV4Auth(
+        Credentials(node.credentials.access_key_id, node.credentials.secret_access_key),
+        "lambda",
+        REGION,
+    ).add_auth(signed)
+    reply = httpx.post(node.url + "/", headers=dict(signed.headers), content=b"{}")
+    assert reply.status_code == 403
+    assert "service" in reply.json()["message"]
