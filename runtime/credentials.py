@@ -23,6 +23,20 @@ class Credentials:
     secret_access_key: str
 
 
+# What the node writes in its data dir is its own: other local users may not even list it.
+PRIVATE_DIR_MODE = 0o700
+
+
+def make_private(data_dir: Path) -> None:
+    """Create the data dir (0700 whatever the umask) and take group and other access away
+    from it and from the databases and credentials already in it."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    os.chmod(data_dir, PRIVATE_DIR_MODE)
+    for path in data_dir.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, path.stat().st_mode & 0o700)
+
+
 def credentials_path(data_dir: Path) -> Path:
     """Return where generated credentials are kept in a data dir."""
     return data_dir / CREDENTIALS_FILE

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from firebox.runtime import config as config_module
 from firebox.runtime.admission import Admission, check_payload
 from firebox.runtime.artifacts import ArtifactStore
 from firebox.runtime.catalog import Catalog
 from firebox.runtime.config import NodeConfig, arn
-from firebox.runtime.credentials import load_or_create
+from firebox.runtime.credentials import load_or_create, make_private
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.events.async_invoke import AsyncInvoker
 from firebox.runtime.events.mappings import MappingManager
@@ -50,13 +51,17 @@ class Node:
 
     def __init__(self, config: NodeConfig, database_url: str | None = None) -> None:
         self.config = config
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(config.data_dir)
+        self.credentials, self.generated_credentials = load_or_create(config.data_dir)
+        sealing = (
+            config_module.FIREBOX_KEY_ENCRYPTION_KEY.get() or self.credentials.secret_access_key
+        )
         self._executor = ThreadPoolExecutor(BLOCKING_THREADS, thread_name_prefix="node-io")
         self.settings = EngineSettings(
             pool_slots=config.pool_slots, max_memory_mb=config.max_memory_mb
         )
         self.artifacts = ArtifactStore(config.data_dir)
-        self.stores = open_stores(config, database_url)
+        self.stores = open_stores(config, database_url, sealing_secret=sealing)
         self.registry = self.stores.registry
         # Python versions restore from post-init snapshots keyed by the engine's fingerprint.
         snapshots = self.settings.fingerprint() if config.snapshots else None
@@ -71,7 +76,6 @@ class Node:
         self.recorder = Recorder(self.telemetry, config.log_retention_s)
         self.admission = Admission(self.catalog, self.recorder)
         self.routes = RouteTable()
-        self.credentials, self.generated_credentials = load_or_create(config.data_dir)
         # Pools kept ready (key -> spec), and artifacts known to be local and compiled,
         # so an invocation of a version without a pool checks its files once, not per call.
         self.loaded: dict[str, FunctionSpec] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import socket
 import sys
 import threading
@@ -62,6 +63,9 @@ def ready_lines(base: str, deployed: list[tuple[str, dict[str, Any]]], started: 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    # Everything the node and its workers write (databases, WAL files, artifacts, logs)
+    # is private to the node's user, whatever umask it was started with.
+    os.umask(0o077)
     sock = bind(args.host, args.port)
     import logging
 

@@ -314,6 +314,13 @@ def _payload_hash(request: SignedRequest, headers: dict[str, list[str]]) -> str:
         return actual
     value = claimed[0].strip()
     if value == UNSIGNED_PAYLOAD:
+        # An unsigned payload would let anyone on the path swap the body of a signed request.
+        if request.body:
+            raise SigV4Error(
+                INVALID,
+                "UNSIGNED-PAYLOAD is accepted only for requests without a body: sign the"
+                " body (x-amz-content-sha256 set to its SHA-256).",
+            )
         return value
     if not _HEX64.fullmatch(value):
         raise SigV4Error(INVALID, f"Unsupported x-amz-content-sha256 '{value}' (chunked signing).")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from firebox.runtime.errors import KeyNotFound
 from firebox.runtime.storage.schema import access_keys
+from firebox.runtime.storage.sealed import Sealer
 
 # The shape AWS tooling expects of a key id: 20 upper-case characters, "AKIA"-like.
 KEY_ID_PREFIX = "FBK"
@@ -46,26 +47,29 @@ class AccessKey:
 
 
 class KeyStore:
-    """Create, list, revoke and look up access keys on the registry's database."""
+    """Create, list, revoke and look up access keys on the registry's database; secrets
+    are stored sealed (`sealed.py`)."""
 
-    def __init__(self, engine: sa.Engine, ttl_s: float = LOOKUP_TTL_S) -> None:
+    def __init__(self, engine: sa.Engine, sealer: Sealer, ttl_s: float = LOOKUP_TTL_S) -> None:
         self.engine = engine
+        self.sealer = sealer
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, str | None]] = {}
 
     def create(self, description: str = "") -> AccessKey:
         """Issue a new key pair; the returned AccessKey is the only place its secret appears."""
+        secret = secrets.token_urlsafe(30)
         key = AccessKey(
             access_key_id=KEY_ID_PREFIX + secrets.token_hex(9).upper()[:17],
             description=description,
             created_at=time.time(),
-            secret=secrets.token_urlsafe(30),
+            secret=secret,
         )
         with self.engine.begin() as conn:
             conn.execute(
                 access_keys.insert().values(
                     access_key_id=key.access_key_id,
-                    secret=key.secret,
+                    secret=self.sealer.seal(secret, key.access_key_id),
                     description=description,
                     created_at=key.created_at,
                 )
@@ -108,7 +112,7 @@ class KeyStore:
                     access_keys.c.access_key_id == key_id, access_keys.c.revoked_at.is_(None)
                 )
             ).first()
-        secret = str(row.secret) if row is not None else None
+        secret = self.sealer.open(str(row.secret), key_id) if row is not None else None
         if len(self._cache) > 10_000:  # unknown ids must not grow the cache without bound
             self._cache.clear()
         self._cache[key_id] = (now, secret)

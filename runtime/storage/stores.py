@@ -23,6 +23,7 @@ from firebox.runtime.storage.keys import KeyStore
 from firebox.runtime.storage.mappings import MappingStore
 from firebox.runtime.storage.registry import Registry
 from firebox.runtime.storage.schedules import ScheduleStore
+from firebox.runtime.storage.sealed import Sealer
 from firebox.runtime.storage.telemetry import TelemetryStore
 
 
@@ -51,10 +52,13 @@ class Stores:
         self.registry.close()
 
 
-def open_stores(config: NodeConfig, database_url: str | None = None) -> Stores:
+def open_stores(
+    config: NodeConfig, database_url: str | None = None, *, sealing_secret: str
+) -> Stores:
     """Open every store of a node from its configuration: the registry (and the tables
     beside it) at `database_url` (default `config.database_url`), queues and streams at
-    `config.queue_url`; None means SQLite in the data dir for either.
+    `config.queue_url`; None means SQLite in the data dir for either. Issued keys'
+    secrets are sealed with `sealing_secret` (see `sealed.py`).
 
     Raises ValueError for a queue URL of an unknown scheme.
     """
@@ -70,7 +74,7 @@ def open_stores(config: NodeConfig, database_url: str | None = None) -> Stores:
     return Stores(
         registry=registry,
         blobs=open_blob_store(registry),
-        keys=KeyStore(engine),
+        keys=KeyStore(engine, Sealer(sealing_secret)),
         telemetry=TelemetryStore(engine),
         schedules=ScheduleStore(engine),
         mappings=MappingStore(engine),

@@ -42,7 +42,9 @@ def test_registry_url_defaults_to_sqlite_and_reads_postgres_as_psycopg(tmp_path:
 
 
 def test_a_one_node_registry_shares_no_blobs(tmp_path: Path) -> None:
-    stores = open_stores(NodeConfig(data_dir=tmp_path, database_url=None, queue_url=None))
+    stores = open_stores(
+        NodeConfig(data_dir=tmp_path, database_url=None, queue_url=None), sealing_secret="s"
+    )
     try:
         assert stores.blobs is None
         assert isinstance(stores.queues, SqliteQueueBackend)
@@ -57,7 +59,10 @@ def test_a_one_node_registry_shares_no_blobs(tmp_path: Path) -> None:
 
 def test_an_unknown_queue_scheme_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unsupported events backend URL scheme 'kafka'"):
-        open_stores(NodeConfig(data_dir=tmp_path, database_url=None, queue_url="kafka://broker"))
+        open_stores(
+            NodeConfig(data_dir=tmp_path, database_url=None, queue_url="kafka://broker"),
+            sealing_secret="s",
+        )
 
 
 def test_a_shared_registry_shares_blobs_in_its_table(pg_schema_url: str, tmp_path: Path) -> None:
