@@ -2,12 +2,16 @@
 least once, retried with backoff, expired by age, routed to destinations and a DLQ (events layer).
 
 Each accepted event is one message on the internal queue `firebox-async-invocations`
-holding {request_id, function, qualifier, version, payload, accepted_at, attempts}: `version`
+holding {request_id, function, qualifier, version, payload, accepted_at, attempts, depth}: `version`
 is the one picked when the event was accepted (a weighted alias picks once), so the
 dispatcher extends visibility over *that* version's timeout and invokes that version.
 A retry is a *new* message (attempts + 1, delayed by the backoff) sent before the old
 one is deleted, so attempts are counted exactly even when a node dies mid-delivery (the
 old message then simply comes back after its visibility timeout: at least once).
+`depth` counts the function destinations an event came through: a chain of them (a
+function whose destination is itself, A -> B -> A) stops at MAX_CHAIN_DEPTH invocations,
+as Lambda's recursive loop detection does, and the stopped event goes to the failure
+destination if that is a queue, and to the DLQ.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ T = TypeVar("T")
 ASYNC_QUEUE = "firebox-async-invocations"
 # Extra visibility beyond the function's timeout, so a slow invocation is not redelivered.
 VISIBILITY_MARGIN_S = 30.0
+# Lambda's recursive loop detection: a chain of function destinations (A -> B -> A ...)
+# is stopped when an event would be the 17th invocation of one chain.
+MAX_CHAIN_DEPTH = 16
+# The failure condition of an event stopped that way (Lambda's own name).
+RECURSION_CONDITION = "RecursiveInvocationDetected"
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,7 @@ class AsyncStats:
     failed: int = 0
     expired: int = 0
     dead_lettered: int = 0
+    recursion_stopped: int = 0
     in_flight: int = field(default=0)
 
 
@@ -228,6 +238,7 @@ class AsyncInvoker:
         idempotency_key: str | None = None,
         *,
         version: str | None = None,
+        depth: int = 0,
     ) -> str:
         """Write the event to the durable queue and return its request id (before the 202).
 
@@ -245,7 +256,8 @@ class AsyncInvoker:
             request_id = str(uuid.uuid4())
         await self._send(
             {"request_id": request_id, "function": function, "qualifier": qualifier,
-             "version": version, "payload": payload, "accepted_at": time.time(), "attempts": 0},
+             "version": version, "payload": payload, "accepted_at": time.time(), "attempts": 0,
+             "depth": depth},
             dedup_id=f"{function}:{idempotency_key}" if idempotency_key else None,
         )  # fmt: skip
         return request_id
@@ -296,6 +308,14 @@ class AsyncInvoker:
         except FunctionNotFound:
             # Deleted since it was accepted: nothing can ever run it.
             await self._finish(message, event, None, "FunctionNotFound", EventInvokeConfig())
+            return
+        if event.get("depth", 0) >= MAX_CHAIN_DEPTH:
+            self.stats.recursion_stopped += 1
+            log.warning(
+                "stopped a loop of async destinations at %s (%d invocations in one chain)",
+                function, MAX_CHAIN_DEPTH,
+            )  # fmt: skip
+            await self._finish(message, event, None, RECURSION_CONDITION, config)
             return
         if too_old(event["accepted_at"], config.maximum_event_age_s, time.time()):
             self.stats.expired += 1
@@ -349,13 +369,18 @@ class AsyncInvoker:
         config: EventInvokeConfig,
     ) -> None:
         """Send the destination record (and the DLQ message on failure), then delete the event."""
+        depth = event.get("depth", 0) + 1
         if condition == "Success":
             if config.on_success is not None:
-                await self._route(config.on_success, self.record(event, result, condition))
+                await self._route(config.on_success, self.record(event, result, condition), depth)
         else:
             self.stats.failed += 1
-            if config.on_failure is not None:
-                await self._route(config.on_failure, self.record(event, result, condition))
+            # A stopped loop never feeds a function again (that would restart the loop).
+            on_failure = config.on_failure
+            if on_failure is not None and not (
+                condition == RECURSION_CONDITION and on_failure.type == "function"
+            ):
+                await self._route(on_failure, self.record(event, result, condition), depth)
             if config.dead_letter_queue:
                 error = (
                     result.error.code
@@ -410,13 +435,13 @@ class AsyncInvoker:
             "responsePayload": response_payload,
         }
 
-    async def _route(self, destination: Destination, record: dict[str, Any]) -> None:
+    async def _route(self, destination: Destination, record: dict[str, Any], depth: int) -> None:
         body = json.dumps(record).encode()
         try:
             if destination.type == "queue":
                 await self._q(self.queues.send, destination.name, body)
             else:
-                await self.enqueue(destination.name, "$LATEST", body)
+                await self.enqueue(destination.name, "$LATEST", body, depth=depth)
         except FireboxError as exc:
             log.warning(
                 "could not deliver to destination %s %s: %s",

@@ -40,17 +40,25 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (src / "firebox.toml").write_text(
         'name = "flaky"\nruntime = "python3.14"\nisolation = "reuse"\nconcurrency = 1\nprovisioned = 1\n'
     )
+    looper = tmp_path_factory.mktemp("looper")
+    (looper / "app.py").write_text("def handler(event, context):\n    return None\n")
+    (looper / "firebox.toml").write_text('name = "looper"\nruntime = "python3.14"\n')
     with server.client() as client:
         client.deploy_path(src)
+        client.deploy_path(looper)
         client.deploy({"name": "echo"}, guest_wasm("echo"))
     with server.http() as http:
-        for queue in ("ok-dest", "fail-dest", "dlq", "echo-dest"):
+        for queue in ("ok-dest", "fail-dest", "dlq", "echo-dest", "loop-stopped"):
             assert http.post("/v1/queues", json={"name": queue}).status_code == 201
         for name, config in {
             "flaky": {"maximum_retry_attempts": 2, "backoff_base_s": 0.2,
                       "on_success": {"type": "queue", "name": "ok-dest"},
                       "on_failure": {"type": "queue", "name": "fail-dest"}, "dead_letter_queue": "dlq"},
             "echo": {"on_success": {"type": "queue", "name": "echo-dest"}},
+            # A loop: the function is its own success destination.
+            "looper": {"on_success": {"type": "function", "name": "looper"},
+                       "on_failure": {"type": "function", "name": "looper"},
+                       "dead_letter_queue": "loop-stopped"},
         }.items():  # fmt: skip
             assert (
                 http.put(f"/v1/functions/{name}/event-invoke-config", json=config).status_code
@@ -164,6 +172,29 @@ def test_expired_event_goes_to_the_failure_destination(node: Server) -> None:
                 "on_success": {"type": "queue", "name": "ok-dest"},
                 "on_failure": {"type": "queue", "name": "fail-dest"}, "dead_letter_queue": "dlq",
             })  # fmt: skip
+
+
+def test_a_loop_of_destinations_stops_after_16_invocations(node: Server) -> None:
+    with node.http() as http:
+        before = http.get("/v1/events/metrics").json()["async"]
+    send_event(node, "looper", {"start": True})
+    [stopped] = drain(node, "loop-stopped", 1, timeout=90)
+    assert stopped["attributes"]["Condition"] == "RecursiveInvocationDetected"
+    # The stopped event is the 16th success record; each wraps the event before it.
+    record = json.loads(stopped["body"])
+    chain = 0
+    while isinstance(record, dict) and "requestPayload" in record:
+        assert record["requestContext"]["condition"] == "Success"
+        chain += 1
+        record = record["requestPayload"]
+    assert (chain, record) == (16, {"start": True})
+    # It ended there: the failure destination (the function itself) got nothing.
+    time.sleep(1.0)
+    with node.http() as http:
+        after = http.get("/v1/events/metrics").json()["async"]
+    assert after["recursion_stopped"] - before["recursion_stopped"] == 1
+    assert after["succeeded"] - before["succeeded"] == 16
+    assert drain(node, "loop-stopped", 1, timeout=1) == []
 
 
 def test_duplicate_idempotency_key_is_invoked_once(node: Server) -> None:
