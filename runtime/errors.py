@@ -172,6 +172,16 @@ class ResponseTooLarge(InvocationError):
         )
 
 
+class InvalidFunctionResponse(InvocationError):
+    """The function's answer to an HTTP trigger is not a valid HTTP response (Lambda's
+    function-URL shape with a bad statusCode, headers, cookies or base64 body)."""
+
+    code = "InvalidFunctionResponse"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"The function returned a malformed HTTP response: {why}")
+
+
 class GuestTrap(InvocationError):
     """The guest trapped (unreachable, out-of-bounds access, stack overflow, ...)."""
 

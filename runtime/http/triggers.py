@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from firebox.runtime.errors import FunctionNotFound, LambdaError, MethodNotAllowed
+from firebox.runtime.errors import (
+    FunctionNotFound,
+    InvalidFunctionResponse,
+    LambdaError,
+    MethodNotAllowed,
+)
 from firebox.runtime.http import reserved
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.lambda_errors import lambda_error_response
@@ -23,6 +29,10 @@ from firebox.runtime.http.native import invocation_headers, node_of, read_body
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match
+
+# An HTTP header name (RFC 9110 token) and the longest header text a response may carry.
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+MAX_HEADER_CHARS = 8192
 
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded")
 
@@ -89,27 +99,69 @@ def function_url_event(
     return event
 
 
+def _header_text(value: Any, what: str) -> str:
+    """A header name or value as the response may carry it (Latin-1, no control characters)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidFunctionResponse(
+            f"{what} must be a string or a number, not {type(value).__name__}"
+        )
+    text = str(value)
+    if len(text) > MAX_HEADER_CHARS:
+        raise InvalidFunctionResponse(f"{what} is longer than {MAX_HEADER_CHARS} characters")
+    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 or ord(c) > 255 for c in text):
+        raise InvalidFunctionResponse(
+            f"{what} {text[:40]!r} holds characters a header cannot carry"
+        )
+    return text
+
+
+def _status(value: Any) -> int:
+    if isinstance(value, str) and value.isdecimal() and len(value) == 3:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 599:
+        raise InvalidFunctionResponse(f"statusCode must be an integer 100-599, not {value!r:.40}")
+    return value
+
+
 def function_url_response(output: bytes, headers: dict[str, str]) -> Response:
-    """Turn a function's output into the HTTP response, as Lambda's function URLs do."""
+    """Turn a function's output into the HTTP response, as Lambda's function URLs do.
+
+    Raises InvalidFunctionResponse (a 502) for a response the shape cannot carry."""
     try:
         value = json.loads(output) if output else None
     except (UnicodeDecodeError, json.JSONDecodeError):
         return Response(output, media_type="application/octet-stream", headers=headers)
     if isinstance(value, dict) and "statusCode" in value:
-        out_headers = {str(k): str(v) for k, v in (value.get("headers") or {}).items()}
+        status = _status(value["statusCode"])
+        given = value.get("headers") or {}
+        if not isinstance(given, dict):
+            raise InvalidFunctionResponse("headers must be an object of names to values")
+        out_headers = {
+            _header_text(k, "a header name").lower(): _header_text(v, f"header {k!r:.40}")
+            for k, v in given.items()
+        }
+        if not all(_TOKEN.match(k) for k in out_headers):
+            raise InvalidFunctionResponse("a header name is empty or not an HTTP token")
         body = value.get("body", "")
         if value.get("isBase64Encoded") and isinstance(body, str):
-            data = base64.b64decode(body)
+            try:
+                data = base64.b64decode(body, validate=True)
+            except ValueError:
+                raise InvalidFunctionResponse(
+                    "isBase64Encoded is true but body is not base64"
+                ) from None
         elif isinstance(body, str):
             data = body.encode()
         else:
             data = json.dumps(body).encode()
             out_headers.setdefault("content-type", "application/json")
-        response = Response(
-            data, status_code=int(value["statusCode"]), headers={**headers, **out_headers}
-        )
-        for cookie in value.get("cookies") or []:
-            response.raw_headers.append((b"set-cookie", str(cookie).encode()))
+        cookies = value.get("cookies") or []
+        if not isinstance(cookies, list):
+            raise InvalidFunctionResponse("cookies must be a list of strings")
+        set_cookies = [_header_text(c, "a cookie").encode("latin-1") for c in cookies]
+        response = Response(data, status_code=status, headers={**headers, **out_headers})
+        for cookie in set_cookies:
+            response.raw_headers.append((b"set-cookie", cookie))
         return response
     return Response(output, media_type="application/json", headers=headers)
 

@@ -43,6 +43,7 @@ EXPECTED = [
     (e.OutOfFuel, 502, ("ServiceException", 500), "Runtime.OutOfFuel"),
     (e.MemoryLimitExceeded, 502, ("ServiceException", 500), "Runtime.OutOfMemory"),
     (e.ResponseTooLarge, 502, ("ServiceException", 500), "Function.ResponseSizeTooLarge"),
+    (e.InvalidFunctionResponse, 502, ("ServiceException", 500), "Runtime.InvalidResponse"),
     (e.GuestTrap, 502, ("ServiceException", 500), "Runtime.ExitError"),
     (e.HandlerError, 502, ("ServiceException", 500), "Runtime.ExitError"),
     (e.NodeAtCapacity, 503, ("TooManyRequestsException", 429), "Runtime.ExitError"),
