@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterator
 
 from firebox.runtime.catalog import Catalog
+from firebox.runtime.cluster_concurrency import ClusterConcurrency
 from firebox.runtime.errors import FireboxError, PayloadTooLarge, Throttled
 from firebox.runtime.specs import LATEST, Deployed
 from firebox.runtime.telemetry import Recorder
@@ -31,6 +32,8 @@ class Admission:
         self.catalog = catalog
         self.recorder = recorder
         self.inflight: dict[str, int] = {}
+        # Set by the node when its caps are cluster-wide (runtime/cluster_concurrency.py).
+        self.cluster: ClusterConcurrency | None = None
 
     def cap(self, name: str) -> int:
         """Return a function's concurrency cap (its $LATEST configuration's, for every version)."""
@@ -52,6 +55,8 @@ class Admission:
             rejection = exc
         if rejection is None and running >= cap:
             rejection = Throttled(fn.name, cap)
+        if rejection is None and self.cluster is not None:
+            rejection = self.cluster.acquire(fn.name, cap)
         if rejection is not None:
             self.recorder.record_rejected(
                 fn.name, fn.version, request_id, rejection.code, rejection.message,
@@ -64,6 +69,8 @@ class Admission:
             yield
         finally:
             self.inflight[fn.name] -= 1
+            if self.cluster is not None:
+                self.cluster.release(fn.name)
 
 
 __all__ = ["Admission", "check_payload"]

@@ -22,6 +22,7 @@ from firebox.runtime import config as config_module
 from firebox.runtime.admission import Admission, check_payload
 from firebox.runtime.artifacts import ArtifactStore
 from firebox.runtime.catalog import Catalog
+from firebox.runtime.cluster_concurrency import open_cluster_concurrency
 from firebox.runtime.config import NodeConfig, arn
 from firebox.runtime.credentials import load_or_create, make_private
 from firebox.runtime.engine import EngineSettings
@@ -75,6 +76,7 @@ class Node:
         self.telemetry = self.stores.telemetry
         self.recorder = Recorder(self.telemetry, config.log_retention_s)
         self.admission = Admission(self.catalog, self.recorder)
+        self.admission.cluster = open_cluster_concurrency(config.queue_url)
         self.routes = RouteTable()
         # Pools kept ready (key -> spec), and artifacts known to be local and compiled,
         # so an invocation of a version without a pool checks its files once, not per call.
@@ -100,6 +102,8 @@ class Node:
         """Start workers and telemetry, read the registry, fill pools in the background."""
         await self.supervisor.start()
         await self.recorder.start()
+        if self.admission.cluster is not None:
+            self.admission.cluster.start()
         await self.run_blocking(self.catalog.reload)
         self.routes.rebuild(self.catalog.latest.values())
         await self.async_invoker.start()
@@ -119,6 +123,8 @@ class Node:
         await self.scheduler.stop()
         await self.mappings.stop()
         await self.async_invoker.stop()
+        if self.admission.cluster is not None:
+            await asyncio.to_thread(self.admission.cluster.stop)
         await self.recorder.stop()
         await self.supervisor.stop()
         # Let blocking calls still on the node's threads finish before their stores close.

@@ -7,7 +7,8 @@ The settings are parsed in `mapping_config`, the pollers run in `queue_poller` (
 `maximum_concurrency` batches in flight) and `stream_poller` (one consumer per shard,
 in order), the Lambda events they build are in `batch_shapes`, and their backoff and
 retry counting in `retry`. The store (`storage.mappings`) is re-read every `reload_s`,
-so mappings changed on another node take effect here too.
+so mappings changed on another node take effect here too. Stream shards are shared
+between nodes by leases (`shard_leases`), named by this node's `node_id`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -27,8 +31,10 @@ from firebox.runtime.events.mapping_config import MappingConfig, describe, parse
 from firebox.runtime.events.poller import MappingStats, Poller
 from firebox.runtime.events.queue import QueueBackend
 from firebox.runtime.events.queue_poller import QueuePoller
+from firebox.runtime.events.shard_leases import ShardLeases
 from firebox.runtime.events.stream import StreamBackend
 from firebox.runtime.events.stream_poller import StreamPoller
+from firebox.runtime.storage.backends import open_shard_leases
 from firebox.runtime.storage.mappings import DISABLED, ENABLED, MappingRecord, MappingStore
 
 if TYPE_CHECKING:
@@ -50,6 +56,9 @@ RELOAD_S = config.FIREBOX_MAPPING_RELOAD_S.get()
 DRAIN_S = config.FIREBOX_MAPPING_DRAIN_S.get()
 # Queue and stream calls block (SQLite locks, Redis round trips, long polls).
 THREADS = config.FIREBOX_MAPPING_THREADS.get()
+# A shard lease not renewed for this long is taken over by another node (KCL's default
+# failover time); it is renewed every third of it.
+LEASE_S = config.FIREBOX_SHARD_LEASE_S.get()
 
 
 class MappingManager:
@@ -67,6 +76,8 @@ class MappingManager:
         retry_max_s: float = RETRY_MAX_S,
         reload_s: float = RELOAD_S,
         drain_s: float = DRAIN_S,
+        lease_s: float = LEASE_S,
+        leases: ShardLeases | None = None,
     ) -> None:
         self.node = node
         self.queues = queues
@@ -77,6 +88,10 @@ class MappingManager:
         self.retry_max_s = retry_max_s
         self.reload_s = reload_s
         self.drain_s = drain_s
+        self.lease_s = lease_s
+        self.leases = leases if leases is not None else open_shard_leases(streams)
+        # Names this node in shard leases: unique per process start, readable in logs.
+        self.node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._executor = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="mappings")
         self._pollers: dict[str, Poller] = {}
         self._stats: dict[str, MappingStats] = {}
@@ -240,7 +255,9 @@ class MappingManager:
         Raises MappingNotFound.
         """
         record = await self.get(mapping_id)
-        return {**describe(record), "polling": mapping_id in self._pollers,
+        poller = self._pollers.get(mapping_id)
+        held = sorted(poller.held) if isinstance(poller, StreamPoller) else []
+        return {**describe(record), "polling": poller is not None, "shards_held": held,
                 **asdict(self.stats_of(mapping_id))}  # fmt: skip
 
 

@@ -54,12 +54,14 @@ class Poller:
         self.work: set[asyncio.Task[None]] = set()  # given DRAIN_S to finish on stop
         self.retry = DoublingBackoff(manager.retry_base_s, manager.retry_max_s)
 
-    def spawn(self, coro: Any, *, work: bool = False) -> None:
+    def spawn(self, coro: Any, *, work: bool = False) -> asyncio.Task[None]:
+        """Run `coro` as one of the poller's tasks (a `work` one is drained on stop); returns it."""
         tasks = self.work if work else self.loops
         task: asyncio.Task[None] = asyncio.create_task(coro)
         tasks.add(task)
         task.add_done_callback(tasks.discard)
         task.add_done_callback(self._log_crash)
+        return task
 
     def _log_crash(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -23,9 +23,16 @@ schedule was enabled again). Each schedule's `catch_up` decides what missed tick
 
 Changing a schedule's expression does not count as a start. A running scheduler that
 falls behind (a blocked event loop, a slow database) fires only the most recent due tick
-and moves on, whatever `catch_up` says. A node that dies between claiming a tick and
-handing its event to the async queue loses that tick: at most once up to the queue, at
-least once (with retries) after it.
+and moves on, whatever `catch_up` says.
+
+The outbox. Claiming a tick writes its event to the registry's `schedule_outbox` in the
+claim's own transaction; the row is deleted once the async queue took the event. A node
+that dies (or cannot reach the queue) in between leaves the row: every scheduler looks
+for rows older than FIREBOX_SCHEDULE_OUTBOX_S, takes one over by compare-and-set and
+enqueues it again under the same idempotency key (`schedule:NAME:TIME`), which the
+queue's dedup window (5 minutes) drops if the first enqueue did land. So a claimed
+tick is never lost, and never fired twice unless its row waited longer than the dedup
+window (every node down for 5 minutes between claim and delete).
 """
 
 from __future__ import annotations
@@ -34,15 +41,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import signal
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from firebox.runtime import config
 from firebox.runtime.config import account_id, arn, region
 from firebox.runtime.errors import FireboxError
 from firebox.runtime.events.schedule import Schedule, parse
-from firebox.runtime.storage.schedules import ScheduleRecord, ScheduleStore
+from firebox.runtime.storage.schedules import OutboxEntry, ScheduleRecord, ScheduleStore
 
 log = logging.getLogger("firebox.scheduler")
 
@@ -51,6 +62,18 @@ MAX_SLEEP_S = 1.0
 # How long stop() waits for firings in progress (a direct invoke may be slow) before
 # cancelling them.
 STOP_GRACE_S = 10.0
+# An outbox row older than this is retried by any scheduler (the normal path deletes it
+# within milliseconds of the claim).
+OUTBOX_S = config.FIREBOX_SCHEDULE_OUTBOX_S.get()
+# For tests: the process kills itself (SIGKILL) at this point of a firing.
+KILL_AT = config.FIREBOX_FAULT_KILL_AT.get()
+
+
+def fault_point(point: str) -> None:
+    """Kill this process with SIGKILL if FIREBOX_FAULT_KILL_AT names `point` (tests only)."""
+    if point == KILL_AT:
+        log.warning("FIREBOX_FAULT_KILL_AT=%s: killing this process", point)
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Invoking(Protocol):
@@ -111,6 +134,9 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._firing: set[asyncio.Task[None]] = set()
+        self._recovering: asyncio.Task[None] | None = None
+        self._recovered_at = 0.0
+        self.recovered = 0  # outbox rows this scheduler retried
 
     async def start(self) -> None:
         """Start the loop; schedules with `catch_up="once"` catch up on their first sync."""
@@ -167,6 +193,7 @@ class Scheduler:
                     except Exception as exc:  # one schedule's error never stops the others
                         self._skip(entry.record, exc)
                         entry.due = None
+            self._recover_soon()
             upcoming = [e.due for e in self._entries.values() if e.due is not None]
             delay = MAX_SLEEP_S
             if upcoming:
@@ -230,26 +257,31 @@ class Scheduler:
         task.add_done_callback(self._firing.discard)
 
     async def _claim_and_invoke(self, record: ScheduleRecord, tick: datetime) -> None:
-        """Claim the tick; if this scheduler won it, send the event to the function."""
+        """Claim the tick (with its outbox row); if this scheduler won it, send the event
+        to the function and delete the row."""
+        event = record.payload if record.payload is not None else scheduled_event(record, tick)
+        payload = json.dumps(event).encode()
+        entry = OutboxEntry(record.name, tick.timestamp(), record.function, record.qualifier,
+                            payload, time.time())  # fmt: skip
+        outbox = entry if getattr(self.node, "enqueue", None) is not None else None
         try:
-            won = await asyncio.to_thread(self.store.claim, record.name, tick.timestamp())
+            won = await asyncio.to_thread(self.store.claim, record.name, entry.tick, outbox)
         except Exception as exc:
             log.warning("could not claim %s of schedule %s: %s", iso(tick), record.name, exc)
             return
         if not won:
             return  # another scheduler fired this tick, or a later one
         self.fired += 1
-        event = record.payload if record.payload is not None else scheduled_event(record, tick)
-        payload = json.dumps(event).encode()
         enqueue = getattr(self.node, "enqueue", None)
         try:
             if enqueue is not None:
-                key = f"schedule:{record.name}:{iso(tick)}"
-                await enqueue(record.function, record.qualifier, payload, idempotency_key=key)
+                fault_point("schedule-claimed")
+                await self._hand_on(entry)
+                fault_point("schedule-enqueued")
+                await asyncio.to_thread(self.store.done, entry.name, entry.tick)
             else:
-                result = await self.node.invoke(
-                    record.function, payload, qualifier=record.qualifier
-                )
+                result = await self.node.invoke(record.function, payload,
+                                                qualifier=record.qualifier)  # fmt: skip
                 if getattr(result, "error", None) is not None:
                     log.warning("schedule %s: %s failed: %s", record.name, record.function,
                                 result.error)  # fmt: skip
@@ -257,3 +289,40 @@ class Scheduler:
             log.warning("schedule %s could not invoke %s: %s", record.name, record.function, exc)
         except Exception:
             log.exception("schedule %s failed to invoke %s", record.name, record.function)
+
+    # --- the outbox -------------------------------------------------------------------
+
+    async def _hand_on(self, entry: OutboxEntry) -> None:
+        """Put a claimed tick's event on the async queue (idempotent per tick)."""
+        tick = datetime.fromtimestamp(entry.tick, UTC)
+        key = f"schedule:{entry.name}:{iso(tick)}"
+        await self.node.enqueue(  # type: ignore[attr-defined]
+            entry.function, entry.qualifier, entry.payload, idempotency_key=key
+        )
+
+    def _recover_soon(self) -> None:
+        """Start a look for stale outbox rows, at most every OUTBOX_S / 2 and one at a time."""
+        if getattr(self.node, "enqueue", None) is None:
+            return
+        now = time.monotonic()
+        if (self._recovering is not None and not self._recovering.done()) or (
+            now - self._recovered_at < OUTBOX_S / 2
+        ):
+            return
+        self._recovered_at = now
+        self._recovering = asyncio.create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """Retry the outbox rows a node left behind: take each over, enqueue, delete."""
+        try:
+            stale = await asyncio.to_thread(self.store.stale, time.time() - OUTBOX_S)
+            for entry in stale:
+                if not await asyncio.to_thread(self.store.retake, entry, time.time()):
+                    continue  # another scheduler is on it
+                log.warning("schedule %s: retrying the tick %s a node left in the outbox",
+                            entry.name, iso(datetime.fromtimestamp(entry.tick, UTC)))  # fmt: skip
+                await self._hand_on(entry)
+                await asyncio.to_thread(self.store.done, entry.name, entry.tick)
+                self.recovered += 1
+        except Exception as exc:  # the registry or the queue is unreachable: next time
+            log.warning("schedule outbox: %s", exc)

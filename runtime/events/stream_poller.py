@@ -1,5 +1,11 @@
 """The stream poller of event source mappings: one consumer per shard, in order (events layer).
 
+With many nodes, each shard is consumed by the node holding its lease (`shard_leases`):
+a coordinator loop renews this node's leases, takes free or expired ones and asks busy
+nodes for one when the cluster is unbalanced; a shard's consumer runs only while its
+lease is held, checkpoints through the lease (a node that lost it cannot move the
+checkpoint), and hands the lease over between batches when another node asks for it.
+
 A shard's checkpoint (consumer = the mapping id) advances only past records the
 function processed or that were given up on, so a stopped or killed node resumes where
 it was and per-partition order holds across retries. A failed batch is retried whole,
@@ -10,17 +16,21 @@ to `destination_on_failure` (or are dropped).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from firebox.runtime.errors import FireboxError
 from firebox.runtime.events.batch_shapes import failed_items, kinesis_event, kinesis_failure_record
 from firebox.runtime.events.mapping_config import LATEST
 from firebox.runtime.events.poller import Poller
 from firebox.runtime.events.retry import retries_exhausted, too_old
+from firebox.runtime.events.shard_leases import plan
 from firebox.runtime.events.stream import MAX_READ_LIMIT, Record
 
 log = logging.getLogger("firebox.mappings")
@@ -58,13 +68,43 @@ class _Stopped(Exception):
     """The poller is stopping in the middle of a batch; nothing more is committed."""
 
 
+class _Lost(Exception):
+    """The shard's lease went to another node; this consumer stops at once."""
+
+
+@dataclass
+class _Held:
+    """A lease this node holds: its counter (the fencing token) and who asks for it."""
+
+    counter: int
+    wanted_by: str = ""
+    task: asyncio.Task[None] | None = None
+
+
 class StreamPoller(Poller):
-    """One consumer per shard, in order, checkpointing (consumer = mapping id) after success."""
+    """One consumer per leased shard, in order, checkpointing (consumer = mapping id)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held: dict[str, _Held] = {}
 
     def start(self) -> None:
-        self.spawn(self._start_shards())
+        self.spawn(self._coordinate())
 
-    async def _start_shards(self) -> None:
+    async def stop(self, grace_s: float) -> None:
+        """Stop as every poller does, then free the leases still held so that other nodes
+        take the shards at once instead of after the lease period."""
+        await super().stop(grace_s)
+        manager, name = self.manager, self.record.source
+        for shard, held in list(self.held.items()):
+            try:
+                await manager.q(manager.leases.release, self.record.id, name, shard,
+                                manager.node_id, held.counter, "", manager.lease_s)  # fmt: skip
+            except Exception as exc:  # it expires by itself
+                log.warning("mapping %s: could not release %s: %s", self.record.id, shard, exc)
+        self.held.clear()
+
+    async def _coordinate(self) -> None:
         manager, name = self.manager, self.record.source
         while True:
             try:
@@ -74,24 +114,82 @@ class StreamPoller(Poller):
                 self.stats.problem = f"cannot read stream {name}: {exc}"
                 if await self.backoff():
                     return
-        for shard in shards:
-            self.spawn(self._shard(shard), work=True)
-
-    async def _shard(self, shard: str) -> None:
-        checkpoint: str | None = None
-        positioned = False
         while not self.stopping.is_set():
             try:
+                await self._balance(shards)
+            except Exception as exc:  # the lease table is briefly unreachable
+                self.stats.problem = f"shard leases of {name}: {exc}"
+                log.warning("mapping %s: shard leases: %s", self.record.id, exc)
+            if await self.sleep(manager.lease_s / 3):
+                return
+
+    async def _balance(self, shards: list[str]) -> None:
+        """One round: renew what is held, adopt what was handed over, take or ask per `plan`."""
+        manager, name, me = self.manager, self.record.source, self.manager.node_id
+        leases = manager.leases
+        for shard, held in list(self.held.items()):
+            kept, wanted = await manager.q(
+                leases.renew, self.record.id, name, shard, me, held.counter, manager.lease_s
+            )
+            if not kept:
+                self._drop(shard, "lost")
+            else:
+                held.wanted_by = wanted
+        table = await manager.q(leases.leases, self.record.id, name, shards)
+        for lease in table:
+            if lease.live and lease.owner == me and lease.shard not in self.held:
+                self._run(lease.shard, lease.counter)  # handed over by its previous owner
+        decision = plan(table, me)
+        for shard, counter in decision.take:
+            got = await manager.q(
+                leases.take, self.record.id, name, shard, me, counter, manager.lease_s
+            )
+            if got is not None:
+                self._run(shard, got)
+        if decision.ask is not None:
+            shard, counter = decision.ask
+            await manager.q(leases.ask, self.record.id, name, shard, me, counter)
+
+    def _run(self, shard: str, counter: int) -> None:
+        held = self.held[shard] = _Held(counter)
+        log.info("mapping %s: node %s consumes %s", self.record.id, self.manager.node_id, shard)
+        held.task = self.spawn(self._shard(shard, held), work=True)
+
+    def _drop(self, shard: str, why: str) -> None:
+        held = self.held.pop(shard, None)
+        if held is not None and held.task is not None:
+            held.task.cancel()
+        log.info("mapping %s: node %s %s %s", self.record.id, self.manager.node_id, why, shard)
+
+    async def _hand_over(self, shard: str, held: _Held) -> None:
+        """Give the lease to the node that asked for it (between batches)."""
+        manager = self.manager
+        given = await manager.q(manager.leases.release, self.record.id, self.record.source,
+                                shard, manager.node_id, held.counter, held.wanted_by,
+                                manager.lease_s)  # fmt: skip
+        if self.held.get(shard) is held:
+            del self.held[shard]
+        log.info("mapping %s: node %s hands %s to %s", self.record.id, manager.node_id, shard,
+                 held.wanted_by if given else "nobody (lost)")  # fmt: skip
+
+    async def _shard(self, shard: str, held: _Held) -> None:
+        checkpoint: str | None = None
+        positioned = False
+        while not self.stopping.is_set() and self.held.get(shard) is held:
+            try:
+                if held.wanted_by:
+                    await self._hand_over(shard, held)
+                    return
                 if not positioned:
-                    checkpoint = await self._position(shard)
+                    checkpoint = await self._position(shard, held)
                     positioned = True
                 batch = await self._fill(shard, checkpoint)
                 if not batch:
                     if await self.sleep(self.manager.poll_s):
                         return
                     continue
-                checkpoint = await self._deliver(shard, batch, checkpoint)
-            except _Stopped:
+                checkpoint = await self._deliver(shard, batch, checkpoint, held)
+            except (_Stopped, _Lost):
                 return
             except Exception as exc:  # re-read the checkpoint: some of the batch may be committed
                 positioned = False
@@ -100,7 +198,7 @@ class StreamPoller(Poller):
                 if await self.backoff():
                     return
 
-    async def _position(self, shard: str) -> str | None:
+    async def _position(self, shard: str, held: _Held) -> str | None:
         """Return the shard's checkpoint; for LATEST without one, first skip (and checkpoint)
         the records that arrived before the mapping was created."""
         q, streams, name = self.manager.q, self.manager.streams, self.record.source
@@ -111,7 +209,7 @@ class StreamPoller(Poller):
             page = await q(streams.read, name, shard, checkpoint, MAX_READ_LIMIT)
             old = [r for r in page if r.arrival_ts < self.record.created_at]
             if old:
-                checkpoint = await self._commit(shard, old[-1])
+                checkpoint = await self._commit(shard, old[-1], held)
             if len(old) < len(page) or len(page) < MAX_READ_LIMIT:
                 return checkpoint
 
@@ -126,18 +224,20 @@ class StreamPoller(Poller):
             batch += await q(read, name, shard, batch[-1].sequence_number, size - len(batch))
         return batch
 
-    async def _commit(self, shard: str, record: Record) -> str:
-        q, streams = self.manager.q, self.manager.streams
-        await q(
-            streams.set_checkpoint,
-            self.record.id,
-            self.record.source,
-            shard,
-            record.sequence_number,
-        )
+    async def _commit(self, shard: str, record: Record, held: _Held) -> str:
+        """Move the checkpoint past `record` through the lease; raises _Lost if it is gone."""
+        manager = self.manager
+        written = await manager.q(manager.leases.checkpoint, self.record.id, self.record.source,
+                                  shard, manager.node_id, held.counter,
+                                  record.sequence_number)  # fmt: skip
+        if not written:
+            self._drop(shard, "lost (at a checkpoint)")
+            raise _Lost(shard)
         return record.sequence_number
 
-    async def _deliver(self, shard: str, batch: list[Record], checkpoint: str | None) -> str | None:
+    async def _deliver(
+        self, shard: str, batch: list[Record], checkpoint: str | None, held: _Held
+    ) -> str | None:
         """Process a batch to its end (retrying, bisecting, giving up); return the checkpoint."""
         config = self.config
         segments: deque[tuple[list[Record], int]] = deque([(batch, 0)])
@@ -146,7 +246,7 @@ class StreamPoller(Poller):
             expired = expired_count(records, config.maximum_record_age_s or -1, time.time())
             if expired:
                 await self._give_up(shard, records[:expired], attempts, "RecordAgeExceeded", None)
-                checkpoint = await self._commit(shard, records[expired - 1])
+                checkpoint = await self._commit(shard, records[expired - 1], held)
                 records = records[expired:]
                 if not records:
                     continue
@@ -165,9 +265,12 @@ class StreamPoller(Poller):
             first_failed = 0
             if result is not None and result.error is None:
                 first_failed = processed_count(records, result.output, config.report_failures)
+            # The batch's log is stored before the checkpoint passes it (as the queue poller
+            # does before deleting): a node killed right after leaves no record without trace.
+            await self.manager.node.recorder.flush(strict=True)
             if first_failed:
                 self.succeeded(first_failed)
-                checkpoint = await self._commit(shard, records[first_failed - 1])
+                checkpoint = await self._commit(shard, records[first_failed - 1], held)
             rest = records[first_failed:]
             if not rest:
                 continue
@@ -184,7 +287,7 @@ class StreamPoller(Poller):
                 error = outcome if isinstance(outcome, FireboxError) else outcome.error
                 version = result.version if result is not None else None
                 await self._give_up(shard, rest, attempts, "RetryAttemptsExhausted", error, version)
-                checkpoint = await self._commit(shard, rest[-1])
+                checkpoint = await self._commit(shard, rest[-1], held)
                 continue
             self.stats.retries += 1
             segments.appendleft((rest, attempts))

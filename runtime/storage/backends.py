@@ -10,6 +10,8 @@ One function per part, and nothing else imports a backend module directly:
   `sqlite:///path` is SQLite (`events.db` in the data dir when no path is given);
   `redis://`, `rediss://` or `unix://` is Redis. The Redis modules are imported only
   when named, so a one-node install does not need the `redis` package.
+- shard leases (`open_shard_leases`): beside the stream backend they fence checkpoints
+  of, in the same Redis or the same SQLite file.
 - the key-value store, when it comes, gets its `open_kv_backend` here.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from firebox.runtime.events.queue import QueueBackend
+from firebox.runtime.events.shard_leases import ShardLeases
 from firebox.runtime.events.stream import StreamBackend
 from firebox.runtime.storage.blobs import BlobStore, SqlBlobStore
 from firebox.runtime.storage.registry import Registry
@@ -113,3 +116,22 @@ def open_stream_backend(
 
         return RedisStreamBackend(url, prefix=redis_prefix or DEFAULT_PREFIX)
     raise _unsupported(url)
+
+
+def open_shard_leases(streams: StreamBackend) -> ShardLeases:
+    """Return the lease table of stream mappings for a stream backend: in the same Redis
+    (and key prefix) or the same SQLite file, so a checkpoint and its lease check are one
+    atomic write. Raises ValueError for a backend of another kind."""
+    from firebox.runtime.storage.stream_sqlite import SqliteStreamBackend
+
+    if isinstance(streams, SqliteStreamBackend):
+        from firebox.runtime.storage.lease_sqlite import SqliteShardLeases
+
+        return SqliteShardLeases(streams.db)
+    from firebox.runtime.storage.stream_redis import RedisStreamBackend
+
+    if isinstance(streams, RedisStreamBackend):
+        from firebox.runtime.storage.lease_redis import RedisShardLeases
+
+        return RedisShardLeases(streams.redis, streams.prefix)
+    raise ValueError(f"no shard leases for a stream backend of type {type(streams).__name__}")

@@ -2,11 +2,15 @@
 (storage layer).
 
 One SQLAlchemy Core code path for SQLite and PostgreSQL. `claim()` is the compare-and-set
-that makes a tick fire once however many schedulers share the registry.
+that makes a tick fire once however many schedulers share the registry; with an event it
+also writes the tick's outbox row in the same transaction (`schedule_outbox`), which
+`done()` deletes once the event is on the async queue. Rows left behind by a node that
+died in between are found by `stale()` and retried by whoever wins `retake()`.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from dataclasses import dataclass, replace
@@ -15,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from firebox.runtime.errors import Conflict, ScheduleNotFound
 from firebox.runtime.storage.registry import LATEST
-from firebox.runtime.storage.schema import schedules
+from firebox.runtime.storage.schema import schedule_outbox, schedules
 
 CATCH_UP_RULES = ("skip", "once")
 UPDATABLE = ("function", "qualifier", "expression", "payload", "catch_up", "enabled")
@@ -34,6 +38,18 @@ class ScheduleRecord:
     enabled: bool = True
     last_fired: float | None = None  # the tick (epoch seconds) last claimed
     created_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A claimed tick's event, waiting to be handed to the async queue."""
+
+    name: str
+    tick: float
+    function: str
+    qualifier: str
+    payload: bytes
+    claimed_at: float
 
 
 def _record(row: sa.Row[Any]) -> ScheduleRecord:
@@ -126,13 +142,14 @@ class ScheduleStore:
         if result.rowcount == 0:
             raise ScheduleNotFound(name)
 
-    def claim(self, name: str, tick: float) -> bool:
+    def claim(self, name: str, tick: float, event: OutboxEntry | None = None) -> bool:
         """Claim the tick at `tick` (epoch seconds) for this caller; True means: fire it.
 
         A compare-and-set: only one of any number of concurrent callers sees True, and a
         tick at or before the last claimed one is never claimed again. On PostgreSQL the
         second UPDATE waits for the first to commit, then re-reads the row (READ COMMITTED)
-        and matches nothing; SQLite serializes writers.
+        and matches nothing; SQLite serializes writers. With `event`, the tick's outbox
+        row is written in the same transaction: claimed means recorded.
         """
         query = (
             schedules.update()
@@ -142,6 +159,54 @@ class ScheduleStore:
                 sa.or_(schedules.c.last_fired.is_(None), schedules.c.last_fired < tick),
             )
             .values(last_fired=tick)
+        )
+        with self.engine.begin() as conn:
+            won = conn.execute(query).rowcount == 1
+            if won and event is not None:
+                conn.execute(
+                    schedule_outbox.insert().values(
+                        name=name, tick=tick, function=event.function,
+                        qualifier=event.qualifier, payload=event.payload.decode(),
+                        claimed_at=event.claimed_at,
+                    )
+                )  # fmt: skip
+            return won
+
+    def done(self, name: str, tick: float) -> None:
+        """Delete a tick's outbox row: its event is on the async queue."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                schedule_outbox.delete().where(
+                    schedule_outbox.c.name == name, schedule_outbox.c.tick == tick
+                )
+            )
+
+    def stale(self, claimed_before: float, limit: int = 100) -> builtins.list[OutboxEntry]:
+        """Return outbox rows last claimed before `claimed_before` (their node died or
+        failed between the claim and the queue), oldest first."""
+        query = (
+            sa.select(schedule_outbox)
+            .where(schedule_outbox.c.claimed_at < claimed_before)
+            .order_by(schedule_outbox.c.claimed_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            OutboxEntry(r.name, r.tick, r.function, r.qualifier, r.payload.encode(), r.claimed_at)
+            for r in rows
+        ]
+
+    def retake(self, entry: OutboxEntry, now: float) -> bool:
+        """Take over a stale outbox row (compare-and-set on `claimed_at`); True: retry it."""
+        query = (
+            schedule_outbox.update()
+            .where(
+                schedule_outbox.c.name == entry.name,
+                schedule_outbox.c.tick == entry.tick,
+                schedule_outbox.c.claimed_at == entry.claimed_at,
+            )
+            .values(claimed_at=now)
         )
         with self.engine.begin() as conn:
             return conn.execute(query).rowcount == 1

@@ -174,6 +174,20 @@ schedules = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+# The schedules' outbox: a claimed tick's event, written in the claim's transaction and
+# deleted once the async queue took it, so a node dying in between loses no tick (a
+# new table, made by create_all on any schema version: no upgrade step needed).
+schedule_outbox = sa.Table(
+    "schedule_outbox",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("tick", sa.Float, primary_key=True),
+    sa.Column("function", sa.String(64), nullable=False),
+    sa.Column("qualifier", sa.String(128), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),  # the event, JSON
+    sa.Column("claimed_at", sa.Float, nullable=False),  # moved by whoever retries it
+)
+
 
 # Access keys the admin created (SigV4 and bearer); the bootstrap admin key stays in
 # the environment or the data dir's credentials.json.

@@ -175,9 +175,11 @@ def test_two_schedulers_fire_each_tick_once(tmp_path: Path, pg_schema_url: str) 
                 store = ScheduleStore(node.registry.engine)
                 claim = store.claim
 
-                def counting(name: str, tick: float, _c: Any = claim, _l: str = label) -> bool:
+                def counting(
+                    name: str, tick: float, event: Any = None, _c: Any = claim, _l: str = label
+                ) -> bool:
                     attempts[_l].append(tick)
-                    return bool(_c(name, tick))
+                    return bool(_c(name, tick, event))
 
                 store.claim = counting  # type: ignore[method-assign]
                 schedulers.append(Scheduler(node, store))
