@@ -32,6 +32,7 @@ from firebox.runtime.http.lambda_errors import (
     invalid_parameter,
     lambda_error_response,
 )
+from firebox.runtime.http.lambda_operations import refusal
 from firebox.runtime.http.lambda_shapes import (
     DEFAULT_PYTHON_HANDLER,
     PYTHON_RUNTIME,
@@ -47,6 +48,7 @@ from firebox.runtime.http.lambda_shapes import (
     zip_file,
 )
 from firebox.runtime.http.native import MAX_ARTIFACT_BYTES, MAX_JSON_BYTES, node_of, read_body
+from firebox.runtime.http.reserved import LAMBDA_PREFIXES
 from firebox.runtime.node import Node
 from firebox.runtime.storage.registry import LATEST, FunctionRecord
 from firebox.runtime.telemetry import framed_log
@@ -61,9 +63,6 @@ LOG_TAIL_BYTES = 4096
 DEFAULT_PAGE = 50
 MAX_PAGE = 10_000
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
-# The dated URI prefixes of the operations served here (a path under one of them that
-# matches no operation is UnknownOperationException, not a trigger route).
-PREFIXES = ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2019-09-30")
 # Fields that would change what runs, which firebox cannot honour: refused when set.
 REFUSED_IF_SET = ("Layers", "FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn")
 
@@ -566,11 +565,8 @@ async def list_aliases(request: Request) -> Response:
 
 
 async def unknown_operation(request: Request) -> Response:
-    """Any other path under the Lambda API's prefixes."""
-    raise LambdaError(
-        "UnknownOperationException", 404,
-        f"firebox does not serve {request.method} {request.url.path} (see docs/lambda.md)",
-    )  # fmt: skip
+    """Any other path under the Lambda API's prefixes: refused, naming the operation."""
+    raise refusal(request)
 
 
 def routes() -> list[Route]:
@@ -599,8 +595,8 @@ def routes() -> list[Route]:
 
 def fallback_routes() -> list[Route]:
     """Return the catch-all routes of the Lambda prefixes (mount them after every operation)."""
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return [
         Route(f"/{prefix}/{{rest:path}}", operation(unknown_operation), methods=methods)
-        for prefix in PREFIXES
+        for prefix in LAMBDA_PREFIXES
     ]
