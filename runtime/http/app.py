@@ -15,8 +15,7 @@ from firebox.runtime.errors import (
 from firebox.runtime.http import (
     auth,
     event_configs_api,
-    lambda_api,
-    lambda_settings,
+    lambda_routes,
     mappings_api,
     native,
     queues_api,
@@ -90,9 +89,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             *mappings_api.routes(),
             *schedules_api.routes(),
             *auth.routes(),
-            *lambda_api.routes(),
-            *lambda_settings.routes(),
-            *lambda_api.fallback_routes(),
+            *lambda_routes.routes(),
             Route("/{path:path}", trigger, methods=ALL_METHODS),
         ],
         exception_handlers={

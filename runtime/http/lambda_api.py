@@ -35,7 +35,11 @@ from firebox.runtime.http.lambda_errors import (
 from firebox.runtime.http.lambda_operations import refusal
 from firebox.runtime.http.lambda_shapes import (
     DEFAULT_PYTHON_HANDLER,
+    LOGGING_MARK,
+    MEMORY_MARK,
     PYTHON_RUNTIME,
+    STORAGE_MARK,
+    TRACING_MARK,
     Names,
     alias_configuration,
     alias_revision_id,
@@ -63,6 +67,9 @@ LOG_TAIL_BYTES = 4096
 DEFAULT_PAGE = 50
 MAX_PAGE = 10_000
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
+# Lambda's MemorySize range; the linear-memory cap is min(MemorySize, FIREBOX_MAX_MEMORY_MB).
+MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 10_240
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 # Fields that would change what runs, which firebox cannot honour: refused when set.
 REFUSED_IF_SET = ("Layers", "FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn")
 
@@ -133,7 +140,7 @@ def _index_page(items: list[Any], request: Request) -> tuple[list[Any], str | No
 
 def target_of(request: Request, key: str = "name") -> tuple[Names, str, str | None]:
     """Return the names of this node and the (name, qualifier) the request's path names."""
-    names = Names(node_of(request).config)
+    names = Names(node_of(request).config, node_of(request).artifacts)
     name, qualifier = names.parse(request.path_params[key], request.query_params.get("Qualifier"))
     return names, name, qualifier
 
@@ -178,17 +185,71 @@ def _environment(data: dict[str, Any]) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in variables.items()}
 
 
-def _settings(data: dict[str, Any]) -> dict[str, Any]:
+def _settings(data: dict[str, Any], max_memory_mb: int) -> dict[str, Any]:
     """Map the configuration fields both Create and UpdateConfiguration take to manifest keys."""
     out: dict[str, Any] = {}
-    for field, key, kind in (("Description", "description", str), ("Timeout", "timeout", int),
-                             ("MemorySize", "memory", int)):  # fmt: skip
+    for field, key, kind in (("Description", "description", str), ("Timeout", "timeout", int)):
         value = field_of(data, field, kind)
         if value is not None:
             out[key] = value
+    memory = field_of(data, "MemorySize", int)
+    if memory is not None:
+        if not MIN_MEMORY_MB <= memory <= MAX_MEMORY_MB:
+            raise invalid_parameter(
+                f"MemorySize must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB} MB, got {memory}"
+            )
+        # The linear-memory cap is the node's ceiling at most (wasm32 tops out at 4 GiB);
+        # the MemorySize asked for is kept and returned (docs/lambda.md).
+        out["memory"] = min(memory, max_memory_mb)
     env = _environment(data)
     if env is not None:
         out["environment"] = env
+    return out
+
+
+def _stored_settings(data: dict[str, Any], meta: dict[str, str]) -> dict[str, str]:
+    """Return `meta` with the fields firebox stores and returns as sent (TracingConfig,
+    EphemeralStorage, LoggingConfig, MemorySize) checked and added."""
+    out = dict(meta)
+    memory = field_of(data, "MemorySize", int)
+    if memory is not None:
+        out[MEMORY_MARK] = str(memory)
+    tracing = field_of(data, "TracingConfig", dict)
+    if tracing is not None:
+        mode = tracing.get("Mode", "PassThrough")
+        if mode not in ("Active", "PassThrough"):
+            raise invalid_parameter(
+                f"TracingConfig.Mode must be Active or PassThrough, got {mode!r}"
+            )
+        out[TRACING_MARK] = json.dumps({"Mode": mode})
+    storage = field_of(data, "EphemeralStorage", dict)
+    if storage is not None:
+        size = storage.get("Size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 512 <= size <= 10240:
+            raise invalid_parameter(f"EphemeralStorage.Size must be 512-10240 MB, got {size!r}")
+        out[STORAGE_MARK] = json.dumps({"Size": size})
+    logging_config = field_of(data, "LoggingConfig", dict)
+    if logging_config is not None:
+        out[LOGGING_MARK] = json.dumps(_logging_config(logging_config))
+    return out
+
+
+def _logging_config(value: dict[str, Any]) -> dict[str, str]:
+    fmt = value.get("LogFormat", "Text")
+    if fmt not in ("Text", "JSON"):
+        raise invalid_parameter(f"LoggingConfig.LogFormat must be Text or JSON, got {fmt!r}")
+    out = {"LogFormat": fmt}
+    for key, allowed in (("ApplicationLogLevel", LOG_LEVELS), ("SystemLogLevel", LOG_LEVELS[2:5])):
+        level = value.get(key)
+        if level is not None:
+            if level not in allowed:
+                raise invalid_parameter(f"LoggingConfig.{key} must be one of {', '.join(allowed)}")
+            out[key] = level
+    group = value.get("LogGroup")
+    if group is not None:
+        if not isinstance(group, str) or not 1 <= len(group) <= 512:
+            raise invalid_parameter("LoggingConfig.LogGroup must be a string of 1-512 characters")
+        out["LogGroup"] = group
     return out
 
 
@@ -207,7 +268,7 @@ def _package(kind: str, package: bytes) -> bytes:
 async def create_function(request: Request) -> Response:
     """POST /2015-03-31/functions (CreateFunction)."""
     node = node_of(request)
-    names = Names(node.config)
+    names = Names(node.config, node.artifacts)
     data = await body_of(request, MAX_ARTIFACT_BYTES)
     raw_name = field_of(data, "FunctionName", str)
     if not raw_name:
@@ -234,8 +295,9 @@ async def create_function(request: Request) -> Response:
     }
     if field_of(data, "Role", str):
         metadata["Role"] = data["Role"]
+    metadata = _stored_settings(data, metadata)
     manifest: dict[str, Any] = {"name": name, "runtime": kind, "metadata": metadata}
-    manifest.update(_settings(data))
+    manifest.update(_settings(data, node.config.max_memory_mb))
     if kind == "python":
         manifest["handler"] = handler or DEFAULT_PYTHON_HANDLER
     elif handler:
@@ -277,7 +339,7 @@ async def get_configuration(request: Request) -> Response:
 async def list_functions(request: Request) -> Response:
     """GET /2015-03-31/functions (ListFunctions): Marker/MaxItems, FunctionVersion=ALL."""
     node = node_of(request)
-    names = Names(node.config)
+    names = Names(node.config, node.artifacts)
     marker, limit = _page(request)
     every = request.query_params.get("FunctionVersion") == "ALL"
     page = await node.functions.list_latest(marker, limit + 1)
@@ -326,8 +388,8 @@ async def update_configuration(request: Request) -> Response:
     current = await record_of(node, names, name, None)
     _check_revision(data, current)
     _refuse(data)
-    changes = _settings(data)
-    meta = _meta(current)
+    changes = _settings(data, node.config.max_memory_mb)
+    meta = _stored_settings(data, _meta(current))
     runtime = field_of(data, "Runtime", str)
     if runtime is not None:
         if kind_of_runtime(runtime, None) != current.kind:
@@ -354,13 +416,21 @@ async def update_configuration(request: Request) -> Response:
 
 
 async def delete_function(request: Request) -> Response:
-    """DELETE /2015-03-31/functions/{name} (DeleteFunction); one version cannot be deleted."""
+    """DELETE /2015-03-31/functions/{name} (DeleteFunction); with a version as Qualifier,
+    only that version (not one an alias routes to)."""
     node = node_of(request)
     names, name, qualifier = target_of(request)
-    if qualifier:
-        raise invalid_parameter(
-            "firebox deletes whole functions only: call DeleteFunction without a qualifier"
-        )
+    if qualifier and qualifier != LATEST:
+        if not qualifier.isdigit():
+            raise invalid_parameter(
+                "DeleteFunction's Qualifier must be a version number: delete an alias with"
+                " DeleteAlias"
+            )
+        try:
+            await node.functions.delete_version(name, qualifier)
+        except FunctionNotFound:
+            raise names.not_found(name, qualifier) from None
+        return Response(status_code=204)
     try:
         await node.functions.delete(name)
     except FunctionNotFound:

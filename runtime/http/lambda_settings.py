@@ -19,6 +19,8 @@ from firebox.runtime.http.lambda_api import (
 from firebox.runtime.http.lambda_errors import invalid_parameter
 from firebox.runtime.http.lambda_shapes import RESERVED_MARK, Names, reserved_concurrency, timestamp
 from firebox.runtime.http.native import node_of
+from firebox.runtime.node import Node
+from firebox.runtime.storage.lambda_meta import PROVISIONED
 from firebox.runtime.storage.registry import LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -111,10 +113,19 @@ async def put_provisioned(request: Request) -> Response:
         raise invalid_parameter("ProvisionedConcurrentExecutions (an integer >= 1) is required")
     await record_of(node, names, name, qualifier)
     await node.functions.set_provisioned(name, qualifier, count)
-    entry = (await node.functions.provisioned_status(name)).get(
-        qualifier, {"requested": count, "ready": 0}
+    await node.run_blocking(
+        lambda: node.stores.lambda_meta.put(PROVISIONED, name, qualifier, "", {})
     )
+    entry = (await _status(node, name)).get(qualifier, {"requested": count, "ready": 0})
     return ok(_provisioned_shape(entry), 202)
+
+
+async def _status(node: Node, name: str) -> dict[str, Any]:
+    """Return provisioned_status with each entry's `updated_at` (when it was last put)."""
+    status = await node.functions.provisioned_status(name)
+    stamps = await node.run_blocking(node.stores.lambda_meta.list, PROVISIONED, name)
+    when = {r.qualifier: r.updated_at for r in stamps}
+    return {q: {**e, "updated_at": when.get(q, 0)} for q, e in status.items()}
 
 
 async def get_provisioned(request: Request) -> Response:
@@ -123,7 +134,7 @@ async def get_provisioned(request: Request) -> Response:
     if request.query_params.get("List") == "ALL":
         names, name, _ = target_of(request)
         await record_of(node, names, name, None)
-        status = await node.functions.provisioned_status(name)
+        status = await _status(node, name)
         configs = [
             {"FunctionArn": names.function_arn(name, q), **_provisioned_shape(e)}
             for q, e in status.items()
@@ -132,7 +143,7 @@ async def get_provisioned(request: Request) -> Response:
         return ok({"ProvisionedConcurrencyConfigs": configs})
     names, name, qualifier = _qualifier(request)
     await record_of(node, names, name, None)
-    entry = (await node.functions.provisioned_status(name)).get(qualifier)
+    entry = (await _status(node, name)).get(qualifier)
     if not entry or int(entry["requested"]) <= 0:
         raise _not_configured()
     return ok(_provisioned_shape(entry))
@@ -146,6 +157,7 @@ async def delete_provisioned(request: Request) -> Response:
     if qualifier not in await node.functions.provisioned_status(name):
         raise _not_configured()
     await node.functions.set_provisioned(name, qualifier, 0)
+    await node.run_blocking(node.stores.lambda_meta.delete, PROVISIONED, name, qualifier)
     return Response(status_code=204)
 
 
@@ -177,7 +189,7 @@ async def account_settings(request: Request) -> Response:
 
 
 def _tagged(request: Request) -> tuple[Names, str]:
-    names = Names(node_of(request).config)
+    names = Names(node_of(request).config, node_of(request).artifacts)
     name, qualifier = names.parse(request.path_params["arn"])
     if qualifier:
         raise invalid_parameter("tags belong to the function: give its unqualified ARN")
