@@ -26,6 +26,13 @@ from firebox.runtime.errors import (
     PayloadTooLarge,
 )
 from firebox.runtime.http.codec import decode_json
+from firebox.runtime.http.lambda_code import (
+    PACKAGE_MARK,
+    PACKAGE_PATH,
+    location,
+    package_digest,
+    store_package,
+)
 from firebox.runtime.http.lambda_errors import (
     function_error_type,
     invalid_content,
@@ -289,6 +296,7 @@ async def create_function(request: Request) -> Response:
         raise LambdaError("ResourceConflictException", 409, f"Function already exist: {name}")
     metadata = {
         "Runtime": runtime or (PYTHON_RUNTIME if kind == "python" else "provided.al2023"),
+        PACKAGE_MARK: await node.run_blocking(store_package, node, package),
         "CodeSize": str(len(package)),
         "CodeSha256": code_sha256(package),
         "Architectures": ",".join(field_of(data, "Architectures", list) or ["x86_64"]),
@@ -321,9 +329,12 @@ async def get_function(request: Request) -> Response:
         config["FunctionArn"] = names.function_arn(name, qualifier)
     out: dict[str, Any] = {
         "Configuration": config,
-        "Code": {"RepositoryType": "firebox"},
+        "Code": {"RepositoryType": "S3"},
         "Tags": latest.tags,
     }
+    url = location(request, record)
+    if url is not None:
+        out["Code"]["Location"] = url
     reserved = reserved_concurrency(latest)
     if reserved is not None:
         out["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
@@ -372,6 +383,7 @@ async def update_code(request: Request) -> Response:
     if data.get("DryRun"):
         return ok(configuration(names, current))
     meta = {**_meta(current), "CodeSize": str(len(package)), "CodeSha256": code_sha256(package)}
+    meta[PACKAGE_MARK] = await node.run_blocking(store_package, node, package)
     if field_of(data, "Architectures", list):
         meta["Architectures"] = ",".join(data["Architectures"])
     record = await node.functions.deploy({**current.config, "metadata": meta}, code)
@@ -436,6 +448,20 @@ async def delete_function(request: Request) -> Response:
     except FunctionNotFound:
         raise names.not_found(name) from None
     return Response(status_code=204)
+
+
+async def download_package(request: Request) -> Response:
+    """GET /2015-03-31/functions/{name}/code-package?Qualifier= (GetFunction's Code.Location,
+    presigned): the deployment package."""
+    node = node_of(request)
+    names, name, qualifier = target_of(request)
+    record = await record_of(node, names, name, qualifier)
+    digest = package_digest(record)
+    await node.run_blocking(node.prepare.ensure_local, digest)
+    data = await node.run_blocking(node.artifacts.get, digest)
+    filename = f"{record.name}-{record.version}.zip".replace("$", "")
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
 
 
 # --- invoke --------------------------------------------------------------------------
@@ -652,6 +678,7 @@ def routes() -> list[Route]:
         (fn + "/configuration", update_configuration, "PUT"),
         (fn + "/code", update_code, "PUT"),
         (fn + "/invocations", invoke, "POST"),
+        (PACKAGE_PATH, download_package, "GET"),
         (fn + "/versions", publish_version, "POST"),
         (fn + "/versions", list_versions, "GET"),
         (fn + "/aliases", create_alias, "POST"),
