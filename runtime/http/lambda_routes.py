@@ -4,7 +4,13 @@ under them ever reaches a trigger route."""
 
 from __future__ import annotations
 
-from firebox.runtime.http import lambda_api, lambda_events, lambda_settings
+from firebox.runtime.http import (
+    lambda_api,
+    lambda_events,
+    lambda_policy,
+    lambda_settings,
+    lambda_urls,
+)
 from starlette.routing import Route
 
 
@@ -14,5 +20,7 @@ def routes() -> list[Route]:
         *lambda_api.routes(),
         *lambda_settings.routes(),
         *lambda_events.routes(),
+        *lambda_policy.routes(),
+        *lambda_urls.routes(),
         *lambda_api.fallback_routes(),
     ]
