@@ -61,6 +61,7 @@ from firebox.runtime.http.lambda_shapes import (
 from firebox.runtime.http.native import MAX_ARTIFACT_BYTES, MAX_JSON_BYTES, node_of, read_body
 from firebox.runtime.http.reserved import LAMBDA_PREFIXES
 from firebox.runtime.node import Node
+from firebox.runtime.specs import InvocationResult, Resolved
 from firebox.runtime.storage.registry import LATEST, FunctionRecord
 from firebox.runtime.telemetry import framed_log
 from starlette.requests import Request
@@ -480,26 +481,25 @@ def client_context_of(request: Request) -> str | None:
         ) from None
 
 
-async def invoke(request: Request) -> Response:
-    """POST /2015-03-31/functions/{name}/invocations (Invoke)."""
+async def invocation_of(request: Request, operation_name: str = "InvokeFunction") -> Invocation:
+    """Resolve an invoke request's function and read its JSON payload (an empty body is `{}`).
+
+    Raises ResourceNotFoundException, RequestTooLargeException, InvalidRequestContentException.
+    """
     node = node_of(request)
     names, name, qualifier = target_of(request)
-    kind = request.headers.get("x-amz-invocation-type") or "RequestResponse"
-    if kind not in INVOCATION_TYPES:
-        raise invalid_parameter(f"InvocationType must be one of {', '.join(INVOCATION_TYPES)}")
     try:
         resolved = node.resolve(name, qualifier)
     except FunctionNotFound:
         raise names.not_found(name, qualifier) from None
-    fn = resolved.deployed
-    limit = fn.limits.max_request_bytes
+    limit = resolved.deployed.limits.max_request_bytes
     try:
         payload = await read_body(request, limit)
     except PayloadTooLarge:
         # The modeled class botocore raises for Invoke (other operations answer
         # RequestEntityTooLargeException, as AWS does).
         raise LambdaError("RequestTooLargeException", 413,
-                          f"Request must be smaller than {limit} bytes for the InvokeFunction"
+                          f"Request must be smaller than {limit} bytes for the {operation_name}"
                           " operation") from None  # fmt: skip
     if not payload.strip():
         payload = b"{}"
@@ -507,30 +507,69 @@ async def invoke(request: Request) -> Response:
         decode_json(payload)
     except BadRequest as exc:
         raise invalid_content(f"Could not parse request body into json: {exc.message}") from None
-    if kind == "DryRun":
-        return Response(status_code=204)
-    if kind == "Event":
-        request_id = await node.enqueue(name, resolved.qualifier, payload, resolved=resolved)
-        return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
-    # The version picked above (a weighted alias picks once) is the one that runs, and
-    # the Tail's Memory Size below is that version's.
-    result = await node.invoke(name, payload, resolved=resolved,
-                               request_id=request.state.request_id,
-                               client_context=client_context_of(request))  # fmt: skip
-    headers = {"X-Amz-Executed-Version": result.version, "x-amzn-RequestId": result.request_id}
-    if request.headers.get("x-amz-log-type") == "Tail":
-        memory_mb = fn.limits.memory_mb
+    return Invocation(node, name, resolved, payload)
+
+
+class Invocation:
+    """An invoke request, resolved and read: the node, the function's name, the version
+    picked (a weighted alias picks once) and the payload."""
+
+    def __init__(self, node: Node, name: str, resolved: Resolved, payload: bytes) -> None:
+        self.node, self.name, self.resolved, self.payload = node, name, resolved, payload
+
+    async def run(self, request: Request) -> InvocationResult:
+        """Run the picked version synchronously; the result carries the function's error."""
+        return await self.node.invoke(self.name, self.payload, resolved=self.resolved,
+                                      request_id=request.state.request_id,
+                                      client_context=client_context_of(request))  # fmt: skip
+
+    async def enqueue(self) -> str:
+        """Store the event for the async queue; returns its request id."""
+        return await self.node.enqueue(self.name, self.resolved.qualifier, self.payload,
+                                       resolved=self.resolved)  # fmt: skip
+
+    def log_tail(self, result: InvocationResult) -> str:
+        """Return Lambda's LogResult: the base64 of the framed log's last 4 KB."""
+        memory_mb = self.resolved.deployed.limits.memory_mb
         log = framed_log(result, result.version, memory_mb, result.duration_s * 1000)
-        headers["X-Amz-Log-Result"] = base64.b64encode(log.encode()[-LOG_TAIL_BYTES:]).decode()
+        return base64.b64encode(log.encode()[-LOG_TAIL_BYTES:]).decode()
+
+
+def function_error_body(result: InvocationResult) -> dict[str, Any] | None:
+    """Return Lambda's error payload of a failed invocation (None when it succeeded).
+
+    Raises the error itself when it is the platform's limit (429), not the function's.
+    """
     error = result.error
     if error is None:
-        return Response(result.output, media_type="application/json", headers=headers)
+        return None
     if isinstance(error, NodeAtCapacity):
-        raise error  # the platform's limit, not the function's failure: 429
+        raise error
     body = getattr(error, "payload", None)
     if not isinstance(body, dict):
         body = {"errorMessage": f"RequestId: {result.request_id} Error: {error.message}",
                 "errorType": function_error_type(error)}  # fmt: skip
+    return body
+
+
+async def invoke(request: Request) -> Response:
+    """POST /2015-03-31/functions/{name}/invocations (Invoke)."""
+    kind = request.headers.get("x-amz-invocation-type") or "RequestResponse"
+    if kind not in INVOCATION_TYPES:
+        raise invalid_parameter(f"InvocationType must be one of {', '.join(INVOCATION_TYPES)}")
+    call = await invocation_of(request)
+    if kind == "DryRun":
+        return Response(status_code=204)
+    if kind == "Event":
+        request_id = await call.enqueue()
+        return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
+    result = await call.run(request)
+    headers = {"X-Amz-Executed-Version": result.version, "x-amzn-RequestId": result.request_id}
+    if request.headers.get("x-amz-log-type") == "Tail":
+        headers["X-Amz-Log-Result"] = call.log_tail(result)
+    body = function_error_body(result)
+    if body is None:
+        return Response(result.output, media_type="application/json", headers=headers)
     headers["X-Amz-Function-Error"] = "Unhandled"
     return Response(json.dumps(body), media_type="application/json", headers=headers)
 

@@ -9,6 +9,7 @@ from firebox.runtime.http import (
     lambda_events,
     lambda_policy,
     lambda_settings,
+    lambda_streaming,
     lambda_urls,
 )
 from starlette.routing import Route
@@ -22,5 +23,6 @@ def routes() -> list[Route]:
         *lambda_events.routes(),
         *lambda_policy.routes(),
         *lambda_urls.routes(),
+        *lambda_streaming.routes(),
         *lambda_api.fallback_routes(),
     ]

@@ -4,6 +4,7 @@ event source mappings delivering a batch, the code download, permissions."""
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import time
@@ -269,3 +270,60 @@ def test_code_location_downloads_the_package_as_uploaded(lam: Any, node: Server)
     assert (
         httpx.get(lam.get_function(FunctionName="native-code")["Code"]["Location"]).content == wasm
     )
+
+
+def test_invoke_with_response_stream_and_invoke_async(lam: Any, node: Server) -> None:
+    create_module(lam, "streamed")
+    out = lam.invoke_with_response_stream(
+        FunctionName="streamed", Payload=b'{"hello": "stream"}', LogType="Tail"
+    )
+    assert out["StatusCode"] == 200 and out["ExecutedVersion"] == "$LATEST"
+    events = list(out["EventStream"])
+    chunks = b"".join(e["PayloadChunk"]["Payload"] for e in events if "PayloadChunk" in e)
+    assert json.loads(chunks) == {"hello": "stream"}
+    complete = [e["InvokeComplete"] for e in events if "InvokeComplete" in e]
+    assert len(complete) == 1 and "ErrorCode" not in complete[0]
+    assert "REPORT RequestId:" in base64.b64decode(complete[0]["LogResult"]).decode()
+    lam.create_function(
+        FunctionName="raises", Runtime="python3.12", Role=ROLE,
+        Handler="lambda_function.lambda_handler",
+        Code={"ZipFile": python_zip("def lambda_handler(event, context):\n    raise KeyError('nope')\n")},
+    )  # fmt: skip
+    failed = list(
+        lam.invoke_with_response_stream(FunctionName="raises", Payload=b"{}")["EventStream"]
+    )
+    done = [e["InvokeComplete"] for e in failed if "InvokeComplete" in e][0]
+    assert done["ErrorCode"] == "KeyError" and "nope" in done["ErrorDetails"]
+    # InvokeAsync: 202, and the event runs from the async queue
+    accepted = lam.invoke_async(FunctionName="streamed", InvokeArgs=b'{"async": 1}')
+    assert accepted["Status"] == 202
+    deadline = time.monotonic() + 30
+    with node.client() as client:
+        while time.monotonic() < deadline and not any(
+            e.request_id == accepted["ResponseMetadata"]["RequestId"]
+            for e in client.logs("streamed")
+        ):
+            time.sleep(0.1)
+        assert any(
+            e.request_id == accepted["ResponseMetadata"]["RequestId"]
+            for e in client.logs("streamed")
+        )
+
+
+def test_fixed_settings_answer_with_firebox_values(lam: Any) -> None:
+    create_module(lam, "fixed")
+    got = lam.get_runtime_management_config(FunctionName="fixed")
+    assert got["UpdateRuntimeOn"] == "Auto"
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        lam.put_runtime_management_config(FunctionName="fixed", UpdateRuntimeOn="Manual",
+                                          RuntimeVersionArn="arn:aws:lambda:us-east-1::runtime:x")  # fmt: skip
+    assert lam.get_function_recursion_config(FunctionName="fixed")["RecursiveLoop"] == "Allow"
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        lam.put_function_recursion_config(FunctionName="fixed", RecursiveLoop="Terminate")
+    assert lam.get_function_code_signing_config(FunctionName="fixed")["CodeSigningConfigArn"] == ""
+    assert lam.list_code_signing_configs()["CodeSigningConfigs"] == []
+    with pytest.raises(ClientError) as info:
+        lam.create_code_signing_config(AllowedPublishers={"SigningProfileVersionArns": ["arn:x"]})
+    error = info.value.response["Error"]
+    assert error["Code"] == "UnsupportedOperationException"
+    assert "CreateCodeSigningConfig" in error["Message"] and "sign" in error["Message"]
