@@ -292,7 +292,7 @@ def test_invoke_with_response_stream_and_invoke_async(lam: Any, node: Server) ->
     failed = list(
         lam.invoke_with_response_stream(FunctionName="raises", Payload=b"{}")["EventStream"]
     )
-    done = [e["InvokeComplete"] for e in failed if "InvokeComplete" in e][0]
+    done = next(e["InvokeComplete"] for e in failed if "InvokeComplete" in e)
     assert done["ErrorCode"] == "KeyError" and "nope" in done["ErrorDetails"]
     # InvokeAsync: 202, and the event runs from the async queue
     accepted = lam.invoke_async(FunctionName="streamed", InvokeArgs=b'{"async": 1}')
