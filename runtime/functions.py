@@ -320,9 +320,21 @@ class Functions:
         async with self.node.lock:
             gone = await self.run(self.registry.delete, name)
             await self.run(self.node.async_invoker.configs.delete, name)
+            await self.run(self.node.stores.lambda_meta.delete_function, name)
             await self.node.changed()
             await self.collect_garbage({d for r in gone for d in (r.digest, r.bundle_digest)})
             await self._drop_snapshots(gone)
+
+    async def delete_version(self, name: str, version: str) -> None:
+        """Delete one published version (not one an alias routes to); raises
+        FunctionNotFound, or Conflict while an alias names the version."""
+        async with self.node.lock:
+            gone = await self.run(self.registry.delete_version, name, version)
+            await self.run(self.node.async_invoker.configs.delete, name, version)
+            await self.run(self.node.stores.lambda_meta.delete_function, name, version)
+            await self.node.changed()
+            await self.collect_garbage({gone.digest, gone.bundle_digest})
+            await self._drop_snapshots([gone])
 
     async def collect_garbage(self, candidates: set[str | None]) -> None:
         """Delete candidate artifacts no version references; the interpreter stays."""

@@ -26,15 +26,27 @@ from firebox.runtime.errors import (
     PayloadTooLarge,
 )
 from firebox.runtime.http.codec import decode_json
+from firebox.runtime.http.lambda_code import (
+    PACKAGE_MARK,
+    PACKAGE_PATH,
+    location,
+    package_digest,
+    store_package,
+)
 from firebox.runtime.http.lambda_errors import (
     function_error_type,
     invalid_content,
     invalid_parameter,
     lambda_error_response,
 )
+from firebox.runtime.http.lambda_operations import refusal
 from firebox.runtime.http.lambda_shapes import (
     DEFAULT_PYTHON_HANDLER,
+    LOGGING_MARK,
+    MEMORY_MARK,
     PYTHON_RUNTIME,
+    STORAGE_MARK,
+    TRACING_MARK,
     Names,
     alias_configuration,
     alias_revision_id,
@@ -47,7 +59,9 @@ from firebox.runtime.http.lambda_shapes import (
     zip_file,
 )
 from firebox.runtime.http.native import MAX_ARTIFACT_BYTES, MAX_JSON_BYTES, node_of, read_body
+from firebox.runtime.http.reserved import LAMBDA_PREFIXES
 from firebox.runtime.node import Node
+from firebox.runtime.specs import InvocationResult, Resolved
 from firebox.runtime.storage.registry import LATEST, FunctionRecord
 from firebox.runtime.telemetry import framed_log
 from starlette.requests import Request
@@ -61,9 +75,9 @@ LOG_TAIL_BYTES = 4096
 DEFAULT_PAGE = 50
 MAX_PAGE = 10_000
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
-# The dated URI prefixes of the operations served here (a path under one of them that
-# matches no operation is UnknownOperationException, not a trigger route).
-PREFIXES = ("2015-03-31", "2016-08-19", "2017-03-31", "2017-10-31", "2019-09-30")
+# Lambda's MemorySize range; the linear-memory cap is min(MemorySize, FIREBOX_MAX_MEMORY_MB).
+MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 10_240
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 # Fields that would change what runs, which firebox cannot honour: refused when set.
 REFUSED_IF_SET = ("Layers", "FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn")
 
@@ -134,7 +148,7 @@ def _index_page(items: list[Any], request: Request) -> tuple[list[Any], str | No
 
 def target_of(request: Request, key: str = "name") -> tuple[Names, str, str | None]:
     """Return the names of this node and the (name, qualifier) the request's path names."""
-    names = Names(node_of(request).config)
+    names = Names(node_of(request).config, node_of(request).artifacts)
     name, qualifier = names.parse(request.path_params[key], request.query_params.get("Qualifier"))
     return names, name, qualifier
 
@@ -179,17 +193,71 @@ def _environment(data: dict[str, Any]) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in variables.items()}
 
 
-def _settings(data: dict[str, Any]) -> dict[str, Any]:
+def _settings(data: dict[str, Any], max_memory_mb: int) -> dict[str, Any]:
     """Map the configuration fields both Create and UpdateConfiguration take to manifest keys."""
     out: dict[str, Any] = {}
-    for field, key, kind in (("Description", "description", str), ("Timeout", "timeout", int),
-                             ("MemorySize", "memory", int)):  # fmt: skip
+    for field, key, kind in (("Description", "description", str), ("Timeout", "timeout", int)):
         value = field_of(data, field, kind)
         if value is not None:
             out[key] = value
+    memory = field_of(data, "MemorySize", int)
+    if memory is not None:
+        if not MIN_MEMORY_MB <= memory <= MAX_MEMORY_MB:
+            raise invalid_parameter(
+                f"MemorySize must be between {MIN_MEMORY_MB} and {MAX_MEMORY_MB} MB, got {memory}"
+            )
+        # The linear-memory cap is the node's ceiling at most (wasm32 tops out at 4 GiB);
+        # the MemorySize asked for is kept and returned (docs/lambda.md).
+        out["memory"] = min(memory, max_memory_mb)
     env = _environment(data)
     if env is not None:
         out["environment"] = env
+    return out
+
+
+def _stored_settings(data: dict[str, Any], meta: dict[str, str]) -> dict[str, str]:
+    """Return `meta` with the fields firebox stores and returns as sent (TracingConfig,
+    EphemeralStorage, LoggingConfig, MemorySize) checked and added."""
+    out = dict(meta)
+    memory = field_of(data, "MemorySize", int)
+    if memory is not None:
+        out[MEMORY_MARK] = str(memory)
+    tracing = field_of(data, "TracingConfig", dict)
+    if tracing is not None:
+        mode = tracing.get("Mode", "PassThrough")
+        if mode not in ("Active", "PassThrough"):
+            raise invalid_parameter(
+                f"TracingConfig.Mode must be Active or PassThrough, got {mode!r}"
+            )
+        out[TRACING_MARK] = json.dumps({"Mode": mode})
+    storage = field_of(data, "EphemeralStorage", dict)
+    if storage is not None:
+        size = storage.get("Size")
+        if not isinstance(size, int) or isinstance(size, bool) or not 512 <= size <= 10240:
+            raise invalid_parameter(f"EphemeralStorage.Size must be 512-10240 MB, got {size!r}")
+        out[STORAGE_MARK] = json.dumps({"Size": size})
+    logging_config = field_of(data, "LoggingConfig", dict)
+    if logging_config is not None:
+        out[LOGGING_MARK] = json.dumps(_logging_config(logging_config))
+    return out
+
+
+def _logging_config(value: dict[str, Any]) -> dict[str, str]:
+    fmt = value.get("LogFormat", "Text")
+    if fmt not in ("Text", "JSON"):
+        raise invalid_parameter(f"LoggingConfig.LogFormat must be Text or JSON, got {fmt!r}")
+    out = {"LogFormat": fmt}
+    for key, allowed in (("ApplicationLogLevel", LOG_LEVELS), ("SystemLogLevel", LOG_LEVELS[2:5])):
+        level = value.get(key)
+        if level is not None:
+            if level not in allowed:
+                raise invalid_parameter(f"LoggingConfig.{key} must be one of {', '.join(allowed)}")
+            out[key] = level
+    group = value.get("LogGroup")
+    if group is not None:
+        if not isinstance(group, str) or not 1 <= len(group) <= 512:
+            raise invalid_parameter("LoggingConfig.LogGroup must be a string of 1-512 characters")
+        out["LogGroup"] = group
     return out
 
 
@@ -208,7 +276,7 @@ def _package(kind: str, package: bytes) -> bytes:
 async def create_function(request: Request) -> Response:
     """POST /2015-03-31/functions (CreateFunction)."""
     node = node_of(request)
-    names = Names(node.config)
+    names = Names(node.config, node.artifacts)
     data = await body_of(request, MAX_ARTIFACT_BYTES)
     raw_name = field_of(data, "FunctionName", str)
     if not raw_name:
@@ -229,14 +297,16 @@ async def create_function(request: Request) -> Response:
         raise LambdaError("ResourceConflictException", 409, f"Function already exist: {name}")
     metadata = {
         "Runtime": runtime or (PYTHON_RUNTIME if kind == "python" else "provided.al2023"),
+        PACKAGE_MARK: await node.run_blocking(store_package, node, package),
         "CodeSize": str(len(package)),
         "CodeSha256": code_sha256(package),
         "Architectures": ",".join(field_of(data, "Architectures", list) or ["x86_64"]),
     }
     if field_of(data, "Role", str):
         metadata["Role"] = data["Role"]
+    metadata = _stored_settings(data, metadata)
     manifest: dict[str, Any] = {"name": name, "runtime": kind, "metadata": metadata}
-    manifest.update(_settings(data))
+    manifest.update(_settings(data, node.config.max_memory_mb))
     if kind == "python":
         manifest["handler"] = handler or DEFAULT_PYTHON_HANDLER
     elif handler:
@@ -260,9 +330,12 @@ async def get_function(request: Request) -> Response:
         config["FunctionArn"] = names.function_arn(name, qualifier)
     out: dict[str, Any] = {
         "Configuration": config,
-        "Code": {"RepositoryType": "firebox"},
+        "Code": {"RepositoryType": "S3"},
         "Tags": latest.tags,
     }
+    url = location(request, record)
+    if url is not None:
+        out["Code"]["Location"] = url
     reserved = reserved_concurrency(latest)
     if reserved is not None:
         out["Concurrency"] = {"ReservedConcurrentExecutions": reserved}
@@ -278,7 +351,7 @@ async def get_configuration(request: Request) -> Response:
 async def list_functions(request: Request) -> Response:
     """GET /2015-03-31/functions (ListFunctions): Marker/MaxItems, FunctionVersion=ALL."""
     node = node_of(request)
-    names = Names(node.config)
+    names = Names(node.config, node.artifacts)
     marker, limit = _page(request)
     every = request.query_params.get("FunctionVersion") == "ALL"
     page = await node.functions.list_latest(marker, limit + 1)
@@ -311,6 +384,7 @@ async def update_code(request: Request) -> Response:
     if data.get("DryRun"):
         return ok(configuration(names, current))
     meta = {**_meta(current), "CodeSize": str(len(package)), "CodeSha256": code_sha256(package)}
+    meta[PACKAGE_MARK] = await node.run_blocking(store_package, node, package)
     if field_of(data, "Architectures", list):
         meta["Architectures"] = ",".join(data["Architectures"])
     record = await node.functions.deploy({**current.config, "metadata": meta}, code)
@@ -327,8 +401,8 @@ async def update_configuration(request: Request) -> Response:
     current = await record_of(node, names, name, None)
     _check_revision(data, current)
     _refuse(data)
-    changes = _settings(data)
-    meta = _meta(current)
+    changes = _settings(data, node.config.max_memory_mb)
+    meta = _stored_settings(data, _meta(current))
     runtime = field_of(data, "Runtime", str)
     if runtime is not None:
         if kind_of_runtime(runtime, None) != current.kind:
@@ -355,18 +429,40 @@ async def update_configuration(request: Request) -> Response:
 
 
 async def delete_function(request: Request) -> Response:
-    """DELETE /2015-03-31/functions/{name} (DeleteFunction); one version cannot be deleted."""
+    """DELETE /2015-03-31/functions/{name} (DeleteFunction); with a version as Qualifier,
+    only that version (not one an alias routes to)."""
     node = node_of(request)
     names, name, qualifier = target_of(request)
-    if qualifier:
-        raise invalid_parameter(
-            "firebox deletes whole functions only: call DeleteFunction without a qualifier"
-        )
+    if qualifier and qualifier != LATEST:
+        if not qualifier.isdigit():
+            raise invalid_parameter(
+                "DeleteFunction's Qualifier must be a version number: delete an alias with"
+                " DeleteAlias"
+            )
+        try:
+            await node.functions.delete_version(name, qualifier)
+        except FunctionNotFound:
+            raise names.not_found(name, qualifier) from None
+        return Response(status_code=204)
     try:
         await node.functions.delete(name)
     except FunctionNotFound:
         raise names.not_found(name) from None
     return Response(status_code=204)
+
+
+async def download_package(request: Request) -> Response:
+    """GET /2015-03-31/functions/{name}/code-package?Qualifier= (GetFunction's Code.Location,
+    presigned): the deployment package."""
+    node = node_of(request)
+    names, name, qualifier = target_of(request)
+    record = await record_of(node, names, name, qualifier)
+    digest = package_digest(record)
+    await node.run_blocking(node.prepare.ensure_local, digest)
+    data = await node.run_blocking(node.artifacts.get, digest)
+    filename = f"{record.name}-{record.version}.zip".replace("$", "")
+    return Response(data, media_type="application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})  # fmt: skip
 
 
 # --- invoke --------------------------------------------------------------------------
@@ -385,26 +481,25 @@ def client_context_of(request: Request) -> str | None:
         ) from None
 
 
-async def invoke(request: Request) -> Response:
-    """POST /2015-03-31/functions/{name}/invocations (Invoke)."""
+async def invocation_of(request: Request, operation_name: str = "InvokeFunction") -> Invocation:
+    """Resolve an invoke request's function and read its JSON payload (an empty body is `{}`).
+
+    Raises ResourceNotFoundException, RequestTooLargeException, InvalidRequestContentException.
+    """
     node = node_of(request)
     names, name, qualifier = target_of(request)
-    kind = request.headers.get("x-amz-invocation-type") or "RequestResponse"
-    if kind not in INVOCATION_TYPES:
-        raise invalid_parameter(f"InvocationType must be one of {', '.join(INVOCATION_TYPES)}")
     try:
         resolved = node.resolve(name, qualifier)
     except FunctionNotFound:
         raise names.not_found(name, qualifier) from None
-    fn = resolved.deployed
-    limit = fn.limits.max_request_bytes
+    limit = resolved.deployed.limits.max_request_bytes
     try:
         payload = await read_body(request, limit)
     except PayloadTooLarge:
         # The modeled class botocore raises for Invoke (other operations answer
         # RequestEntityTooLargeException, as AWS does).
         raise LambdaError("RequestTooLargeException", 413,
-                          f"Request must be smaller than {limit} bytes for the InvokeFunction"
+                          f"Request must be smaller than {limit} bytes for the {operation_name}"
                           " operation") from None  # fmt: skip
     if not payload.strip():
         payload = b"{}"
@@ -412,30 +507,69 @@ async def invoke(request: Request) -> Response:
         decode_json(payload)
     except BadRequest as exc:
         raise invalid_content(f"Could not parse request body into json: {exc.message}") from None
-    if kind == "DryRun":
-        return Response(status_code=204)
-    if kind == "Event":
-        request_id = await node.enqueue(name, resolved.qualifier, payload, resolved=resolved)
-        return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
-    # The version picked above (a weighted alias picks once) is the one that runs, and
-    # the Tail's Memory Size below is that version's.
-    result = await node.invoke(name, payload, resolved=resolved,
-                               request_id=request.state.request_id,
-                               client_context=client_context_of(request))  # fmt: skip
-    headers = {"X-Amz-Executed-Version": result.version, "x-amzn-RequestId": result.request_id}
-    if request.headers.get("x-amz-log-type") == "Tail":
-        memory_mb = fn.limits.memory_mb
+    return Invocation(node, name, resolved, payload)
+
+
+class Invocation:
+    """An invoke request, resolved and read: the node, the function's name, the version
+    picked (a weighted alias picks once) and the payload."""
+
+    def __init__(self, node: Node, name: str, resolved: Resolved, payload: bytes) -> None:
+        self.node, self.name, self.resolved, self.payload = node, name, resolved, payload
+
+    async def run(self, request: Request) -> InvocationResult:
+        """Run the picked version synchronously; the result carries the function's error."""
+        return await self.node.invoke(self.name, self.payload, resolved=self.resolved,
+                                      request_id=request.state.request_id,
+                                      client_context=client_context_of(request))  # fmt: skip
+
+    async def enqueue(self) -> str:
+        """Store the event for the async queue; returns its request id."""
+        return await self.node.enqueue(self.name, self.resolved.qualifier, self.payload,
+                                       resolved=self.resolved)  # fmt: skip
+
+    def log_tail(self, result: InvocationResult) -> str:
+        """Return Lambda's LogResult: the base64 of the framed log's last 4 KB."""
+        memory_mb = self.resolved.deployed.limits.memory_mb
         log = framed_log(result, result.version, memory_mb, result.duration_s * 1000)
-        headers["X-Amz-Log-Result"] = base64.b64encode(log.encode()[-LOG_TAIL_BYTES:]).decode()
+        return base64.b64encode(log.encode()[-LOG_TAIL_BYTES:]).decode()
+
+
+def function_error_body(result: InvocationResult) -> dict[str, Any] | None:
+    """Return Lambda's error payload of a failed invocation (None when it succeeded).
+
+    Raises the error itself when it is the platform's limit (429), not the function's.
+    """
     error = result.error
     if error is None:
-        return Response(result.output, media_type="application/json", headers=headers)
+        return None
     if isinstance(error, NodeAtCapacity):
-        raise error  # the platform's limit, not the function's failure: 429
+        raise error
     body = getattr(error, "payload", None)
     if not isinstance(body, dict):
         body = {"errorMessage": f"RequestId: {result.request_id} Error: {error.message}",
                 "errorType": function_error_type(error)}  # fmt: skip
+    return body
+
+
+async def invoke(request: Request) -> Response:
+    """POST /2015-03-31/functions/{name}/invocations (Invoke)."""
+    kind = request.headers.get("x-amz-invocation-type") or "RequestResponse"
+    if kind not in INVOCATION_TYPES:
+        raise invalid_parameter(f"InvocationType must be one of {', '.join(INVOCATION_TYPES)}")
+    call = await invocation_of(request)
+    if kind == "DryRun":
+        return Response(status_code=204)
+    if kind == "Event":
+        request_id = await call.enqueue()
+        return Response(status_code=202, headers={"x-amzn-RequestId": request_id})
+    result = await call.run(request)
+    headers = {"X-Amz-Executed-Version": result.version, "x-amzn-RequestId": result.request_id}
+    if request.headers.get("x-amz-log-type") == "Tail":
+        headers["X-Amz-Log-Result"] = call.log_tail(result)
+    body = function_error_body(result)
+    if body is None:
+        return Response(result.output, media_type="application/json", headers=headers)
     headers["X-Amz-Function-Error"] = "Unhandled"
     return Response(json.dumps(body), media_type="application/json", headers=headers)
 
@@ -566,11 +700,8 @@ async def list_aliases(request: Request) -> Response:
 
 
 async def unknown_operation(request: Request) -> Response:
-    """Any other path under the Lambda API's prefixes."""
-    raise LambdaError(
-        "UnknownOperationException", 404,
-        f"firebox does not serve {request.method} {request.url.path} (see docs/lambda.md)",
-    )  # fmt: skip
+    """Any other path under the Lambda API's prefixes: refused, naming the operation."""
+    raise refusal(request)
 
 
 def routes() -> list[Route]:
@@ -586,6 +717,7 @@ def routes() -> list[Route]:
         (fn + "/configuration", update_configuration, "PUT"),
         (fn + "/code", update_code, "PUT"),
         (fn + "/invocations", invoke, "POST"),
+        (PACKAGE_PATH, download_package, "GET"),
         (fn + "/versions", publish_version, "POST"),
         (fn + "/versions", list_versions, "GET"),
         (fn + "/aliases", create_alias, "POST"),
@@ -599,8 +731,8 @@ def routes() -> list[Route]:
 
 def fallback_routes() -> list[Route]:
     """Return the catch-all routes of the Lambda prefixes (mount them after every operation)."""
-    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     return [
         Route(f"/{prefix}/{{rest:path}}", operation(unknown_operation), methods=methods)
-        for prefix in PREFIXES
+        for prefix in LAMBDA_PREFIXES
     ]

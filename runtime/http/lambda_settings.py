@@ -19,6 +19,8 @@ from firebox.runtime.http.lambda_api import (
 from firebox.runtime.http.lambda_errors import invalid_parameter
 from firebox.runtime.http.lambda_shapes import RESERVED_MARK, Names, reserved_concurrency, timestamp
 from firebox.runtime.http.native import node_of
+from firebox.runtime.node import Node
+from firebox.runtime.storage.lambda_meta import PROVISIONED
 from firebox.runtime.storage.registry import LATEST
 from starlette.requests import Request
 from starlette.responses import Response
@@ -111,10 +113,19 @@ async def put_provisioned(request: Request) -> Response:
         raise invalid_parameter("ProvisionedConcurrentExecutions (an integer >= 1) is required")
     await record_of(node, names, name, qualifier)
     await node.functions.set_provisioned(name, qualifier, count)
-    entry = (await node.functions.provisioned_status(name)).get(
-        qualifier, {"requested": count, "ready": 0}
+    await node.run_blocking(
+        lambda: node.stores.lambda_meta.put(PROVISIONED, name, qualifier, "", {})
     )
+    entry = (await _status(node, name)).get(qualifier, {"requested": count, "ready": 0})
     return ok(_provisioned_shape(entry), 202)
+
+
+async def _status(node: Node, name: str) -> dict[str, Any]:
+    """Return provisioned_status with each entry's `updated_at` (when it was last put)."""
+    status = await node.functions.provisioned_status(name)
+    stamps = await node.run_blocking(node.stores.lambda_meta.list, PROVISIONED, name)
+    when = {r.qualifier: r.updated_at for r in stamps}
+    return {q: {**e, "updated_at": when.get(q, 0)} for q, e in status.items()}
 
 
 async def get_provisioned(request: Request) -> Response:
@@ -123,7 +134,7 @@ async def get_provisioned(request: Request) -> Response:
     if request.query_params.get("List") == "ALL":
         names, name, _ = target_of(request)
         await record_of(node, names, name, None)
-        status = await node.functions.provisioned_status(name)
+        status = await _status(node, name)
         configs = [
             {"FunctionArn": names.function_arn(name, q), **_provisioned_shape(e)}
             for q, e in status.items()
@@ -132,7 +143,7 @@ async def get_provisioned(request: Request) -> Response:
         return ok({"ProvisionedConcurrencyConfigs": configs})
     names, name, qualifier = _qualifier(request)
     await record_of(node, names, name, None)
-    entry = (await node.functions.provisioned_status(name)).get(qualifier)
+    entry = (await _status(node, name)).get(qualifier)
     if not entry or int(entry["requested"]) <= 0:
         raise _not_configured()
     return ok(_provisioned_shape(entry))
@@ -146,6 +157,7 @@ async def delete_provisioned(request: Request) -> Response:
     if qualifier not in await node.functions.provisioned_status(name):
         raise _not_configured()
     await node.functions.set_provisioned(name, qualifier, 0)
+    await node.run_blocking(node.stores.lambda_meta.delete, PROVISIONED, name, qualifier)
     return Response(status_code=204)
 
 
@@ -177,7 +189,7 @@ async def account_settings(request: Request) -> Response:
 
 
 def _tagged(request: Request) -> tuple[Names, str]:
-    names = Names(node_of(request).config)
+    names = Names(node_of(request).config, node_of(request).artifacts)
     name, qualifier = names.parse(request.path_params["arn"])
     if qualifier:
         raise invalid_parameter("tags belong to the function: give its unqualified ARN")
@@ -216,8 +228,73 @@ async def untag_resource(request: Request) -> Response:
     return Response(status_code=204)
 
 
+# --- settings firebox answers for, whose only honest value is its own ---------------------
+
+
+async def get_runtime_management(request: Request) -> Response:
+    """GET /2021-07-20/functions/{name}/runtime-management-config: `Auto` (the runtime
+    is the node's: it changes when firebox is upgraded)."""
+    names, name, qualifier = target_of(request)
+    await record_of(node_of(request), names, name, qualifier)
+    return ok({"UpdateRuntimeOn": "Auto", "FunctionArn": names.function_arn(name, qualifier)})
+
+
+async def put_runtime_management(request: Request) -> Response:
+    """PUT /2021-07-20/functions/{name}/runtime-management-config: only `Auto`."""
+    names, name, qualifier = target_of(request)
+    await record_of(node_of(request), names, name, qualifier)
+    mode = field_of(await body_of(request), "UpdateRuntimeOn", str)
+    if mode != "Auto":
+        raise invalid_parameter(
+            f"UpdateRuntimeOn {mode!r} is not supported: a firebox function runs the node's"
+            " runtime, which changes only when firebox is upgraded (Auto)"
+        )
+    return ok({"UpdateRuntimeOn": "Auto", "FunctionArn": names.function_arn(name, qualifier)})
+
+
+async def get_recursion(request: Request) -> Response:
+    """GET /2024-08-31/functions/{name}/recursion-config: `Allow` (firebox does not stop
+    recursive loops)."""
+    names, name, _ = target_of(request)
+    await record_of(node_of(request), names, name, None)
+    return ok({"RecursiveLoop": "Allow"})
+
+
+async def put_recursion(request: Request) -> Response:
+    """PUT /2024-08-31/functions/{name}/recursion-config: only `Allow`."""
+    names, name, _ = target_of(request)
+    await record_of(node_of(request), names, name, None)
+    loop = field_of(await body_of(request), "RecursiveLoop", str)
+    if loop != "Allow":
+        raise invalid_parameter(
+            f"RecursiveLoop {loop!r} is not supported: firebox does not detect recursive loops"
+            " yet, so it can only Allow them"
+        )
+    return ok({"RecursiveLoop": "Allow"})
+
+
+async def get_code_signing(request: Request) -> Response:
+    """GET /2020-06-30/functions/{name}/code-signing-config: none (firebox signs no code)."""
+    names, name, _ = target_of(request)
+    await record_of(node_of(request), names, name, None)
+    return ok({"CodeSigningConfigArn": "", "FunctionName": name})
+
+
+async def empty_list(request: Request) -> Response:
+    """A list of things firebox has none of (code-signing configs, capacity providers)."""
+    key = "CodeSigningConfigs" if "code-signing" in request.url.path else "CapacityProviders"
+    return ok({key: []})
+
+
+async def list_durable_executions(request: Request) -> Response:
+    """GET /2025-12-01/functions/{name}/durable-executions: none (firebox has none)."""
+    names, name, _ = target_of(request)
+    await record_of(node_of(request), names, name, None)
+    return ok({"DurableExecutions": []})
+
+
 def routes() -> list[Route]:
-    """Return the routes of the concurrency, account and tag operations."""
+    """Return the routes of the concurrency, account, tag and fixed-setting operations."""
     table: list[tuple[str, Endpoint, str]] = [
         ("/2017-10-31/functions/{name}/concurrency", put_concurrency, "PUT"),
         ("/2017-10-31/functions/{name}/concurrency", delete_concurrency, "DELETE"),
@@ -230,5 +307,15 @@ def routes() -> list[Route]:
         ("/2017-03-31/tags/{arn}", tag_resource, "POST"),
         ("/2017-03-31/tags/{arn}", list_tags, "GET"),
         ("/2017-03-31/tags/{arn}", untag_resource, "DELETE"),
+        ("/2021-07-20/functions/{name}/runtime-management-config", get_runtime_management, "GET"),
+        ("/2021-07-20/functions/{name}/runtime-management-config", put_runtime_management, "PUT"),
+        ("/2024-08-31/functions/{name}/recursion-config", get_recursion, "GET"),
+        ("/2024-08-31/functions/{name}/recursion-config", put_recursion, "PUT"),
+        ("/2020-06-30/functions/{name}/code-signing-config", get_code_signing, "GET"),
+        ("/2020-04-22/code-signing-configs", empty_list, "GET"),
+        ("/2020-04-22/code-signing-configs/", empty_list, "GET"),
+        ("/2025-11-30/capacity-providers", empty_list, "GET"),
+        ("/2025-11-30/capacity-providers/", empty_list, "GET"),
+        ("/2025-12-01/functions/{name}/durable-executions", list_durable_executions, "GET"),
     ]
     return [Route(path, operation(endpoint), methods=[method]) for path, endpoint, method in table]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import re
 import uuid
 import zipfile
 from datetime import UTC, datetime
 from typing import Any
 
+from firebox.runtime.artifacts import ArtifactStore
 from firebox.runtime.config import NodeConfig
 from firebox.runtime.errors import LambdaError
 from firebox.runtime.http.lambda_errors import invalid_parameter
@@ -26,6 +28,10 @@ DEFAULT_PYTHON_HANDLER = "lambda_function.lambda_handler"
 EPHEMERAL_STORAGE_MB = 512
 # Metadata keys (manifest `metadata`) the Lambda API keeps with a function.
 RESERVED_MARK = "ReservedConcurrency"
+MEMORY_MARK = "MemorySize"  # what was asked for (the cap applied may be lower)
+TRACING_MARK = "TracingConfig"  # JSON, as sent
+STORAGE_MARK = "EphemeralStorage"  # JSON, as sent
+LOGGING_MARK = "LoggingConfig"  # JSON, as sent
 
 _ARN = re.compile(
     r"^(?:arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):)?"
@@ -37,9 +43,19 @@ _ARN = re.compile(
 class Names:
     """ARNs of this node's region and account, and the reverse: a FunctionName -> (name, qualifier)."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, artifacts: ArtifactStore | None = None) -> None:
         self.region = config.region
         self.account = config.account_id
+        self.artifacts = artifacts
+
+    def code_size(self, digest: str) -> int:
+        """Return the stored size of an artifact (0 when it is not on this node)."""
+        if self.artifacts is None:
+            return 0
+        try:
+            return self.artifacts.path(digest).stat().st_size
+        except OSError:
+            return 0
 
     def function_arn(self, name: str, qualifier: str | None = None) -> str:
         """Return a function's ARN, qualified by a version or alias when given."""
@@ -118,25 +134,37 @@ def configuration(names: Names, record: FunctionRecord) -> dict[str, Any]:
         "Runtime": meta.get("Runtime") or (PYTHON_RUNTIME if python else MODULE_RUNTIME),
         "Role": meta.get("Role") or f"arn:aws:iam::{names.account}:role/firebox-function",
         "Handler": config.get("handler") or meta.get("Handler") or "handle",
-        "CodeSize": int(meta.get("CodeSize", "0")),
+        "CodeSize": int(meta.get("CodeSize") or names.code_size(digest)),
         "Description": record.description,
         "Timeout": round(float(config.get("timeout", 3))),
-        "MemorySize": int(config.get("memory", 128)),
+        "MemorySize": int(meta.get(MEMORY_MARK) or config.get("memory", 128)),
         "LastModified": timestamp(record.updated_at or record.created_at),
         "CodeSha256": meta.get("CodeSha256") or base64.b64encode(bytes.fromhex(digest)).decode(),
         "Version": record.version,
         "Environment": {"Variables": dict(config.get("environment") or {})},
-        "TracingConfig": {"Mode": "PassThrough"},
+        "TracingConfig": _json(meta, TRACING_MARK, {"Mode": "PassThrough"}),
         "RevisionId": revision_id(record),
         "State": "Active",
         "LastUpdateStatus": "Successful",
         "PackageType": "Zip",
         "Architectures": meta.get("Architectures", "x86_64").split(","),
-        "EphemeralStorage": {"Size": EPHEMERAL_STORAGE_MB},
+        "EphemeralStorage": _json(meta, STORAGE_MARK, {"Size": EPHEMERAL_STORAGE_MB}),
         "SnapStart": {"ApplyOn": "None", "OptimizationStatus": "Off"},
-        "LoggingConfig": {"LogFormat": "Text", "LogGroup": f"/aws/lambda/{record.name}"},
+        "LoggingConfig": {
+            "LogFormat": "Text",
+            "LogGroup": f"/aws/lambda/{record.name}",
+            **_json(meta, LOGGING_MARK, {}),
+        },
     }
     return out
+
+
+def _json(meta: dict[str, str], key: str, default: dict[str, Any]) -> dict[str, Any]:
+    try:
+        value = json.loads(meta[key]) if key in meta else default
+    except ValueError:
+        return default
+    return value if isinstance(value, dict) else default
 
 
 def alias_configuration(names: Names, alias: AliasRecord) -> dict[str, Any]:

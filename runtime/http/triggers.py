@@ -19,12 +19,12 @@ from urllib.parse import urlencode
 from firebox.runtime.errors import (
     FunctionNotFound,
     InvalidFunctionResponse,
-    LambdaError,
     MethodNotAllowed,
 )
 from firebox.runtime.http import reserved
 from firebox.runtime.http.errors import error_response
 from firebox.runtime.http.lambda_errors import lambda_error_response
+from firebox.runtime.http.lambda_operations import refusal
 from firebox.runtime.http.native import invocation_headers, node_of, read_body
 from starlette.requests import Request
 from starlette.responses import Response
@@ -172,13 +172,7 @@ async def trigger(request: Request) -> Response:
     path = request.url.path
     if reserved.is_lambda_path(path):
         # Never a user route, whatever routes exist (`/*` included).
-        return lambda_error_response(
-            LambdaError(
-                "UnknownOperationException",
-                404,
-                f"firebox does not serve {request.method} {path} (see docs/lambda.md)",
-            )
-        )
+        return lambda_error_response(refusal(request))
     if reserved.is_reserved(path):
         # A native API path: 405 if some route has it with another method, else 404.
         if any(r.matches(request.scope)[0] == Match.PARTIAL for r in request.app.router.routes):

@@ -272,6 +272,34 @@ class Registry:
             raise FunctionNotFound(f"{name}:{version}")
         return _version(row)
 
+    def delete_version(self, name: str, version: str) -> FunctionRecord:
+        """Delete one published version and its provisioned setting; returns it.
+
+        Raises FunctionNotFound, or Conflict while an alias routes to the version.
+        """
+        gone = self.version(name, version)
+        if version == LATEST:
+            raise Conflict("$LATEST cannot be deleted alone: delete the function")
+        with self.engine.begin() as conn:
+            for row in conn.execute(sa.select(aliases).where(aliases.c.function == name)):
+                if row.version == version or version in json.loads(row.routing or "{}"):
+                    raise Conflict(
+                        f"Unable to delete version because the following aliases reference"
+                        f" it: [{row.name}]"
+                    )
+            conn.execute(
+                versions.delete().where(
+                    versions.c.function == name, versions.c.version == int(version)
+                )
+            )
+            conn.execute(
+                provisioned.delete().where(
+                    provisioned.c.function == name, provisioned.c.qualifier == version
+                )
+            )
+            self._bump(conn)
+        return gone
+
     # --- aliases -------------------------------------------------------------------
 
     def put_alias(

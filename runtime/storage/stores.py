@@ -20,6 +20,7 @@ from firebox.runtime.storage.backends import (
 from firebox.runtime.storage.blobs import BlobStore
 from firebox.runtime.storage.event_configs import EventConfigStore
 from firebox.runtime.storage.keys import KeyStore
+from firebox.runtime.storage.lambda_meta import LambdaMetaStore
 from firebox.runtime.storage.mappings import MappingStore
 from firebox.runtime.storage.registry import Registry
 from firebox.runtime.storage.schedules import ScheduleStore
@@ -42,6 +43,7 @@ class Stores:
     schedules: ScheduleStore
     mappings: MappingStore
     event_configs: EventConfigStore
+    lambda_meta: LambdaMetaStore
     queues: QueueBackend
     streams: StreamBackend
 
@@ -79,6 +81,7 @@ def open_stores(
         schedules=ScheduleStore(engine),
         mappings=MappingStore(engine),
         event_configs=EventConfigStore(engine),
+        lambda_meta=LambdaMetaStore(engine),
         queues=queues,
         streams=streams,
     )
