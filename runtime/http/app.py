@@ -18,6 +18,7 @@ from firebox.runtime.http import (
     lambda_api,
     lambda_settings,
     mappings_api,
+    metrics,
     native,
     queues_api,
     schedules_api,
@@ -26,7 +27,9 @@ from firebox.runtime.http import (
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.body_limits import BodyLimitMiddleware
 from firebox.runtime.http.errors import error_response, unavailable
+from firebox.runtime.http.metrics import MetricsMiddleware
 from firebox.runtime.http.triggers import trigger
+from firebox.runtime.metrics import NodeMetrics
 from firebox.runtime.node import Node
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -84,6 +87,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
     app = Starlette(
         routes=[
             *native.routes(),
+            *metrics.routes(),
             *queues_api.routes(),
             *streams_api.routes(),
             *event_configs_api.routes(),
@@ -104,7 +108,11 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
     )
     app.state.node = node
     app.state.authenticator = Authenticator(node)
+    app.state.metrics = NodeMetrics(node)
+    metrics.configure(app.state)
     app.add_middleware(AuthMiddleware, authenticator=app.state.authenticator)
-    # Outermost: a body is bounded before authentication reads it.
+    # A body is bounded before authentication reads it.
     app.add_middleware(BodyLimitMiddleware)
+    # Outermost: every request is counted, refused ones included.
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
