@@ -20,6 +20,7 @@ from firebox.runtime.http import (
     mappings_api,
     metrics,
     native,
+    openapi,
     queues_api,
     schedules_api,
     streams_api,
@@ -88,6 +89,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
         routes=[
             *native.routes(),
             *metrics.routes(),
+            *openapi.routes(),
             *queues_api.routes(),
             *streams_api.routes(),
             *event_configs_api.routes(),
