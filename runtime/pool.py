@@ -30,6 +30,9 @@ class PoolStats:
     warm_starts: int = 0
     instantiated: int = 0
     discarded: int = 0
+    # Instances made (cold leases and refills) and the seconds they took (GET /metrics).
+    inits: int = 0
+    init_s: float = 0.0
 
 
 class InstancePool:
@@ -79,7 +82,10 @@ class InstancePool:
                 return self._ready.pop(), True
             self.stats.cold_starts += 1
         try:
-            return self.program.instantiate(), False
+            started = time.monotonic()
+            instance = self.program.instantiate()
+            self._count_init(time.monotonic() - started)
+            return instance, False
         except BaseException:
             with self._lock:
                 self.stats.leased -= 1
@@ -114,7 +120,9 @@ class InstancePool:
         """Instantiate one instance into the pool if it is short; return True if one was added."""
         if self.deficit() <= 0:
             return False
+        started = time.monotonic()
         instance = self.program.instantiate()
+        self._count_init(time.monotonic() - started)
         with self._lock:
             if self._closed or len(self._ready) >= self._target:
                 surplus = instance
@@ -124,6 +132,11 @@ class InstancePool:
                 return True
         surplus.close()
         return False
+
+    def _count_init(self, seconds: float) -> None:
+        with self._lock:
+            self.stats.inits += 1
+            self.stats.init_s += seconds
 
     def shrink(self) -> int:
         """Close ready instances above the target; return how many were closed."""
@@ -147,6 +160,8 @@ class InstancePool:
                 warm_starts=self.stats.warm_starts,
                 instantiated=self.stats.instantiated,
                 discarded=self.stats.discarded,
+                inits=self.stats.inits,
+                init_s=self.stats.init_s,
             )
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
@@ -44,6 +45,8 @@ class WorkerProcess:
         self.pid = 0
         self.alive = False
         self.inflight = 0
+        #: Why the supervisor killed this process, until its exit is counted.
+        self.kill_reason: str | None = None
         self.loaded: set[str] = set()
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
@@ -151,6 +154,8 @@ class Supervisor:
         self.workers = [WorkerProcess(i, config, settings) for i in range(config.workers)]
         self.specs: dict[str, FunctionSpec] = {}
         self.restarts = 0
+        #: Worker exits by reason: "deadline" (killed, stuck past one), "exited" (on its own).
+        self.exits: collections.Counter[str] = collections.Counter()
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._worker_up = asyncio.Event()
@@ -177,6 +182,8 @@ class Supervisor:
             log.warning(
                 "worker %d (pid %d) exited; starting a replacement", worker.index, worker.pid
             )
+            self.exits[worker.kill_reason or "exited"] += 1
+            worker.kill_reason = None
             worker.loaded.clear()
             worker.inflight = 0
             try:
@@ -275,6 +282,7 @@ class Supervisor:
             log.warning(
                 "worker %d (pid %d) is stuck past a deadline; killing it", worker.index, worker.pid
             )
+            worker.kill_reason = "deadline"
             worker.kill()
 
     async def stats(self) -> list[dict[str, Any]]:

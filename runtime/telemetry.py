@@ -88,6 +88,8 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self.dropped = 0
+        #: Called with every usage record, buffered or dropped (the Prometheus counters).
+        self.listeners: list[Callable[[UsageRecord], None]] = []
 
     def record(
         self,
@@ -102,6 +104,24 @@ class Recorder:
         """Record one invocation that ran (successfully or not)."""
         duration_ms = result.duration_s * 1000
         now = self.clock()
+        record = UsageRecord(
+            function=function,
+            version=version,
+            request_id=result.request_id,
+            ts=now,
+            outcome="ok" if result.error is None else "error",
+            error_type=result.error.code if result.error is not None else None,
+            duration_ms=duration_ms,
+            billed_ms=billed_ms(duration_ms),
+            memory_mb=memory_mb,
+            peak_memory_bytes=result.memory_bytes,
+            fuel=result.fuel,
+            request_bytes=request_bytes,
+            response_bytes=response_bytes,
+            cold=not result.warm,
+        )
+        for listener in self.listeners:
+            listener(record)
         if len(self._logs) >= MAX_BUFFERED:
             self.dropped += 1
             return
@@ -114,24 +134,7 @@ class Recorder:
                 framed_log(result, version, memory_mb, duration_ms),
             )
         )
-        self._usage.append(
-            UsageRecord(
-                function=function,
-                version=version,
-                request_id=result.request_id,
-                ts=now,
-                outcome="ok" if result.error is None else "error",
-                error_type=result.error.code if result.error is not None else None,
-                duration_ms=duration_ms,
-                billed_ms=billed_ms(duration_ms),
-                memory_mb=memory_mb,
-                peak_memory_bytes=result.memory_bytes,
-                fuel=result.fuel,
-                request_bytes=request_bytes,
-                response_bytes=response_bytes,
-                cold=not result.warm,
-            )
-        )
+        self._usage.append(record)
 
     def record_rejected(
         self,
@@ -156,24 +159,13 @@ class Recorder:
                 f"REJECTED RequestId: {request_id}\t{error_type}: {message}\n",
             )
         )
-        self._usage.append(
-            UsageRecord(
-                function,
-                version,
-                request_id,
-                now,
-                outcome,
-                error_type,
-                0.0,
-                0,
-                memory_mb,
-                0,
-                0,
-                request_bytes,
-                0,
-                False,
-            )
-        )
+        record = UsageRecord(
+            function, version, request_id, now, outcome, error_type,
+            0.0, 0, memory_mb, 0, 0, request_bytes, 0, False,
+        )  # fmt: skip
+        for listener in self.listeners:
+            listener(record)
+        self._usage.append(record)
 
     async def start(self) -> None:
         """Start the background flusher."""

@@ -17,7 +17,9 @@ from firebox.runtime.http import (
     event_configs_api,
     lambda_routes,
     mappings_api,
+    metrics,
     native,
+    openapi,
     queues_api,
     schedules_api,
     sqs_api,
@@ -26,7 +28,9 @@ from firebox.runtime.http import (
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.body_limits import BodyLimitMiddleware
 from firebox.runtime.http.errors import error_response, unavailable
+from firebox.runtime.http.metrics import MetricsMiddleware
 from firebox.runtime.http.triggers import trigger
+from firebox.runtime.metrics import NodeMetrics
 from firebox.runtime.node import Node
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -91,6 +95,8 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
     app = Starlette(
         routes=[
             *native.routes(),
+            *metrics.routes(),
+            *openapi.routes(),
             *queues_api.routes(),
             *streams_api.routes(),
             *event_configs_api.routes(),
@@ -110,7 +116,11 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
     )
     app.state.node = node
     app.state.authenticator = Authenticator(node)
+    app.state.metrics = NodeMetrics(node)
+    metrics.configure(app.state)
     app.add_middleware(AuthMiddleware, authenticator=app.state.authenticator)
-    # Outermost: a body is bounded before authentication reads it.
+    # A body is bounded before authentication reads it.
     app.add_middleware(BodyLimitMiddleware)
+    # Outermost: every request is counted, refused ones included.
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -134,9 +134,10 @@ async def receive(request: Request) -> Response:
     count = data.get("max_messages", 1)
     if not isinstance(count, int) or isinstance(count, bool):
         raise BadRequest("`max_messages` must be an integer")
+    wait_s = number_field(data, "wait_s")  # null, like absent, is no wait (was a 500)
     messages = await call_backend(
         node_of(request).queues.receive, request.path_params["queue"], count,
-        number_field(data, "visibility_timeout_s"), number_field(data, "wait_s", 0.0),
+        number_field(data, "visibility_timeout_s"), 0.0 if wait_s is None else wait_s,
     )  # fmt: skip
     out = [
         {"id": m.id, "receipt_handle": m.receipt_handle, "receive_count": m.receive_count,
