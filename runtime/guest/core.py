@@ -23,6 +23,7 @@ from firebox.runtime.errors import (
     PayloadTooLarge,
     ResponseTooLarge,
 )
+from firebox.runtime.guest.deadlines import shadow_blocking_wasi
 from firebox.runtime.guest.protocol import CallContext, CallStats
 from firebox.runtime.guest.store import apply_limits, arm
 from firebox.runtime.guest.traps import trap_error
@@ -124,9 +125,11 @@ def check_abi(module: wasmtime.Module) -> list[str]:
 
 
 def make_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
-    """Return a Linker with the `firebox` host module and WASI preview1 defined."""
+    """Return a Linker with the `firebox` host module and WASI preview1 defined (its
+    blocking `poll_oneoff` bounded by the call's deadline)."""
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
+    shadow_blocking_wasi(linker)
     ty = wasmtime.FuncType([wasmtime.ValType.i32(), wasmtime.ValType.i32()], [])
     linker.define_func(ABI_IMPORT_MODULE, FAIL_IMPORT, ty, _host_fail, access_caller=True)
     for api in HOST_APIS:
@@ -161,6 +164,8 @@ class CoreProgram:
         state = _StoreState(LogBuffer(self.limits.max_log_bytes))
         store = wasmtime.Store(self.engine, data=state)
         apply_limits(store, self.limits)
+        # Start functions and `firebox_init` get the whole timeout, host calls included.
+        state.deadline = time.monotonic() + self.limits.timeout_s
         wasi = wasmtime.WasiConfig()
         wasi.env = list(self.env.items())
 
@@ -223,6 +228,7 @@ class CoreInstance:
         store = self.store
         self.state.log = ctx.log
         self.state.failure = None
+        self.state.deadline = ctx.deadline
         arm(store, fuel=limits.fuel, seconds=max(0.0, ctx.deadline - time.monotonic()))
 
         def run() -> bytes:
