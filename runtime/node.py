@@ -69,7 +69,9 @@ class Node:
         self.invoker = Invoker(self.supervisor)
         self.telemetry = self.stores.telemetry
         self.recorder = Recorder(self.telemetry, config.log_retention_s)
-        self.admission = Admission(self.catalog, self.recorder)
+        self.admission = Admission(
+            self.catalog, self.recorder, config.workers * config.worker_threads
+        )
         self.routes = RouteTable()
         self.credentials, self.generated_credentials = load_or_create(config.data_dir)
         # Pools kept ready (key -> spec), and artifacts known to be local and compiled,

@@ -9,10 +9,11 @@ own (`poll_oneoff`; stdin is empty and nothing else is granted), plus `clock_tim
 so absolute clock subscriptions use the same clock as the sleep:
 
 - a clock subscription sleeps until its timeout or the Store's deadline
-  (`HostState.deadline`), whichever comes first; at the deadline it returns no event,
-  the guest runs on, and the already-expired epoch deadline traps it at its next
-  instruction boundary (a `TimedOut`). Nothing raises out of a host function (wasmtime-py
-  passes host exceptions through a process-global another thread can steal).
+  (`HostState.deadline`), whichever comes first; cut at the deadline, the call ends
+  with an INTERRUPT trap, as an epoch deadline does (a `TimedOut`). The trap is
+  returned through the raw layer (`define_trapping_func`), never raised out of a host
+  function (wasmtime-py passes host exceptions through a process-global another
+  thread can steal).
 - fd subscriptions are ready at once (stdin is empty, stdout/stderr are buffers).
 
 Components cannot be shadowed this way (wasmtime-py cannot define a `pollable` that
@@ -26,7 +27,13 @@ import struct
 import time
 
 import wasmtime
-from firebox.runtime.guest.wasmtime_raw import read_memory, store_data, write_memory
+from firebox.runtime.guest.wasmtime_raw import (
+    define_trapping_func,
+    read_memory,
+    store_data,
+    write_memory,
+)
+from wasmtime import TrapCode
 
 WASI = "wasi_snapshot_preview1"
 
@@ -58,25 +65,28 @@ def clock_time_get(caller: wasmtime.Caller, clock_id: int, _precision: int, out:
     return _ESUCCESS
 
 
-def poll_oneoff(caller: wasmtime.Caller, subs: int, events: int, count: int, out: int) -> int:
-    """WASI `poll_oneoff`, bounded by the calling Store's deadline (see the module doc)."""
+def poll_oneoff(caller: wasmtime.Caller, args: tuple[int, ...]) -> tuple[int, TrapCode | None]:
+    """WASI `poll_oneoff`, bounded by the calling Store's deadline (see the module doc):
+    returns its errno, and the INTERRUPT trap when the deadline cut the wait short."""
     try:
-        return _poll(caller, subs, events, count, out)
+        return _poll(caller, *args)
     except Exception:  # never raise out of a host function
-        return _EINVAL
+        return _EINVAL, None
 
 
-def _poll(caller: wasmtime.Caller, subs: int, events: int, count: int, out: int) -> int:
+def _poll(
+    caller: wasmtime.Caller, subs: int, events: int, count: int, out: int
+) -> tuple[int, TrapCode | None]:
     memory = _memory(caller)
     if memory is None:
-        return _EFAULT
+        return _EFAULT, None
     if not 0 < count <= MAX_SUBSCRIPTIONS:
-        return _EINVAL
+        return _EINVAL, None
     raw = read_memory(memory, caller, subs, count * _SUBSCRIPTION)
     if raw is None or read_memory(memory, caller, events, count * _EVENT) is None:
-        return _EFAULT
+        return _EFAULT, None
     if read_memory(memory, caller, out, 4) is None:
-        return _EFAULT
+        return _EFAULT, None
     ready: list[tuple[int, int]] = []  # (userdata, event type) of what fires now
     clocks: list[tuple[int, int]] = []  # (userdata, wake-up instant in monotonic ns)
     now = time.monotonic_ns()
@@ -91,7 +101,7 @@ def _poll(caller: wasmtime.Caller, subs: int, events: int, count: int, out: int)
         elif tag in (_FD_READ, _FD_WRITE):
             ready.append((userdata, tag))
         else:
-            return _EINVAL
+            return _EINVAL, None
     if not ready and clocks:
         wake = min(at for _, at in clocks)
         deadline = getattr(store_data(caller), "deadline", None)
@@ -102,29 +112,21 @@ def _poll(caller: wasmtime.Caller, subs: int, events: int, count: int, out: int)
         now = time.monotonic_ns()
         ready = [(userdata, _CLOCK) for userdata, at in clocks if at <= now]
         if not ready and until < wake:
-            # Cut at the deadline: expire the epoch now, so the guest traps (TimedOut) at
-            # its next instruction boundary instead of a tick later.
-            expire_epoch(caller)
+            return _ESUCCESS, TrapCode.INTERRUPT  # cut at the deadline: a TimedOut
     written = bytearray()
     for userdata, kind in ready:
         written += struct.pack("<QHBxxxxxQHxxxxxx", userdata, _ESUCCESS, kind, 0, 0)
     if written:
         write_memory(memory, caller, events, bytes(written))
     write_memory(memory, caller, out, struct.pack("<I", len(ready)))
-    return _ESUCCESS
-
-
-def expire_epoch(caller: wasmtime.Caller) -> None:
-    """Make the calling Store's epoch deadline the current epoch (wasm traps at once)."""
-    wasmtime.Store.set_epoch_deadline(caller, 0)  # type: ignore[arg-type]
+    return _ESUCCESS, None
 
 
 def shadow_blocking_wasi(linker: wasmtime.Linker) -> None:
     """Replace WASI's blocking `poll_oneoff` (and its clock) on a Linker that has WASI."""
     i32, i64 = wasmtime.ValType.i32(), wasmtime.ValType.i64()
     linker.allow_shadowing = True
-    poll_ty = wasmtime.FuncType([i32, i32, i32, i32], [i32])
-    linker.define_func(WASI, "poll_oneoff", poll_ty, poll_oneoff, access_caller=True)
+    define_trapping_func(linker, WASI, "poll_oneoff", 4, poll_oneoff)
     clock_ty = wasmtime.FuncType([i32, i64, i32], [i32])
     linker.define_func(WASI, "clock_time_get", clock_ty, clock_time_get, access_caller=True)
     linker.allow_shadowing = False
