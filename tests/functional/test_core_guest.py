@@ -182,3 +182,22 @@ def test_compiled_cache_hits_after_first_compile(engine: wasmtime.Engine, tmp_pa
     # A cache for other engine settings is a different directory: never a wrong load.
     other = CompiledCache(tmp_path, EngineSettings(pool_slots=32, max_memory_mb=128))
     assert other.root != cache.root
+
+
+def test_host_call_sleep_ends_at_the_call_deadline(engine: wasmtime.Engine) -> None:
+    instance = program(engine, "hostile", timeout_s=5.0).instantiate()
+    started = time.monotonic()
+    with pytest.raises(TimedOut):
+        instance.call("sleep", b"", ctx(0.3))  # a 5 s WASI sleep under a 0.3 s deadline
+    assert time.monotonic() - started < 1.0
+    # A sleep shorter than the deadline sleeps its whole length and returns.
+    started = time.monotonic()
+    output, _ = program(engine, "nap", timeout_s=5.0).instantiate().call("handle", b"z", ctx(5))
+    assert output == b"z" and time.monotonic() - started >= 2.9
+
+
+def test_init_blocked_in_a_host_call_times_out_at_the_timeout(engine: wasmtime.Engine) -> None:
+    started = time.monotonic()
+    with pytest.raises(TimedOut):
+        program(engine, "sleepy_init", timeout_s=0.3).instantiate()  # sleeps 20 s
+    assert time.monotonic() - started < 1.0
