@@ -160,7 +160,9 @@ def test_fresh_isolation_and_trapped_reused_instance_is_discarded(server: Server
         assert client.invoke("reused", {}, export="count").payload == 1
 
 
-def test_guest_blocked_in_host_call_is_answered_on_time_and_no_worker_killed(server: Server) -> None:
+def test_guest_blocked_in_host_call_is_answered_on_time_and_no_worker_killed(
+    server: Server,
+) -> None:
     with server.client() as client:
         before = client.node()
         started = time.monotonic()
