@@ -32,6 +32,7 @@ from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.loading import load_program
 from firebox.runtime.guest.protocol import CallContext
 from firebox.runtime.host.log import LogBuffer
+from firebox.runtime.limits import bound_error
 from firebox.runtime.pool import InstancePool, PoolFiller
 from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
 from firebox.runtime.threads import GuestThreads
@@ -189,7 +190,7 @@ class Worker:
                 ok=True, output=output, warm=warm, fuel=stats.fuel, memory_bytes=stats.memory_bytes
             )
         except FireboxError as exc:
-            reply = InvokeReply(ok=False, error=exc.to_dict(), warm=warm)
+            reply = InvokeReply(ok=False, error=bound_error(exc.to_dict()), warm=warm)
         return replace(reply, log=log.text()).to_wire()
 
     def handle(self, msg: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from firebox.runtime.guest.wasmtime_raw import RawCall, read_memory, store_data,
 from firebox.runtime.host import HOST_APIS
 from firebox.runtime.host.api import HostState
 from firebox.runtime.host.log import LogBuffer
-from firebox.runtime.limits import Limits
+from firebox.runtime.limits import MAX_ERROR_MESSAGE_CHARS, Limits
 
 ALLOC_EXPORT = "firebox_alloc"
 INIT_EXPORT = "firebox_init"
@@ -82,6 +82,8 @@ def _host_function(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _host_fail(caller: wasmtime.Caller, ptr: int, length: int) -> None:
     state: _StoreState = store_data(caller)
+    # Read no more than the worker sends on (a 100 MiB message is clipped, not copied).
+    length = min(length, 4 * MAX_ERROR_MESSAGE_CHARS)
     state.failure = _CallerMemory(caller).read(ptr, length) or b"handler failed"
 
 

@@ -32,6 +32,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         client.deploy({"name": "echo"}, guest_wasm("echo"))
         client.deploy({"name": "sleeper", "timeout": 1.0}, guest_wasm("hostile"))
         client.deploy({"name": "napper", "timeout": 5.0}, guest_wasm("nap"))
+        client.deploy({"name": "loud"}, guest_wasm("loud_failure"))
     yield server
     server.stop()
 
@@ -131,3 +132,12 @@ def test_flood_is_throttled_at_the_real_slots_and_a_bystander_keeps_working(node
         throttled = next(r for r in responses if r.status_code == 429)
         assert throttled.json()["error"]["type"] == "Throttled"
         assert client.node()["restarts"] == restarts
+
+
+def test_a_huge_error_message_is_clipped(node: Server) -> None:
+    with node.http() as http:
+        response = http.post("/v1/functions/loud/invoke", content=b"{}")
+    assert response.status_code == 502, response.text[:200]
+    assert len(response.content) < 300_000, len(response.content)
+    message = response.json()["error"]["message"]
+    assert message.startswith("Error: aaaa") and "truncated" in message
