@@ -12,6 +12,10 @@ instantiation runs on a helper thread (a lane) and one stuck past its deadline (
 import that sleeps) is left to end on its own while the other pools keep being filled;
 a pool whose instantiation fails or sticks is retried with an exponential backoff
 (0.5 s doubling to `MAX_BACKOFF_S`), not every period.
+
+Ready instances of every pool of a worker share one `ReadyBudget` (instances, and the
+sum of their functions' memory caps); one pool may hold at most half of it, so a
+function provisioned in the thousands cannot take the slots and memory of the others.
 """
 
 from __future__ import annotations
@@ -33,6 +37,19 @@ log = logging.getLogger("firebox.pool")
 MAX_BACKOFF_S = 30.0
 #: Extra time the refill thread grants an instantiation past the pool's init timeout.
 FILL_GRACE_S = 0.5
+
+
+@dataclass(frozen=True)
+class ReadyBudget:
+    """What the ready instances of a worker's pools may hold: all of them, and one pool."""
+
+    instances: int = 1 << 30
+    memory_mb: int = 1 << 30
+
+    def pool_share(self, memory_mb: int) -> int:
+        """Return the most ready instances one pool of `memory_mb` instances may keep."""
+        by_memory = (self.memory_mb // 2) // max(1, memory_mb)
+        return max(1, min(self.instances // 2, by_memory))
 
 
 @dataclass
@@ -60,9 +77,12 @@ class InstancePool:
         reuse: bool = False,
         idle_shrink_s: float = 60.0,
         init_timeout_s: float = 10.0,
+        memory_mb: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.program = program
+        #: The memory cap of one instance (what the worker's ReadyBudget counts).
+        self.memory_mb = memory_mb
         #: How long one instantiation may take before the refill thread stops waiting.
         self.init_timeout_s = init_timeout_s
         #: The pool's time source (`time.monotonic`; tests pass a fake to skip idling).
@@ -155,6 +175,11 @@ class InstancePool:
             instance.close()
         return len(closed)
 
+    def ready_count(self) -> int:
+        """Return how many instances are ready now."""
+        with self._lock:
+            return len(self._ready)
+
     def snapshot(self) -> PoolStats:
         """Return a copy of the pool's counters with the current ready count."""
         with self._lock:
@@ -185,7 +210,8 @@ def _close(instance: GuestInstance) -> None:
 class PoolFiller:
     """The background thread that keeps every pool of a worker at its target."""
 
-    def __init__(self, period_s: float = 0.5) -> None:
+    def __init__(self, period_s: float = 0.5, budget: ReadyBudget | None = None) -> None:
+        self.budget = budget or ReadyBudget()
         self._pools: dict[str, InstancePool] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -236,7 +262,7 @@ class PoolFiller:
             retry = self._backoff.get(key)
         if retry is not None and time.monotonic() < retry[0]:
             return False
-        if pool.deficit() <= 0:
+        if pool.deficit() <= 0 or not self._affordable(pool):
             return False
         done = self._lane.run(pool.fill_one, lambda: self._unstick(key))
         if not done.wait(pool.init_timeout_s + FILL_GRACE_S):
@@ -255,6 +281,20 @@ class PoolFiller:
             self.errors.pop(key, None)
             self._backoff.pop(key, None)
         return bool(done.value)
+
+    def _affordable(self, pool: InstancePool) -> bool:
+        """Whether one more ready instance of `pool` fits the worker's ReadyBudget."""
+        with self._lock:
+            pools = list(self._pools.values())
+        counts = [(p.ready_count(), p.memory_mb) for p in pools]
+        instances = sum(n for n, _ in counts)
+        memory = sum(n * mb for n, mb in counts)
+        budget = self.budget
+        return (
+            instances < budget.instances
+            and memory + pool.memory_mb <= budget.memory_mb
+            and pool.ready_count() < budget.pool_share(pool.memory_mb)
+        )
 
     def _fail(self, key: str, message: str) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from firebox.runtime import config
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import FireboxError, InvocationError, TimedOut
@@ -33,7 +34,7 @@ from firebox.runtime.guest.loading import load_program
 from firebox.runtime.guest.protocol import CallContext
 from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.limits import bound_error
-from firebox.runtime.pool import InstancePool, PoolFiller
+from firebox.runtime.pool import InstancePool, PoolFiller, ReadyBudget
 from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
 from firebox.runtime.threads import GuestThreads
 from firebox.runtime.watchdog import Ticket, Watchdog
@@ -63,7 +64,10 @@ class Worker:
         self.artifacts = ArtifactStore(data_dir)
         self.cache = CompiledCache(data_dir, settings)
         self.pools: dict[str, InstancePool] = {}
-        self.filler = PoolFiller()
+        # Half the allocator's slots may hold ready instances; the rest serve calls.
+        self.filler = PoolFiller(
+            budget=ReadyBudget(settings.pool_slots // 2, config.FIREBOX_READY_MEMORY_MB.get())
+        )
         self.executor = GuestThreads(threads)
         self.watchdog = Watchdog(
             self.send,
@@ -93,13 +97,15 @@ class Worker:
             if spec is None:
                 raise FireboxError(f"function {key} is not loaded in this worker")
             program = load_program(spec, self.engine, self.artifacts, self.cache)
+            share = self.filler.budget.pool_share(spec.limits.memory_mb)
             pool = InstancePool(
                 program,
-                min_ready=spec.provisioned,
-                max_ready=spec.concurrency,
+                min_ready=min(spec.provisioned, share),
+                max_ready=min(spec.concurrency, share),
                 reuse=spec.isolation == "reuse",
                 idle_shrink_s=self.idle_shrink_s,
                 init_timeout_s=init_timeout_s(spec),
+                memory_mb=spec.limits.memory_mb,
             )
             self.pools[key] = pool
             self.filler.add(key, pool)
