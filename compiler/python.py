@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,7 +67,17 @@ def _read_zip(data: bytes) -> dict[str, bytes]:
             total += info.file_size
             if total > MAX_UNZIPPED_BYTES:
                 raise BundleTooLarge(total, MAX_UNZIPPED_BYTES)
-            files[name] = archive.read(info)
+            try:
+                content = archive.read(info)  # never more than the declared size
+            except (zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error) as exc:
+                # A declared size or CRC that lies, a truncated or unsupported entry.
+                raise InvalidBundle(f"Corrupt entry {name!r} in the code bundle: {exc}") from exc
+            if len(content) != info.file_size:
+                raise InvalidBundle(
+                    f"Corrupt entry {name!r} in the code bundle: it declares {info.file_size}"
+                    f" bytes and holds {len(content)}"
+                )
+            files[name] = content
     return files
 
 

@@ -1,9 +1,16 @@
-"""Admission: whether an invocation may run now (payload size, per-function concurrency cap),
-answered with PayloadTooLarge or Throttled and recorded as a rejection (service layer).
+"""Admission: whether an invocation may run now (payload size, per-function concurrency cap,
+the node's real execution slots), answered with PayloadTooLarge or Throttled and recorded
+as a rejection (service layer).
 
 Every invocation passes here exactly once, after its version was resolved and before
 anything is dispatched; an accepted Event is checked for size here when it is accepted
 and for concurrency when it is delivered.
+
+The node runs at most `slots` invocations at once (workers x threads each): a call
+beyond them would only queue inside a worker past its own deadline, so it is throttled
+here instead. One function may hold at most `share` of them (all but a quarter, at
+least one slot, kept for the other functions), whatever its `concurrency` says, so a
+flood of one function leaves the others room to run.
 """
 
 from __future__ import annotations
@@ -28,16 +35,23 @@ def check_payload(fn: Deployed, size: int) -> None:
 class Admission:
     """Counts the invocations running on this node per function and admits new ones."""
 
-    def __init__(self, catalog: Catalog, recorder: Recorder) -> None:
+    def __init__(self, catalog: Catalog, recorder: Recorder, slots: int = 1 << 30) -> None:
         self.catalog = catalog
         self.recorder = recorder
         self.inflight: dict[str, int] = {}
         # Set by the node when its caps are cluster-wide (runtime/cluster_concurrency.py).
         self.cluster: ClusterConcurrency | None = None
+        #: Invocations running on this node now, every function together.
+        self.running = 0
+        #: Invocations the node can run at once (its workers' guest threads).
+        self.slots = max(1, slots)
+        #: The most one function may hold of them: the rest stays for the others.
+        self.share = self.slots - max(1, self.slots // 4) if self.slots > 1 else 1
 
     def cap(self, name: str) -> int:
-        """Return a function's concurrency cap (its $LATEST configuration's, for every version)."""
-        return self.catalog.version(name, LATEST).spec.concurrency
+        """Return a function's concurrency cap: its $LATEST configuration's (for every
+        version), within the node's share for one function."""
+        return min(self.catalog.version(name, LATEST).spec.concurrency, self.share)
 
     @contextlib.contextmanager
     def admit(self, fn: Deployed, payload: bytes, request_id: str) -> Iterator[None]:
@@ -55,8 +69,16 @@ class Admission:
             rejection = exc
         if rejection is None and running >= cap:
             rejection = Throttled(fn.name, cap)
+        if rejection is None and self.running >= self.slots:
+            rejection = Throttled(fn.name, cap)
+            rejection.message = (
+                f"Rate exceeded: the node is running {self.slots} invocations, as many as it"
+                " has execution slots; retry later"
+            )
         if rejection is None and self.cluster is not None:
-            rejection = self.cluster.acquire(fn.name, cap)
+            # The function's own cap counts for every node together (not this node's share).
+            configured = self.catalog.version(fn.name, LATEST).spec.concurrency
+            rejection = self.cluster.acquire(fn.name, configured)
         if rejection is not None:
             self.recorder.record_rejected(
                 fn.name, fn.version, request_id, rejection.code, rejection.message,
@@ -65,10 +87,12 @@ class Admission:
             raise rejection
         # Counted before the first await of the caller, so concurrent calls see each other.
         self.inflight[fn.name] = running + 1
+        self.running += 1
         try:
             yield
         finally:
             self.inflight[fn.name] -= 1
+            self.running -= 1
             if self.cluster is not None:
                 self.cluster.release(fn.name)
 

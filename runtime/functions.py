@@ -130,16 +130,31 @@ class Functions:
                 raise
             raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
 
-    async def _try_init(self, record: FunctionRecord) -> None:
-        """Load a candidate version on a worker: a function that fails to initialize is refused."""
+    async def _try_init(self, record: FunctionRecord) -> str | None:
+        """Load a candidate version on a worker: a function that fails to initialize is
+        refused. Runs outside the node's lock (the guest's init has its own deadline, in
+        the worker). Returns the key of a trial pool the caller must adopt (commit) or
+        drop (`_drop_trial`), or None when that exact version already runs here."""
         candidate = self.catalog.deployed(record)
+        key = candidate.key
+        if key in self.node.loaded:
+            return None
         try:
-            await self.node.load(candidate.key, candidate.spec)
+            await self.node.load(key, candidate.spec)
         except FireboxError as exc:
-            await self.node.unload(candidate.key)
+            await self.node.unload(key)
             if isinstance(exc, NodeAtCapacity | ServiceUnavailable | WorkerLost):
                 raise  # the node's capacity or health, not the function's fault
             raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
+        # Not in the node's pools until committed: the commit's pool sync adopts the
+        # pool already filled on its worker (no second init).
+        self.node.loaded.pop(key, None)
+        return key
+
+    async def _drop_trial(self, key: str | None) -> None:
+        """Drop a trial pool whose version was not committed (it must not refill forever)."""
+        if key is not None and key not in self.node.loaded:
+            await self.node.unload(key)
 
     async def deploy(
         self, manifest: dict[str, Any], code: bytes, tags: dict[str, str] | None = None
@@ -155,21 +170,30 @@ class Functions:
         stored = config.to_dict()
         candidate = FunctionRecord(config.name, config.kind, digest, bundle, stored)
         self._in_flight.append({digest, bundle})
+        committed = False
+        trial: str | None = None
         try:
-            await self._capture(candidate)  # outside the node's lock: it runs user code
+            # Outside the node's lock: both run user code (another deploy must not wait).
+            await self._capture(candidate)
+            trial = await self._try_init(candidate)
             async with self.node.lock:
-                return await self._put_latest(config, candidate, tags)
+                record = await self._put_latest(config, candidate, tags)
+            committed = True
+            return record
         finally:
             self._in_flight.remove({digest, bundle})
+            if not committed:  # a failed deploy leaves no pool and no artifact behind
+                await self._drop_trial(trial)
+                async with self.node.lock:
+                    await self.collect_garbage({digest, bundle})
 
     async def _put_latest(
         self, config: FunctionConfig, candidate: FunctionRecord, tags: dict[str, str] | None
     ) -> FunctionRecord:
-        """Make a checked candidate $LATEST (lock held): routes, trial load, registry, GC."""
+        """Make a checked candidate $LATEST (lock held): routes, registry, GC."""
         digest, bundle, stored = candidate.digest, candidate.bundle_digest, candidate.config
         self.node.routes.check(config)
         previous = await self.find(config.name)
-        await self._try_init(candidate)
         await self.run(
             self.registry.put_latest, config.name, config.kind, digest, stored, bundle, tags
         )
@@ -200,21 +224,34 @@ class Functions:
         candidate = FunctionRecord(
             name, current.kind, current.digest, current.bundle_digest, stored
         )
-        await self._capture(candidate)  # outside the node's lock: it runs user code
-        async with self.node.lock:
-            current = await self.get(name)
-            config = parse_manifest({**current.config, **changes}, self.node.config.max_memory_mb)
-            self.node.routes.check(config)
-            stored = config.to_dict()
-            candidate = FunctionRecord(
-                name, current.kind, current.digest, current.bundle_digest, stored
-            )
-            await self._capture(candidate)  # a no-op unless $LATEST moved meanwhile
-            await self._try_init(candidate)
-            record = await self.run(self.registry.update_config, name, stored)
-            await self.node.changed()
-            await self._drop_snapshots([current])
-            return record
+        # Outside the node's lock: both run user code (another deploy must not wait).
+        await self._capture(candidate)
+        trials = [await self._try_init(candidate)]
+        committed = False
+        try:
+            async with self.node.lock:
+                current = await self.get(name)
+                config = parse_manifest(
+                    {**current.config, **changes}, self.node.config.max_memory_mb
+                )
+                self.node.routes.check(config)
+                stored = config.to_dict()
+                moved = FunctionRecord(
+                    name, current.kind, current.digest, current.bundle_digest, stored
+                )
+                if self.catalog.deployed(moved).key != self.catalog.deployed(candidate).key:
+                    # $LATEST moved meanwhile (rare): check the new candidate, lock held.
+                    await self._capture(moved)
+                    trials.append(await self._try_init(moved))
+                record = await self.run(self.registry.update_config, name, stored)
+                await self.node.changed()
+                await self._drop_snapshots([current])
+                committed = True
+                return record
+        finally:
+            if not committed:
+                for trial in trials:
+                    await self._drop_trial(trial)
 
     async def publish(self, name: str, description: str = "") -> FunctionRecord:
         """Publish $LATEST as an immutable numbered version; returns it.

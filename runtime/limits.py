@@ -65,3 +65,38 @@ class Limits:
         """Build limits from a dict, ignoring absent keys (defaults apply)."""
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
+
+
+#: The most of an error message (and of a handler error's `errorMessage`) that leaves a
+#: worker: a guest's 100 MiB exception message must not become a 100 MiB response.
+MAX_ERROR_MESSAGE_CHARS = 64 * 1024
+#: The most stack-trace lines of a handler error kept (the innermost), and chars per line.
+MAX_STACK_LINES = 100
+MAX_STACK_LINE_CHARS = 1024
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... [truncated {len(text) - limit} characters]"
+
+
+def bound_error(error: dict[str, Any]) -> dict[str, Any]:
+    """Return an error's wire form with its message and handler payload within the caps above."""
+    out = dict(error)
+    if isinstance(out.get("message"), str):
+        out["message"] = _clip(out["message"], MAX_ERROR_MESSAGE_CHARS)
+    payload = out.get("payload")
+    if isinstance(payload, dict):
+        payload = dict(payload)
+        for key, limit in (("errorMessage", MAX_ERROR_MESSAGE_CHARS), ("errorType", 256)):
+            if isinstance(payload.get(key), str):
+                payload[key] = _clip(payload[key], limit)
+        trace = payload.get("stackTrace")
+        if isinstance(trace, list):
+            payload["stackTrace"] = [
+                _clip(line, MAX_STACK_LINE_CHARS) if isinstance(line, str) else line
+                for line in trace[-MAX_STACK_LINES:]
+            ]
+        out["payload"] = payload
+    return out

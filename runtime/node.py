@@ -75,7 +75,9 @@ class Node:
         self.invoker = Invoker(self.supervisor)
         self.telemetry = self.stores.telemetry
         self.recorder = Recorder(self.telemetry, config.log_retention_s)
-        self.admission = Admission(self.catalog, self.recorder)
+        self.admission = Admission(
+            self.catalog, self.recorder, config.workers * config.worker_threads
+        )
         self.admission.cluster = open_cluster_concurrency(config.queue_url)
         self.routes = RouteTable()
         # Pools kept ready (key -> spec), and artifacts known to be local and compiled,

@@ -6,17 +6,50 @@ its target with the load it sees (up to its cap), and shrinks back after
 `idle_shrink_s` without a lease. A refill thread per worker instantiates replacements
 after every lease, so a request only pays for instantiation when the pool ran dry
 (a cold start, which the pool counts).
+
+The refill thread never waits on a guest longer than the pool's `init_timeout_s`: each
+instantiation runs on a helper thread (a lane) and one stuck past its deadline (an
+import that sleeps) is left to end on its own while the other pools keep being filled;
+a pool whose instantiation fails or sticks is retried with an exponential backoff
+(0.5 s doubling to `MAX_BACKOFF_S`), not every period.
+
+Ready instances of every pool of a worker share one `ReadyBudget` (instances, and the
+sum of their functions' memory caps); one pool may hold at most half of it, so a
+function provisioned in the thousands cannot take the slots and memory of the others.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from firebox.runtime.guest.protocol import GuestInstance, GuestProgram
+
+log = logging.getLogger("firebox.pool")
+
+#: The longest a failing pool waits between two refill attempts.
+MAX_BACKOFF_S = 30.0
+#: Extra time the refill thread grants an instantiation past the pool's init timeout.
+FILL_GRACE_S = 0.5
+
+
+@dataclass(frozen=True)
+class ReadyBudget:
+    """What the ready instances of a worker's pools may hold: all of them, and one pool."""
+
+    instances: int = 1 << 30
+    memory_mb: int = 1 << 30
+
+    def pool_share(self, memory_mb: int) -> int:
+        """Return the most ready instances one pool of `memory_mb` instances may keep."""
+        by_memory = (self.memory_mb // 2) // max(1, memory_mb)
+        return max(1, min(self.instances // 2, by_memory))
 
 
 @dataclass
@@ -46,9 +79,15 @@ class InstancePool:
         max_ready: int,
         reuse: bool = False,
         idle_shrink_s: float = 60.0,
+        init_timeout_s: float = 10.0,
+        memory_mb: int = 0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.program = program
+        #: The memory cap of one instance (what the worker's ReadyBudget counts).
+        self.memory_mb = memory_mb
+        #: How long one instantiation may take before the refill thread stops waiting.
+        self.init_timeout_s = init_timeout_s
         #: The pool's time source (`time.monotonic`; tests pass a fake to skip idling).
         self.clock = clock
         self.min_ready = max(0, min_ready)
@@ -149,6 +188,11 @@ class InstancePool:
             instance.close()
         return len(closed)
 
+    def ready_count(self) -> int:
+        """Return how many instances are ready now."""
+        with self._lock:
+            return len(self._ready)
+
     def snapshot(self) -> PoolStats:
         """Return a copy of the pool's counters with the current ready count."""
         with self._lock:
@@ -181,7 +225,8 @@ def _close(instance: GuestInstance) -> None:
 class PoolFiller:
     """The background thread that keeps every pool of a worker at its target."""
 
-    def __init__(self, period_s: float = 0.5) -> None:
+    def __init__(self, period_s: float = 0.5, budget: ReadyBudget | None = None) -> None:
+        self.budget = budget or ReadyBudget()
         self._pools: dict[str, InstancePool] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -189,6 +234,10 @@ class PoolFiller:
         self._stop = False
         self.errors: dict[str, str] = {}
         self._trash: list[GuestInstance] = []
+        # Failing pools: key -> (next attempt at, current backoff); pools with a fill stuck.
+        self._backoff: dict[str, tuple[float, float]] = {}
+        self._stuck: set[str] = set()
+        self._lane = _Lane()
         self._thread = threading.Thread(target=self._run, name="firebox-pool-filler", daemon=True)
         self._thread.start()
 
@@ -216,7 +265,68 @@ class PoolFiller:
     def remove(self, key: str) -> InstancePool | None:
         """Stop filling the pool of `key` and return it."""
         with self._lock:
+            self.errors.pop(key, None)
+            self._backoff.pop(key, None)
             return self._pools.pop(key, None)
+
+    def _fill(self, key: str, pool: InstancePool) -> bool:
+        """Fill one instance of `pool` on the lane, waiting at most its init timeout."""
+        with self._lock:
+            if key in self._stuck:
+                return False
+            retry = self._backoff.get(key)
+        if retry is not None and time.monotonic() < retry[0]:
+            return False
+        if pool.deficit() <= 0 or not self._affordable(pool):
+            return False
+        done = self._lane.run(pool.fill_one, lambda: self._unstick(key))
+        if not done.wait(pool.init_timeout_s + FILL_GRACE_S):
+            log.warning("refilling %s is stuck past %.1f s; filling the others meanwhile",
+                        key, pool.init_timeout_s)  # fmt: skip
+            with self._lock:
+                self._stuck.add(key)
+                self.errors[key] = f"initialization stuck past {pool.init_timeout_s:.1f} s"
+            self._lane.abandon()  # it exits once its job ends
+            self._lane = _Lane()
+            return False
+        if done.error is not None:
+            self._fail(key, str(done.error))
+            return False
+        with self._lock:
+            self.errors.pop(key, None)
+            self._backoff.pop(key, None)
+        return bool(done.value)
+
+    def _affordable(self, pool: InstancePool) -> bool:
+        """Whether one more ready instance of `pool` fits the worker's ReadyBudget."""
+        with self._lock:
+            pools = list(self._pools.values())
+        counts = [(p.ready_count(), p.memory_mb) for p in pools]
+        instances = sum(n for n, _ in counts)
+        memory = sum(n * mb for n, mb in counts)
+        budget = self.budget
+        return (
+            instances < budget.instances
+            and memory + pool.memory_mb <= budget.memory_mb
+            and pool.ready_count() < budget.pool_share(pool.memory_mb)
+        )
+
+    def _fail(self, key: str, message: str) -> None:
+        with self._lock:
+            if key not in self._pools:
+                return
+            self.errors[key] = message
+            _, previous = self._backoff.get(key, (0.0, 0.0))
+            delay = min(MAX_BACKOFF_S, max(self._period, previous * 2))
+            self._backoff[key] = (time.monotonic() + delay, delay)
+
+    def _unstick(self, key: str) -> None:
+        with self._lock:
+            stuck = key in self._stuck
+            self._stuck.discard(key)
+        if stuck:
+            self._fail(key, self.errors.get(key, "initialization was stuck"))
+            self.poke()
 
     def poke(self) -> None:
         """Wake the filler (after a lease took an instance)."""
@@ -240,11 +350,52 @@ class PoolFiller:
                     pools = list(self._pools.items())
                 self._empty_trash()
                 for key, pool in pools:
-                    try:
-                        if pool.fill_one():
-                            worked = True
-                            self.errors.pop(key, None)
-                    except Exception as exc:  # a pool that cannot instantiate stays empty
-                        self.errors[key] = str(exc)
+                    if self._fill(key, pool):  # a pool that cannot instantiate stays empty
+                        worked = True
             for _, pool in pools:
                 pool.shrink()
+
+
+class _Done:
+    """The outcome of one job on a lane: set once it ran, with its value or error."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds; return whether the job ended."""
+        return self.event.wait(timeout)
+
+
+class _Lane:
+    """One helper thread running the filler's instantiations, so the filler can stop
+    waiting for one (a lane whose job is stuck is replaced and exits after it)."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Callable[[], None], _Done]] = (
+            queue.SimpleQueue()
+        )
+        self._abandoned = False
+        threading.Thread(target=self._run, name="firebox-pool-lane", daemon=True).start()
+
+    def run(self, job: Callable[[], Any], after: Callable[[], None]) -> _Done:
+        """Queue `job`; `after()` runs once it ended (even if nobody waited for it)."""
+        done = _Done()
+        self._jobs.put((job, after, done))
+        return done
+
+    def abandon(self) -> None:
+        """Let the lane's thread exit after the job it is running."""
+        self._abandoned = True
+
+    def _run(self) -> None:
+        while not self._abandoned:
+            job, after, done = self._jobs.get()
+            try:
+                done.value = job()
+            except Exception as exc:
+                done.error = exc
+            done.event.set()
+            after()

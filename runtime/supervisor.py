@@ -243,8 +243,10 @@ class Supervisor:
     async def unload(self, key: str) -> None:
         """Drop a function version's pools on every worker."""
         self.specs.pop(key, None)
+        # Every live worker, not only those that loaded it: a load that failed (or
+        # timed out) may have left a pool there, which must not be refilled forever.
         for worker in self.workers:
-            if key in worker.loaded and worker.alive:
+            if worker.alive:
                 worker.loaded.discard(key)
                 with contextlib.suppress(FireboxError, TimeoutError):
                     await worker.request({"op": "unload", "fn": key}, timeout=10)
@@ -253,7 +255,8 @@ class Supervisor:
         """Run one invocation on a worker and return its reply (which may carry a guest error).
 
         Answers TimedOut on time (the request's `limits.timeout_s`) even when the guest is
-        stuck in a host call: the worker that overstays is then killed and replaced.
+        stuck in a host call (the worker's watchdog answers then); a worker that does not
+        answer at all within `KILL_GRACE_S` more is killed and replaced.
         Raises WorkerLost if the worker died.
         """
         key = request.key
@@ -268,7 +271,7 @@ class Supervisor:
             request_id = msg["id"]
             if not await _wait(future, timeout_s + TIMEOUT_GRACE_S):
                 asyncio.get_running_loop().call_later(
-                    KILL_GRACE_S, self._condemn, worker, request_id
+                    KILL_GRACE_S, self._condemn, worker, request_id, key
                 )
                 future.add_done_callback(_consume)
                 raise TimedOut(timeout_s)
@@ -277,11 +280,14 @@ class Supervisor:
         finally:
             worker.inflight -= 1
 
-    def _condemn(self, worker: WorkerProcess, request_id: int) -> None:
+    def _condemn(self, worker: WorkerProcess, request_id: int, key: str) -> None:
         if worker.pending(request_id):
+            # The worker's watchdog answers calls stuck in host calls; no answer at all
+            # means the whole process is wedged: the last resort.
             log.warning(
-                "worker %d (pid %d) is stuck past a deadline; killing it", worker.index, worker.pid
-            )
+                "worker %d (pid %d) did not answer a call of %s past its deadline; killing it",
+                worker.index, worker.pid, key,
+            )  # fmt: skip
             worker.kill_reason = "deadline"
             worker.kill()
 

@@ -2,9 +2,10 @@
 
 Started by the node's supervisor as `python -m firebox.runtime.worker`; it talks to the
 node over one inherited socket with `firebox.runtime.wire` frames. Guest code never
-runs in the node process: a guest blocked in a host call cannot be interrupted by
-epochs and a Python thread cannot be killed, so the node kills this whole process
-instead when a call overstays its deadline.
+runs in the node process. A guest blocked in a host call cannot be interrupted by
+epochs and a Python thread cannot be killed: the watchdog (`firebox.runtime.watchdog`)
+answers such an invocation or load on time and sets its thread aside, and the node
+kills this whole process only when even that fails (a last resort).
 """
 
 from __future__ import annotations
@@ -18,22 +19,33 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import psutil
+from firebox.runtime import config
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.engine import EngineSettings
-from firebox.runtime.errors import FireboxError, InvocationError
+from firebox.runtime.errors import FireboxError, InvocationError, TimedOut
 from firebox.runtime.guest.engine import get_engine
+from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.loading import load_program
 from firebox.runtime.guest.protocol import CallContext
 from firebox.runtime.host.log import LogBuffer
-from firebox.runtime.pool import InstancePool, PoolFiller
+from firebox.runtime.limits import bound_error
+from firebox.runtime.pool import InstancePool, PoolFiller, ReadyBudget
 from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
+from firebox.runtime.threads import GuestThreads
+from firebox.runtime.watchdog import Ticket, Watchdog
 from firebox.runtime.wire import pack, recv_frame
+
+
+def init_timeout_s(spec: FunctionSpec) -> float:
+    """Return how long one instance of `spec` may take to initialize (Python: its load)."""
+    if spec.kind == "python":
+        return python_config(spec).load_timeout_s
+    return spec.limits.timeout_s
 
 
 class Worker:
@@ -52,8 +64,17 @@ class Worker:
         self.artifacts = ArtifactStore(data_dir)
         self.cache = CompiledCache(data_dir, settings)
         self.pools: dict[str, InstancePool] = {}
-        self.filler = PoolFiller()
-        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="guest")
+        # Half the allocator's slots may hold ready instances; the rest serve calls.
+        self.filler = PoolFiller(
+            budget=ReadyBudget(settings.pool_slots // 2, config.FIREBOX_READY_MEMORY_MB.get())
+        )
+        self.executor = GuestThreads(threads)
+        self.watchdog = Watchdog(
+            self.send,
+            on_stuck=lambda _: self.executor.add(),
+            on_unstuck=lambda _: self.executor.retire(),
+            max_stuck=2 * threads,
+        )
         self.idle_shrink_s = idle_shrink_s
         self._send_lock = threading.Lock()
         self._load_lock = threading.Lock()
@@ -76,12 +97,15 @@ class Worker:
             if spec is None:
                 raise FireboxError(f"function {key} is not loaded in this worker")
             program = load_program(spec, self.engine, self.artifacts, self.cache)
+            share = self.filler.budget.pool_share(spec.limits.memory_mb)
             pool = InstancePool(
                 program,
-                min_ready=spec.provisioned,
-                max_ready=spec.concurrency,
+                min_ready=min(spec.provisioned, share),
+                max_ready=min(spec.concurrency, share),
                 reuse=spec.isolation == "reuse",
                 idle_shrink_s=self.idle_shrink_s,
+                init_timeout_s=init_timeout_s(spec),
+                memory_mb=spec.limits.memory_mb,
             )
             self.pools[key] = pool
             self.filler.add(key, pool)
@@ -90,19 +114,40 @@ class Worker:
     # --- operations ---------------------------------------------------------------
 
     def op_load(self, msg: dict[str, Any]) -> dict[str, Any]:
-        pool = self.pool_for(msg["fn"], FunctionSpec.from_wire(msg["spec"]))
+        key = msg["fn"]
+        spec = FunctionSpec.from_wire(msg["spec"])
+        pool = self.pool_for(key, spec)
         # One instance made now proves the function initializes (a Python handler that
-        # fails to import fails its deploy) and makes the first invocation warm.
-        pool.fill_one()
+        # fails to import fails its deploy) and makes the first invocation warm; under
+        # its own deadline, and a version that fails leaves no pool behind to refill.
+        seconds = init_timeout_s(spec)
+
+        def overdue() -> dict[str, Any]:
+            self.drop(key)
+            error = TimedOut(seconds)
+            error.message = f"initialization did not finish within {seconds:.2f} seconds"
+            return {"id": msg.get("id"), "ok": False, "error": error.to_dict()}
+
+        msg["_ticket"] = self.watchdog.watch(
+            msg.get("id"), key, time.monotonic() + seconds, "initialization", overdue
+        )
+        try:
+            pool.fill_one()
+        except BaseException:
+            self.drop(key)
+            raise
         return {}
 
     def op_unload(self, msg: dict[str, Any]) -> dict[str, Any]:
-        key = msg["fn"]
+        self.drop(msg["fn"])
+        return {}
+
+    def drop(self, key: str) -> None:
+        """Forget a version's pool: no more refills, its ready instances closed."""
         self.filler.remove(key)
         pool = self.pools.pop(key, None)
         if pool is not None:
             pool.close()
-        return {}
 
     def op_stats(self, msg: dict[str, Any]) -> dict[str, Any]:
         info = psutil.Process().memory_full_info()
@@ -113,15 +158,26 @@ class Worker:
             "cache": asdict(self.cache.stats),
             "pools": {key: asdict(pool.snapshot()) for key, pool in list(self.pools.items())},
             "fill_errors": dict(self.filler.errors),
+            "stuck": dict(self.watchdog.stuck),
+            "threads": self.executor.live,
         }
 
     def op_invoke(self, msg: dict[str, Any]) -> dict[str, Any]:
         request = InvokeRequest.from_wire(msg)
         limits = request.limits
         log = LogBuffer(limits.max_log_bytes)
+        deadline = time.monotonic() + limits.timeout_s
+
+        def overdue() -> dict[str, Any]:
+            reply = InvokeReply(ok=False, error=TimedOut(limits.timeout_s).to_dict())
+            return {**replace(reply, log=log.text()).to_wire(), "id": msg.get("id")}
+
+        msg["_ticket"] = self.watchdog.watch(
+            msg.get("id"), request.key, deadline, "an invocation", overdue
+        )
         ctx = CallContext(
             request_id=request.request_id,
-            deadline=time.monotonic() + limits.timeout_s,
+            deadline=deadline,
             log=log,
             function_name=request.name,
             function_version=request.version,
@@ -140,7 +196,7 @@ class Worker:
                 ok=True, output=output, warm=warm, fuel=stats.fuel, memory_bytes=stats.memory_bytes
             )
         except FireboxError as exc:
-            reply = InvokeReply(ok=False, error=exc.to_dict(), warm=warm)
+            reply = InvokeReply(ok=False, error=bound_error(exc.to_dict()), warm=warm)
         return replace(reply, log=log.text()).to_wire()
 
     def handle(self, msg: dict[str, Any]) -> None:
@@ -156,6 +212,9 @@ class Worker:
             traceback.print_exc(file=sys.stderr)
             reply = {"ok": False, "error": InvocationError(f"internal error: {exc}").to_dict()}
         reply["id"] = msg.get("id")
+        ticket: Ticket | None = msg.get("_ticket")
+        if ticket is not None and not self.watchdog.finish(ticket):
+            return  # the watchdog answered it (past its deadline); this reply is late
         # If the node is gone, the main loop sees EOF and exits.
         with contextlib.suppress(OSError):
             self.send(reply)
@@ -176,6 +235,7 @@ class Worker:
             else:
                 self.handle(msg)
         self.filler.stop()
+        self.executor.shutdown()
         for pool in self.pools.values():
             pool.close()
 

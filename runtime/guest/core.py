@@ -23,6 +23,7 @@ from firebox.runtime.errors import (
     PayloadTooLarge,
     ResponseTooLarge,
 )
+from firebox.runtime.guest.deadlines import shadow_blocking_wasi
 from firebox.runtime.guest.protocol import CallContext, CallStats
 from firebox.runtime.guest.store import apply_limits, arm
 from firebox.runtime.guest.traps import trap_error
@@ -30,7 +31,7 @@ from firebox.runtime.guest.wasmtime_raw import RawCall, read_memory, store_data,
 from firebox.runtime.host import HOST_APIS
 from firebox.runtime.host.api import HostState
 from firebox.runtime.host.log import LogBuffer
-from firebox.runtime.limits import Limits
+from firebox.runtime.limits import MAX_ERROR_MESSAGE_CHARS, Limits
 
 ALLOC_EXPORT = "firebox_alloc"
 INIT_EXPORT = "firebox_init"
@@ -81,6 +82,8 @@ def _host_function(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _host_fail(caller: wasmtime.Caller, ptr: int, length: int) -> None:
     state: _StoreState = store_data(caller)
+    # Read no more than the worker sends on (a 100 MiB message is clipped, not copied).
+    length = min(length, 4 * MAX_ERROR_MESSAGE_CHARS)
     state.failure = _CallerMemory(caller).read(ptr, length) or b"handler failed"
 
 
@@ -124,9 +127,11 @@ def check_abi(module: wasmtime.Module) -> list[str]:
 
 
 def make_linker(engine: wasmtime.Engine) -> wasmtime.Linker:
-    """Return a Linker with the `firebox` host module and WASI preview1 defined."""
+    """Return a Linker with the `firebox` host module and WASI preview1 defined (its
+    blocking `poll_oneoff` bounded by the call's deadline)."""
     linker = wasmtime.Linker(engine)
     linker.define_wasi()
+    shadow_blocking_wasi(linker)
     ty = wasmtime.FuncType([wasmtime.ValType.i32(), wasmtime.ValType.i32()], [])
     linker.define_func(ABI_IMPORT_MODULE, FAIL_IMPORT, ty, _host_fail, access_caller=True)
     for api in HOST_APIS:
@@ -161,6 +166,8 @@ class CoreProgram:
         state = _StoreState(LogBuffer(self.limits.max_log_bytes))
         store = wasmtime.Store(self.engine, data=state)
         apply_limits(store, self.limits)
+        # Start functions and `firebox_init` get the whole timeout, host calls included.
+        state.deadline = time.monotonic() + self.limits.timeout_s
         wasi = wasmtime.WasiConfig()
         wasi.env = list(self.env.items())
 
@@ -223,6 +230,7 @@ class CoreInstance:
         store = self.store
         self.state.log = ctx.log
         self.state.failure = None
+        self.state.deadline = ctx.deadline
         arm(store, fuel=limits.fuel, seconds=max(0.0, ctx.deadline - time.monotonic()))
 
         def run() -> bytes:

@@ -10,6 +10,7 @@ against this one module.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 from typing import Any
 
 import wasmtime
@@ -122,3 +123,61 @@ def read_memory(memory: wasmtime.Memory, store: _Storelike, ptr: int, length: in
 def write_memory(memory: wasmtime.Memory, store: _Storelike, ptr: int, data: bytes) -> None:
     """Copy `data` into linear memory at `ptr` (the caller checked that it fits)."""
     ctypes.memmove(_base(memory, store) + ptr, data, len(data))
+
+
+#: A core host function that may end its call with a trap: it gets the Caller and the
+#: i32 arguments and returns its i32 result and the trap code to raise (or None).
+TrappingHostFn = Callable[[wasmtime.Caller, tuple[int, ...]], tuple[int, wasmtime.TrapCode | None]]
+
+# Raw callbacks must outlive every Linker they are defined in: made once per function.
+_trapping: dict[TrappingHostFn, Any] = {}
+
+
+def _finalize(_env: Any) -> None:
+    return None
+
+
+_no_finalizer = ctypes.CFUNCTYPE(None, ctypes.c_void_p)(_finalize)
+
+
+def define_trapping_func(
+    linker: wasmtime.Linker, module: str, name: str, nparams: int, fn: TrappingHostFn
+) -> None:
+    """Define `module.name(i32 x nparams) -> i32` on a core Linker, backed by `fn`.
+
+    Unlike wasmtime-py's own host functions, `fn` can trap (with a trap code, e.g.
+    INTERRUPT for a deadline) without raising: wasmtime-py turns a raised exception into
+    a trap through a process-global that another thread can steal. `fn` must not raise;
+    if it does, the call returns `EINVAL` (28).
+    """
+    callback = _trapping.get(fn)
+    if callback is None:
+
+        def call(_env: Any, caller_ptr: Any, args: Any, _count: int) -> int:
+            caller = wasmtime.Caller(caller_ptr)
+            try:
+                values = tuple(int(args[i].i32) & 0xFFFFFFFF for i in range(nparams))
+                result, trap = fn(caller, values)
+                args[0].i32 = result
+                if trap is None:
+                    return 0
+                pointer = ffi.wasmtime_trap_new_code(trap.value)
+                return int(ctypes.cast(pointer, ctypes.c_void_p).value or 0)
+            except BaseException:
+                args[0].i32 = 28
+                return 0
+            finally:
+                caller._invalidate()
+
+        callback = _trapping[fn] = ffi.wasmtime_func_unchecked_callback_t(call)
+    i32 = wasmtime.ValType.i32()
+    ty = wasmtime.FuncType([i32] * nparams, [i32])
+    module_bytes, name_bytes = module.encode(), name.encode()
+    error = ffi.wasmtime_linker_define_func_unchecked(
+        linker.ptr(),
+        ctypes.create_string_buffer(module_bytes), len(module_bytes),
+        ctypes.create_string_buffer(name_bytes), len(name_bytes),
+        ty.ptr(), callback, None, _no_finalizer,
+    )  # fmt: skip
+    if error:
+        raise wasmtime.WasmtimeError._from_ptr(error)

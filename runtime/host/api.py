@@ -37,14 +37,17 @@ class HostState:
     """What host functions know of the call running in one Store (one per Store).
 
     `log_budget` is how many characters of log the host still accepts during the call,
-    or None when the sink bounds itself (a `LogBuffer`).
+    or None when the sink bounds itself (a `LogBuffer`). `deadline` is the
+    `time.monotonic()` instant the running call (or initialization) must end by, or
+    None: a host function that can block waits no longer than that.
     """
 
-    __slots__ = ("log", "log_budget")
+    __slots__ = ("deadline", "log", "log_budget")
 
     def __init__(self, log: LogSink | None = None, log_budget: int | None = None) -> None:
         self.log: LogSink = log if log is not None else NullSink()
         self.log_budget = log_budget
+        self.deadline: float | None = None
 
 
 class GuestMemory(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import wasmtime
@@ -23,7 +24,7 @@ from firebox.runtime.guest.engine import EpochTicker, build_engine
 from firebox.runtime.guest.protocol import CallContext
 from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.limits import Limits
-from firebox.runtime.pool import InstancePool, PoolFiller
+from firebox.runtime.pool import InstancePool, PoolFiller, ReadyBudget
 
 from tests.conftest import guest_wasm
 
@@ -182,3 +183,65 @@ def test_compiled_cache_hits_after_first_compile(engine: wasmtime.Engine, tmp_pa
     # A cache for other engine settings is a different directory: never a wrong load.
     other = CompiledCache(tmp_path, EngineSettings(pool_slots=32, max_memory_mb=128))
     assert other.root != cache.root
+
+
+def test_host_call_sleep_ends_at_the_call_deadline(engine: wasmtime.Engine) -> None:
+    instance = program(engine, "hostile", timeout_s=5.0).instantiate()
+    started = time.monotonic()
+    with pytest.raises(TimedOut):
+        instance.call("sleep", b"", ctx(0.3))  # a 5 s WASI sleep under a 0.3 s deadline
+    assert time.monotonic() - started < 1.0
+    # A sleep shorter than the deadline sleeps its whole length and returns.
+    started = time.monotonic()
+    output, _ = program(engine, "nap", timeout_s=5.0).instantiate().call("handle", b"z", ctx(5))
+    assert output == b"z" and time.monotonic() - started >= 2.9
+
+
+def test_init_blocked_in_a_host_call_times_out_at_the_timeout(engine: wasmtime.Engine) -> None:
+    started = time.monotonic()
+    with pytest.raises(TimedOut):
+        program(engine, "sleepy_init", timeout_s=0.3).instantiate()  # sleeps 20 s
+    assert time.monotonic() - started < 1.0
+
+
+def test_ready_budget_bounds_every_pool_and_leaves_others_a_share(engine: wasmtime.Engine) -> None:
+    budget = ReadyBudget(instances=8, memory_mb=1000)
+    filler = PoolFiller(period_s=0.05, budget=budget)
+    greedy = InstancePool(program(engine, "echo"), min_ready=500, max_ready=500, memory_mb=100)
+    modest = InstancePool(program(engine, "echo"), min_ready=3, max_ready=3, memory_mb=100)
+    filler.add("greedy", greedy)
+    deadline = time.monotonic() + 5
+    while greedy.ready_count() < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    filler.add("modest", modest)
+    while modest.ready_count() < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    # Half the budget for one pool: 4 instances, 500 of the 1000 MB; the other gets its 3.
+    assert greedy.ready_count() == 4 and modest.ready_count() == 3
+    assert budget.pool_share(100) == 4
+    filler.stop()
+    greedy.close()
+    modest.close()
+
+
+def test_a_failing_pool_is_retried_with_backoff(engine: wasmtime.Engine) -> None:
+    class Counted:
+        def __init__(self, program: CoreProgram) -> None:
+            self.program = program
+            self.attempts = 0
+
+        def instantiate(self) -> Any:
+            self.attempts += 1
+            return self.program.instantiate()
+
+    counted = Counted(program(engine, "failing_init"))
+    pool = InstancePool(counted, min_ready=1, max_ready=1)
+    filler = PoolFiller(period_s=0.05)
+    filler.add("failing", pool)
+    time.sleep(1.0)
+    filler.remove("failing")
+    # Every period would be ~20 attempts in a second; doubling from 0.05 s, about 5.
+    assert "failing" not in filler.errors and pool.snapshot().instantiated == 0
+    assert 2 <= counted.attempts <= 7, counted.attempts
+    filler.stop()

@@ -224,3 +224,30 @@ def test_huge_manifest_values_are_invalid_manifest(node: Server, manifest: dict[
         response = http.post("/v1/functions", json=body)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["type"] == "InvalidManifest"
+
+
+def _lying_zip(declared: int) -> bytes:
+    """A bundle whose one entry's central-directory size says `declared` bytes (it has 4000)."""
+    import io
+    import struct
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("app.py", "def handler(e, c):\n    return 1\n" + "#" * 4000)
+    data = bytearray(out.getvalue())
+    central = data.index(b"PK\x01\x02")
+    struct.pack_into("<I", data, central + 24, declared)  # uncompressed size
+    return bytes(data)
+
+
+@pytest.mark.parametrize("declared", [10, 1_000_000])
+def test_zip_entries_that_lie_about_their_size_are_4xx(node: Server, declared: int) -> None:
+    import base64
+
+    manifest = {"name": "liar", "runtime": "python3.14", "handler": "app.handler"}
+    code = base64.b64encode(_lying_zip(declared)).decode()
+    with node.http() as http:
+        response = http.post("/v1/functions", json={"manifest": manifest, "code_base64": code})
+    assert response.status_code == 400, response.text
+    assert "app.py" in response.json()["error"]["message"]

@@ -160,7 +160,9 @@ def test_fresh_isolation_and_trapped_reused_instance_is_discarded(server: Server
         assert client.invoke("reused", {}, export="count").payload == 1
 
 
-def test_guest_blocked_in_host_call_is_answered_on_time_and_worker_replaced(server: Server) -> None:
+def test_guest_blocked_in_host_call_is_answered_on_time_and_no_worker_killed(
+    server: Server,
+) -> None:
     with server.client() as client:
         before = client.node()
         started = time.monotonic()
@@ -169,10 +171,8 @@ def test_guest_blocked_in_host_call_is_answered_on_time_and_worker_replaced(serv
         assert isinstance(result.error, TimedOut)
         assert result.error.message == "Task timed out after 1.00 seconds"
         assert elapsed < 3.0, f"answered after {elapsed:.2f}s, not on time"
-        deadline = time.monotonic() + 20
-        while client.node()["restarts"] <= before["restarts"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert client.node()["restarts"] > before["restarts"]
+        time.sleep(1.5)  # past the node's kill grace: a stuck worker would be killed now
+        assert client.node()["restarts"] == before["restarts"]
         assert client.invoke("hostile", {"x": 1}, export="busy").payload == {"x": 1}
         assert client.invoke("echo", {"y": 2}).payload == {"y": 2}
 

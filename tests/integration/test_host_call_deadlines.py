@@ -1,0 +1,143 @@
+"""Containment on a real node (core modules): a guest blocked in a host call ends at its own
+deadline without taking its worker's other calls down; admission by the node's real
+execution slots; a deploy that fails to initialize leaves nothing behind and holds no lock."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from firebox.runtime.errors import InvalidArtifact, TimedOut
+
+from tests.conftest import Server, guest_wasm
+
+# One worker with four guest threads: every call shares the worker; the node has 4 slots
+# (3 for any one function, 1 kept for the others).
+ENV = {"FIREBOX_WORKERS": "1", "FIREBOX_WORKER_THREADS": "4"}
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("contain") / "data", env=ENV)
+    server.data_dir.mkdir(parents=True)
+    server.start()
+    with server.client() as client:
+        client.deploy({"name": "echo"}, guest_wasm("echo"))
+        client.deploy({"name": "sleeper", "timeout": 1.0}, guest_wasm("hostile"))
+        client.deploy({"name": "napper", "timeout": 5.0}, guest_wasm("nap"))
+        client.deploy({"name": "loud"}, guest_wasm("loud_failure"))
+    yield server
+    server.stop()
+
+
+def _pools(server: Server) -> dict[str, Any]:
+    with server.client() as client:
+        workers = client.node()["workers"]
+    return {k: v for w in workers for k, v in w["pools"].items()}
+
+
+def _fill_errors(server: Server) -> dict[str, str]:
+    with server.client() as client:
+        workers = client.node()["workers"]
+    return {k: v for w in workers for k, v in w["fill_errors"].items()}
+
+
+def test_blocked_host_call_ends_at_its_deadline_and_the_neighbour_survives(node: Server) -> None:
+    with node.client() as client:
+        restarts = client.node()["restarts"]
+        neighbour: dict[str, Any] = {}
+
+        def nap() -> None:
+            with node.client() as other:
+                neighbour["result"] = other.invoke("napper", {"n": 1})  # 3 s in poll_oneoff
+
+        thread = threading.Thread(target=nap)
+        thread.start()
+        time.sleep(0.3)  # the neighbour is now blocked in its host call on the same worker
+        started = time.monotonic()
+        result = client.invoke("sleeper", {}, export="sleep")  # 5 s sleep, 1 s timeout
+        elapsed = time.monotonic() - started
+        thread.join(10)
+        assert isinstance(result.error, TimedOut), result.error
+        assert result.error.message == "Task timed out after 1.00 seconds"
+        assert elapsed < 2.0, f"answered after {elapsed:.2f}s"
+        assert neighbour["result"].payload == {"n": 1}, neighbour["result"].error
+        assert client.invoke("echo", {"y": 2}).payload == {"y": 2}
+        assert client.node()["restarts"] == restarts, "a worker was killed"
+
+
+def test_init_blocked_in_a_host_call_fails_its_deploy_and_holds_no_lock(node: Server) -> None:
+    outcome: dict[str, Any] = {}
+
+    def sleepy() -> None:
+        started = time.monotonic()
+        with node.client() as client:
+            try:
+                client.deploy({"name": "sleepy", "timeout": 1.0}, guest_wasm("sleepy_init"))
+            except InvalidArtifact as exc:
+                outcome["error"] = exc
+        outcome["elapsed"] = time.monotonic() - started
+
+    thread = threading.Thread(target=sleepy)
+    thread.start()
+    time.sleep(0.3)  # its init is now asleep (20 s) on the worker
+    started = time.monotonic()
+    with node.client() as client:
+        client.deploy({"name": "bystander"}, guest_wasm("echo"))
+        quick = time.monotonic() - started
+        thread.join(30)
+        assert quick < 1.0, f"another tenant's deploy waited {quick:.2f}s"
+        assert "error" in outcome, "a 20 s init under a 1 s timeout deployed"
+        assert "initialize" in outcome["error"].message
+        assert outcome["elapsed"] < 4.0, outcome
+        assert client.invoke("bystander", {"b": 1}).payload == {"b": 1}
+        assert not [k for k in _pools(node) if k.startswith("sleepy:")]
+
+
+def test_failed_deploy_leaves_no_pool_no_refill_and_no_artifact(node: Server) -> None:
+    wasm = guest_wasm("failing_init")
+    with node.client() as client, pytest.raises(InvalidArtifact, match="initialize"):
+        client.deploy({"name": "zombie"}, wasm)
+    time.sleep(1.5)  # three refill periods: a leftover pool would have failed again
+    assert not [k for k in _pools(node) if k.startswith("zombie:")]
+    assert not [k for k in _fill_errors(node) if k.startswith("zombie:")]
+    digest = hashlib.sha256(wasm).hexdigest()
+    assert not list((node.data_dir / "artifacts").rglob(f"{digest}*"))
+
+
+def test_flood_is_throttled_at_the_real_slots_and_a_bystander_keeps_working(node: Server) -> None:
+    def flood(i: int) -> httpx.Response:
+        with node.http() as http:
+            return http.post("/v1/functions/napper/invoke", content=json.dumps({"i": i}))
+
+    with node.client() as client:
+        restarts = client.node()["restarts"]
+        with concurrent.futures.ThreadPoolExecutor(30) as pool:
+            flooding = [pool.submit(flood, i) for i in range(30)]
+            time.sleep(0.5)  # the flood holds its share of the node's slots
+            bystander = [client.invoke("echo", {"i": i}) for i in range(10)]
+            responses = [f.result() for f in flooding]
+        for result in bystander:
+            assert result.ok, result.error
+        statuses = [r.status_code for r in responses]
+        assert set(statuses) <= {200, 429}, [r.text for r in responses if r.status_code >= 500]
+        assert statuses.count(200) >= 3 and statuses.count(429) > 0, statuses
+        throttled = next(r for r in responses if r.status_code == 429)
+        assert throttled.json()["error"]["type"] == "Throttled"
+        assert client.node()["restarts"] == restarts
+
+
+def test_a_huge_error_message_is_clipped(node: Server) -> None:
+    with node.http() as http:
+        response = http.post("/v1/functions/loud/invoke", content=b"{}")
+    assert response.status_code == 502, response.text[:200]
+    assert len(response.content) < 300_000, len(response.content)
+    message = response.json()["error"]["message"]
+    assert message.startswith("Error: aaaa") and "truncated" in message
