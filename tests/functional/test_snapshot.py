@@ -291,7 +291,10 @@ def test_restored_instances_use_the_filesystem(deploy: Deploy, tmp_path: Path) -
         try:
             bundle, again, scratch, cwd, listing, offset = call(instance, tag)
             assert (bundle, again, cwd, offset) == (
-                "from the bundle", "from the bundle", "/var/task", 3600
+                "from the bundle",
+                "from the bundle",
+                "/var/task",
+                3600,
             )
             assert scratch == tag  # each instance's /tmp is its own
             assert listing == ["data.txt", "main.py"]
