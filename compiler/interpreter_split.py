@@ -30,6 +30,26 @@ from firebox.compiler.errors import InterpreterBuildError
 #: The name the split component imports module 0 under (wasm-tools' naming).
 MAIN_IMPORT = "unbundled-module0"
 
+#: The export the split component gains: wasi-libc's `__wasilibc_reset_preopens`, lifted
+#: as a component function the host calls right before a capture reads the memory, so
+#: that a snapshot holds no filesystem handles (as componentize-py's own build-time
+#: pre-initialization does after its `init`). A restored instance fetches its preopens
+#: afresh, in its own Store, on its first filesystem call.
+RESET_PREOPENS_EXPORT = "firebox-reset-preopens"
+
+#: Bumped when the split form changes (the cache folder names it).
+SPLIT_FORMAT = 2
+
+# The component-level core instance of wasi-libc in componentize-py's component.
+_LIBC_INSTANCE = "(core instance $libc.so "
+_RESET_PREOPENS_WAT = f"""\
+  (alias core export $libc.so "__wasilibc_reset_preopens" (core func $firebox-reset-preopens-core))
+  (type $firebox-reset-preopens-type (func))
+  (func $firebox-reset-preopens (type $firebox-reset-preopens-type)
+    (canon lift (core func $firebox-reset-preopens-core)))
+  (export "{RESET_PREOPENS_EXPORT}" (func $firebox-reset-preopens))
+"""
+
 #: Globals code outside module 0 may write at run time: the shadow stack pointer (back at
 #: its initial value whenever no call is running) and, in the WASI adapter, the adapter's
 #: own state, which it resets at every entry (componentize-py relies on the same reset).
@@ -245,10 +265,24 @@ def _lines(data: bytes) -> Iterator[str]:
     yield from data.decode("utf-8", errors="replace").splitlines()
 
 
+def with_reset_preopens(split_text: str) -> str:
+    """Return the split component's text with the `RESET_PREOPENS_EXPORT` export added.
+
+    Raises SplitLayoutError when the component has no wasi-libc instance to take it from.
+    """
+    if _LIBC_INSTANCE not in split_text:
+        raise SplitLayoutError("the split component has no wasi-libc instance ($libc.so)")
+    end = split_text.rstrip().rfind(")")
+    producers = split_text.rfind("\n  (@producers", 0, end)
+    at = producers + 1 if producers != -1 else end
+    return split_text[:at] + _RESET_PREOPENS_WAT + split_text[at:]
+
+
 def split_component(component: bytes) -> tuple[bytes, bytes]:
     """Return (split component, module 0) for an interpreter component, checked.
 
-    Raises SplitLayoutError when componentize-py's layout is not the expected one, and
+    The split component also exports `RESET_PREOPENS_EXPORT` (see there). Raises
+    SplitLayoutError when componentize-py's layout is not the expected one, and
     InterpreterBuildError when wasm-tools fails (including on an invalid result).
     """
     with tempfile.TemporaryDirectory(prefix="firebox-split-") as tmp:
@@ -262,10 +296,15 @@ def split_component(component: bytes) -> tuple[bytes, bytes]:
         wasm_tools("print", str(workdir / "main-bare.wasm"), "-o", str(workdir / "main.wat"))
         wasm_tools("print", str(workdir / "split.wasm"), "-o", str(workdir / "split.wat"))
         main_text = (workdir / "main.wat").read_bytes()
-        split_text = (workdir / "split.wat").read_bytes()
-    if f'(import "{MAIN_IMPORT}" (core module' not in split_text.decode(errors="replace"):
-        raise SplitLayoutError(f"the split component does not import {MAIN_IMPORT!r}")
-    check_layout(_lines(split_text), _lines(main_text))
+        split_text = (workdir / "split.wat").read_bytes().decode("utf-8", errors="replace")
+        if f'(import "{MAIN_IMPORT}" (core module' not in split_text:
+            raise SplitLayoutError(f"the split component does not import {MAIN_IMPORT!r}")
+        check_layout(split_text.splitlines(), _lines(main_text))
+        (workdir / "split.wat").write_text(with_reset_preopens(split_text))
+        del split_text
+        wasm_tools("parse", str(workdir / "split.wat"), "-o", str(workdir / "split.wasm"))
+        wasm_tools("validate", str(workdir / "split.wasm"))
+        split = (workdir / "split.wasm").read_bytes()
     return split, main
 
 
@@ -278,7 +317,7 @@ def split_interpreter(interpreter: Path, cache_dir: Path | None = None) -> Split
     """
     directory = Path(cache_dir) if cache_dir is not None else interpreter.parent
     digest = sha256_file(interpreter)
-    target = directory / f"split-{digest[:24]}"
+    target = directory / f"split-v{SPLIT_FORMAT}-{digest[:24]}"
     result = SplitInterpreter(target / "component.wasm", target / "main.wasm", digest)
     if result.component.is_file():
         return result

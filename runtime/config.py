@@ -188,10 +188,8 @@ FIREBOX_PYTHON_LOAD_TIMEOUT_S = number(
 FIREBOX_EPHEMERAL_STORAGE_MB = integer("FIREBOX_EPHEMERAL_STORAGE_MB", 512)
 FIREBOX_TMP_WATCH_INTERVAL_S = number("FIREBOX_TMP_WATCH_INTERVAL_S", 0.2)
 FIREBOX_SANDBOX_DIR = optional_text("FIREBOX_SANDBOX_DIR")
-# Off by default until a restored instance can use the sandbox's filesystem: wasi-libc
-# caches its preopen handles in the snapshot, and they are unknown to a new Store
-# (docs/snapshots.md, "Known limits").
-FIREBOX_SNAPSHOTS = flag("FIREBOX_SNAPSHOTS", False)
+# Python instances restore from their version's post-init snapshot (docs/snapshots.md).
+FIREBOX_SNAPSHOTS = flag("FIREBOX_SNAPSHOTS", True)
 FIREBOX_SNAPSHOT_RESTORE_FUEL = integer(
     "FIREBOX_SNAPSHOT_RESTORE_FUEL", DEFAULT_SNAPSHOT_RESTORE_FUEL
 )

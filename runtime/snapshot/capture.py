@@ -4,7 +4,8 @@ The capture engine is an Engine of its own whose linear memories the host alloca
 (memory.py), so module 0's memory can be read once the function is initialized. It runs
 the split interpreter with the interpreter's own module 0, calls `load` (bundle install,
 module import with its top-level code, handler resolution, the warm-up walk) and then
-`snapshot` (SnapStart before-snapshot hooks, heap settled), reads the memory and turns it
+`snapshot` (SnapStart before-snapshot hooks, heap settled), has wasi-libc forget its
+preopened directories (their handles belong to the capture's Store), reads the memory and turns it
 into the per-version snapshot module (image.py). Its compiled code cannot be shared with
 the serving engine (other settings), so it compiles the split interpreter once more,
 cached on disk by digest.
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import wasmtime
-from firebox.compiler.interpreter_split import SplitInterpreter
+from firebox.compiler.interpreter_split import RESET_PREOPENS_EXPORT, SplitInterpreter
 from firebox.runtime import sandbox
 from firebox.runtime.config import MiB
 from firebox.runtime.engine import WASMTIME_VERSION
@@ -141,6 +142,10 @@ class CaptureEngine:
             for export, args in (
                 ("load", (b"", handler, config.to_wit())),  # the bundle is at /var/task
                 ("snapshot", ()),
+                # wasi-libc forgets its preopened directories (and closes their handles):
+                # a restored instance is a new Store whose handle table is empty, so it
+                # must fetch them afresh on its first filesystem call.
+                (RESET_PREOPENS_EXPORT, ()),
             ):
                 started = time.perf_counter()
                 _call(store, instance, export, args, memory_limit, config)

@@ -21,7 +21,7 @@ from firebox.runtime.guest.function_config import PythonFunctionConfig, python_c
 from firebox.runtime.specs import FunctionSpec
 
 #: Bumped when what a snapshot holds, or how it is restored, changes.
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
 
 
 def _firebox_version() -> str:

@@ -13,6 +13,7 @@ import pytest
 import wasmtime
 from firebox.compiler.interpreter import build_interpreter, default_cache_dir
 from firebox.compiler.interpreter_split import (
+    RESET_PREOPENS_EXPORT,
     SplitInterpreter,
     SplitLayoutError,
     split_component,
@@ -61,7 +62,8 @@ def _parse(tmp: Path, wat: str) -> bytes:
 
 
 # A component shaped like componentize-py's: module 0 holds the memory and the data, the
-# library module imports them. `{write}` is the library's exported function body.
+# library module (wasi-libc's place) imports them. `{write}` is the library's exported
+# function body.
 LAYOUT = """
 (component
   (core module $main
@@ -73,9 +75,10 @@ LAYOUT = """
     (import "env" "__stack_pointer" (global $__stack_pointer (mut i32)))
     (import "env" "g" (global $g (mut i32)))
     (import "env" "memory" (memory 1))
+    (func (export "__wasilibc_reset_preopens"))
     (func (export "f") {write}))
   (core instance $m (instantiate $main))
-  (core instance $l (instantiate $lib (with "env" (instance $m)))))
+  (core instance $libc.so (instantiate $lib (with "env" (instance $m)))))
 """
 
 
@@ -88,6 +91,7 @@ def test_layout_check_accepts_stack_pointer_writes(tmp_path: Path) -> None:
     )
     split, main = split_component(component)
     assert b"unbundled-module0" in split
+    assert RESET_PREOPENS_EXPORT.encode() in split  # the capture's reset of libc's preopens
     assert main[:4] == b"\0asm"
 
 
@@ -246,11 +250,6 @@ def test_snapstart_hooks_run_before_snapshot_once_and_after_restore_per_instance
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limit: formatting the traceback stats /var/task, and wasi-libc's preopen"
-    " handles cached in the snapshot are unknown to the restored Store (docs/snapshots.md)",
-)
 def test_failing_after_restore_hook_is_a_lambda_error(deploy: Deploy) -> None:
     program = deploy(
         """
@@ -266,6 +265,41 @@ def test_failing_after_restore_hook_is_a_lambda_error(deploy: Deploy) -> None:
         program.instantiate()
     assert info.value.payload["errorType"] == "Runtime.AfterRestoreError"
     assert "no connection" in info.value.payload["errorMessage"]
+
+
+@pytest.mark.slow
+def test_restored_instances_use_the_filesystem(deploy: Deploy, tmp_path: Path) -> None:
+    # The capture's import read /var/task; every restored instance is a new Store that
+    # must fetch its own preopens (the bundle, its /tmp, the runtime layer's tzdata).
+    (tmp_path / "data.txt").write_text("from the bundle")
+    program = deploy(
+        """
+        import os
+        BUNDLE = open("data.txt").read()
+        def handler(event, context):
+            with open("/tmp/scratch", "a") as f:
+                f.write(event)
+            from zoneinfo import ZoneInfo
+            import datetime
+            when = datetime.datetime(2024, 1, 1, 12, tzinfo=ZoneInfo("Europe/Paris"))
+            return [BUNDLE, open("data.txt").read(), open("/tmp/scratch").read(),
+                    os.getcwd(), sorted(os.listdir("."))[:2], when.utcoffset().seconds]
+        """
+    )
+    for tag in ("a", "b"):
+        instance = program.instantiate()
+        try:
+            bundle, again, scratch, cwd, listing, offset = call(instance, tag)
+            assert (bundle, again, cwd, offset) == (
+                "from the bundle",
+                "from the bundle",
+                "/var/task",
+                3600,
+            )
+            assert scratch == tag  # each instance's /tmp is its own
+            assert listing == ["data.txt", "main.py"]
+        finally:
+            instance.close()
 
 
 @pytest.mark.slow
