@@ -166,7 +166,9 @@ def start_instance(
     store.set_wasi(sandbox.wasi_config(store, bundle))  # /var/task, /tmp, no host
     arm(store, fuel=fuel, seconds=timeout_s)
     key = store_key(store)
-    state = HostState(log_budget=0)  # set-up output is dropped (the sink is a NullSink)
+    # Set-up output is dropped (the sink is a NullSink); grants are the version's.
+    state = HostState(log_budget=0, grants=config.grants)
+    state.deadline = time.monotonic() + timeout_s  # host calls during `init` end by it
     STATES[key] = state
     try:
         try:
@@ -267,6 +269,7 @@ class PythonInstance:
             self.init_log = ""
         self._state.log = log
         self._state.log_budget = self._max_log_bytes + LOG_SLACK_BYTES
+        self._state.deadline = deadline  # host calls (HTTP, storage) end by it
         try:
             result = self._handle(store, event, context)
             self._handle.post_return(store)

@@ -40,11 +40,19 @@ class HostState:
     or None when the sink bounds itself (a `LogBuffer`).
     """
 
-    __slots__ = ("log", "log_budget")
+    __slots__ = ("calls", "deadline", "grants", "log", "log_budget")
 
-    def __init__(self, log: LogSink | None = None, log_budget: int | None = None) -> None:
+    def __init__(
+        self, log: LogSink | None = None, log_budget: int | None = None, grants: Any = None
+    ) -> None:
         self.log: LogSink = log if log is not None else NullSink()
         self.log_budget = log_budget
+        #: What the function version was granted (a `firebox.runtime.grants.Grants`).
+        self.grants = grants
+        #: The running call's deadline (`time.monotonic()`); host calls end by it.
+        self.deadline: float | None = None
+        #: Capability calls and refusals by name ("kv.get", "denied.http", ...), for metering.
+        self.calls: dict[str, int] = {}
 
 
 class GuestMemory(Protocol):

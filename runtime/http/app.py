@@ -14,6 +14,7 @@ from firebox.runtime.errors import (
 )
 from firebox.runtime.http import (
     auth,
+    buckets_api,
     event_configs_api,
     lambda_api,
     lambda_settings,
@@ -22,6 +23,7 @@ from firebox.runtime.http import (
     queues_api,
     schedules_api,
     streams_api,
+    tables_api,
 )
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.body_limits import BodyLimitMiddleware
@@ -89,6 +91,8 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             *event_configs_api.routes(),
             *mappings_api.routes(),
             *schedules_api.routes(),
+            *tables_api.routes(),
+            *buckets_api.routes(),
             *auth.routes(),
             *lambda_api.routes(),
             *lambda_settings.routes(),
