@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,9 @@ from firebox.runtime.storage.data import DataStores, open_data_stores
 
 
 @pytest.fixture
-def data(tmp_path: Path) -> DataStores:
+def data(tmp_path: Path) -> Iterator[DataStores]:
     stores = open_data_stores(None, tmp_path)
-    yield stores  # type: ignore[misc]
+    yield stores
     stores.close()
 
 

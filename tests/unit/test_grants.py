@@ -13,7 +13,7 @@ from firebox.runtime.specs import FunctionSpec
 def test_nothing_is_granted_by_default() -> None:
     grants = parse_manifest({"name": "f"}).capabilities
     assert not grants
-    with pytest.raises(CapabilityDenied, match="http capability for https://example.com"):
+    with pytest.raises(CapabilityDenied, match=r"http capability for https://example\.com"):
         grants.http_rule("https", "example.com", 443)
     with pytest.raises(CapabilityDenied, match=r"table capability for t \(read\)"):
         grants.table("t", write=False)
@@ -41,7 +41,7 @@ def test_host_rules_match_scheme_host_and_port() -> None:
     "bad", ["ftp://x.com", "https://x.com/path", "https://x.com:99999", "", "a b", 7]
 )
 def test_bad_rules_are_manifest_errors(bad: object) -> None:
-    with pytest.raises(InvalidManifest, match="capabilities.http"):
+    with pytest.raises(InvalidManifest, match=r"capabilities\.http"):
         parse_rule(bad)
 
 
