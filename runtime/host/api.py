@@ -40,7 +40,7 @@ class HostState:
     or None when the sink bounds itself (a `LogBuffer`).
     """
 
-    __slots__ = ("calls", "deadline", "grants", "log", "log_budget")
+    __slots__ = ("calls", "deadline", "expired", "grants", "log", "log_budget")
 
     def __init__(
         self, log: LogSink | None = None, log_budget: int | None = None, grants: Any = None
@@ -51,6 +51,9 @@ class HostState:
         self.grants = grants
         #: The running call's deadline (`time.monotonic()`); host calls end by it.
         self.deadline: float | None = None
+        #: True once a host call was cut off by `deadline`: the call then ends in TimedOut
+        #: even if the guest caught the host's error and returned.
+        self.expired = False
         #: Capability calls and refusals by name ("kv.get", "denied.http", ...), for metering.
         self.calls: dict[str, int] = {}
 

@@ -28,6 +28,8 @@ Operation = Callable[[HostState, dict[str, Any]], dict[str, Any]]
 #: Process-wide counts of capability calls and refusals ("kv.get", "denied.http"), beside
 #: each call's own `HostState.calls`.
 COUNTS: dict[str, int] = {}
+#: Epoch ticks past the deadline a call cut off by it waits before returning to the guest.
+OUTLAST_TICKS = 3
 _counts_lock = threading.Lock()
 
 
@@ -66,6 +68,25 @@ def grants_of(state: HostState) -> Any:
 
 def dispatch(operations: Mapping[str, Operation], state: HostState, op: str, request: str) -> str:
     """Run `op` on the JSON `request` and return the JSON reply (never raises)."""
+    try:
+        return _dispatch(operations, state, op, request)
+    finally:
+        _outlast_deadline(state)
+
+
+def _outlast_deadline(state: HostState) -> None:
+    # A call that ended at the invocation's deadline (an upstream cut off by it) marks
+    # the call expired (it ends in TimedOut even if the guest catches the error) and
+    # returns a few epoch ticks late, so the guest usually traps at once.
+    if state.deadline is None:
+        return
+    late = time.monotonic() - (state.deadline - config.EPOCH_TICK_S)
+    if late >= 0:
+        state.expired = True
+        time.sleep(max(0.0, min(OUTLAST_TICKS * config.EPOCH_TICK_S - late, 0.1)))
+
+
+def _dispatch(operations: Mapping[str, Operation], state: HostState, op: str, request: str) -> str:
     try:
         if len(request) > max_request_chars():
             raise BadRequest(f"a capability request may be at most {max_request_chars()} chars")

@@ -32,7 +32,9 @@ def _bucket(request: Request) -> str:
 
 
 def _headers(info: ObjectInfo) -> dict[str, str]:
+    # The stored type exactly (Starlette's media_type would append a charset to text/*).
     return {
+        "Content-Type": info.content_type,
         "ETag": f'"{info.etag}"',
         "X-Firebox-Size": str(info.size),
         "Accept-Ranges": "bytes",
@@ -94,7 +96,7 @@ async def get_object(request: Request) -> Response:
         status = 206
         first = start or 0
         headers["Content-Range"] = f"bytes {first}-{first + len(data) - 1}/{info.size}"
-    return Response(data, status_code=status, media_type=info.content_type, headers=headers)
+    return Response(data, status_code=status, headers=headers)
 
 
 async def head_object(request: Request) -> Response:
@@ -104,7 +106,7 @@ async def head_object(request: Request) -> Response:
     if info is None:
         return Response(status_code=404)
     headers = {**_headers(info), "Content-Length": str(info.size)}
-    return Response(status_code=200, media_type=info.content_type, headers=headers)
+    return Response(status_code=200, headers=headers)
 
 
 async def delete_object(request: Request) -> Response:
