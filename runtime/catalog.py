@@ -35,6 +35,7 @@ def function_spec(
         provisioned=config.provisioned if provisioned is None else provisioned,
         concurrency=config.concurrency,
         isolation=config.isolation,
+        grants=config.capabilities,
     )
     if snapshots is None:
         return spec

@@ -319,6 +319,43 @@ class ScheduleNotFound(FireboxError):
         self.name = name
 
 
+# --- host capabilities ----------------------------------------------------------------
+
+
+class CapabilityDenied(Forbidden):
+    """A function called a host capability (an outbound host, a table, a bucket, a queue,
+    a secret) its version was not granted; says which and how to grant it."""
+
+    code = "CapabilityDenied"
+
+    def __init__(self, kind: str, target: str, grant: str) -> None:
+        super().__init__(
+            f"this function has no {kind} capability for {target}: grant it with"
+            f" `{grant}` under [capabilities] in firebox.toml (or the function's"
+            " configuration), then deploy or publish again"
+        )
+        self.kind = kind
+
+
+class ItemNotFound(FireboxError):
+    """No item (a table's key, a bucket's object, a secret) of that name exists."""
+
+    code = "ItemNotFound"
+
+
+class ConditionFailed(Conflict):
+    """A conditional write's condition did not hold (the item exists, or its version moved)."""
+
+    code = "ConditionFailed"
+
+
+class HostCallFailed(FireboxError):
+    """A host capability call could not be completed (an upstream unreachable, a response
+    past the size cap, a refused address); the message says which."""
+
+    code = "HostCallFailed"
+
+
 # --- the Lambda-compatible API's own errors ------------------------------------------
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from firebox.runtime import config
 from firebox.runtime.errors import InvalidManifest
+from firebox.runtime.grants import Grants, parse_grants
 from firebox.runtime.limits import Limits
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -31,7 +32,7 @@ MAX_ENVIRONMENT_BYTES = 4096
 TOP_KEYS = {
     "name", "description", "runtime", "module", "handler", "memory", "timeout", "fuel",
     "max_request_bytes", "max_response_bytes", "max_log_bytes", "environment", "triggers",
-    "provisioned", "concurrency", "isolation", "snapshot", "metadata",
+    "provisioned", "concurrency", "isolation", "snapshot", "metadata", "capabilities",
 }  # fmt: skip
 TRIGGER_KEYS = {"type", "route", "methods", "method", "export", "auth"}
 
@@ -65,6 +66,8 @@ class FunctionConfig:
     # Free-form strings kept with the function and never read by the runtime (the Lambda
     # API keeps Role, the exact Runtime and the package's size and hash here).
     metadata: dict[str, str] = field(default_factory=dict)
+    # What the function may reach beyond its sandbox (runtime/grants.py); none by default.
+    capabilities: Grants = field(default_factory=Grants)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest in its stored form (a dict a later `parse_manifest` accepts)."""
@@ -91,6 +94,8 @@ class FunctionConfig:
             data["handler"] = self.handler
         if self.metadata:
             data["metadata"] = dict(self.metadata)
+        if self.capabilities:
+            data["capabilities"] = self.capabilities.to_dict()
         return data
 
 
@@ -203,6 +208,7 @@ def parse_manifest(
         isolation=isolation,
         snapshot=_typed(data, "snapshot", bool, False),
         metadata=dict(metadata),
+        capabilities=parse_grants(data.get("capabilities")),
     )
 
 

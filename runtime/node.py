@@ -71,7 +71,9 @@ class Node:
             self.settings, config.data_dir, self.artifacts, self.stores.blobs,
             snapshots=config.snapshots,
         )  # fmt: skip
-        self.supervisor = Supervisor(config, self.settings)
+        # Workers open the data capabilities' stores (tables, buckets) at the same database.
+        served = dataclasses.replace(config, database_url=database_url or config.database_url)
+        self.supervisor = Supervisor(served, self.settings)
         self.invoker = Invoker(self.supervisor)
         self.telemetry = self.stores.telemetry
         self.recorder = Recorder(self.telemetry, config.log_retention_s)

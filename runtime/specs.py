@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from firebox.runtime.errors import FireboxError, error_from_dict
+from firebox.runtime.grants import Grants, parse_grants
 from firebox.runtime.limits import Limits
 
 # The unpublished version (storage.registry names it too; this module stays free of SQL).
@@ -39,6 +40,9 @@ class FunctionSpec:
     # A Python version's snapshot key (runtime/snapshot/key.py): instances restore from
     # the snapshot it names; None: each instance runs the function's init (`load`).
     snapshot: str | None = None
+    # What the version may reach beyond its sandbox (runtime/grants.py): checked by the
+    # host APIs in the worker, never seen by the guest's memory.
+    grants: Grants = field(default_factory=Grants)
 
     @property
     def key(self) -> str:
@@ -67,6 +71,7 @@ class FunctionSpec:
             "isolation": self.isolation,
             "export": self.export,
             "snapshot": self.snapshot,
+            **({"grants": self.grants.to_dict()} if self.grants else {}),
         }
 
     @classmethod
@@ -86,6 +91,7 @@ class FunctionSpec:
             concurrency=int(data.get("concurrency", 64)),
             isolation=str(data.get("isolation", "fresh")),
             snapshot=data.get("snapshot"),
+            grants=parse_grants(data.get("grants")),
         )
 
 

@@ -71,6 +71,8 @@ class WorkerProcess:
             str(self.config.worker_threads),
             "--idle-shrink-s",
             str(self.config.idle_shrink_s),
+            "--database-url",
+            self.config.database_url or "",
         ]
         self.proc = subprocess.Popen(cmd, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()

@@ -32,6 +32,7 @@ from firebox.runtime.guest.engine import get_engine
 from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.loading import load_program
 from firebox.runtime.guest.protocol import CallContext
+from firebox.runtime.host import services
 from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.limits import bound_error
 from firebox.runtime.pool import InstancePool, PoolFiller, ReadyBudget
@@ -248,7 +249,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--settings", default="{}")
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--idle-shrink-s", type=float, default=60.0)
+    parser.add_argument("--database-url", default="")
     args = parser.parse_args(argv)
+    # Host capabilities (tables, buckets) read and write the node's stores from here.
+    services.configure(args.data_dir, args.database_url or None)
     sock = socket.socket(fileno=args.fd)
     settings = EngineSettings(**json.loads(args.settings))
     worker = Worker(sock, args.data_dir, settings, args.threads, args.idle_shrink_s)

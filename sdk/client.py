@@ -25,6 +25,7 @@ from firebox.runtime.credentials import (
     read_file,
 )
 from firebox.runtime.errors import Unauthorized
+from firebox.sdk.data import Buckets, Tables, attach_data
 from firebox.sdk.events import Events, Mappings, Queues, Schedules, Streams, attach
 from firebox.sdk.operations import (
     AccessKey,
@@ -88,6 +89,8 @@ class Client:
     mappings: Mappings
     schedules: Schedules
     events: Events
+    tables: Tables
+    buckets: Buckets
 
     def __init__(
         self,
@@ -105,6 +108,7 @@ class Client:
         )
         self._ops = Operations(self._http, use_msgpack)
         attach(self)  # .queues, .streams, .mappings, .schedules, .events
+        attach_data(self)  # .tables, .buckets
 
     def _run(self, op: Op) -> Any:
         request = next(op)
@@ -311,6 +315,8 @@ class AsyncClient:
     mappings: Mappings
     schedules: Schedules
     events: Events
+    tables: Tables
+    buckets: Buckets
 
     def __init__(
         self,
@@ -328,6 +334,7 @@ class AsyncClient:
         )
         self._ops = Operations(self._http, use_msgpack)
         attach(self)  # .queues, .streams, .mappings, .schedules, .events
+        attach_data(self)  # .tables, .buckets
 
     async def _run(self, op: Op) -> Any:
         request = next(op)

@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import firebox  # noqa: F401 - the guest library and HTTP through the host, in the snapshot
 import firebox_guest_context
 import firebox_guest_fs
 import firebox_guest_sdk

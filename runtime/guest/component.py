@@ -17,7 +17,13 @@ from typing import Any, Protocol
 import wasmtime
 from firebox.runtime import config, sandbox
 from firebox.runtime.config import MiB
-from firebox.runtime.errors import GuestTrap, HandlerError, InvalidArtifact, ResponseTooLarge
+from firebox.runtime.errors import (
+    GuestTrap,
+    HandlerError,
+    InvalidArtifact,
+    ResponseTooLarge,
+    TimedOut,
+)
 from firebox.runtime.guest.function_config import PythonFunctionConfig, wit_record
 from firebox.runtime.guest.protocol import CallContext, CallStats
 from firebox.runtime.guest.store import arm, limit_memory
@@ -166,7 +172,9 @@ def start_instance(
     store.set_wasi(sandbox.wasi_config(store, bundle))  # /var/task, /tmp, no host
     arm(store, fuel=fuel, seconds=timeout_s)
     key = store_key(store)
-    state = HostState(log_budget=0)  # set-up output is dropped (the sink is a NullSink)
+    # Set-up output is dropped (the sink is a NullSink); grants are the version's.
+    state = HostState(log_budget=0, grants=config.grants)
+    state.deadline = time.monotonic() + timeout_s  # host calls during `init` end by it
     STATES[key] = state
     try:
         try:
@@ -267,6 +275,8 @@ class PythonInstance:
             self.init_log = ""
         self._state.log = log
         self._state.log_budget = self._max_log_bytes + LOG_SLACK_BYTES
+        self._state.deadline = deadline  # host calls (HTTP, storage) end by it
+        self._state.expired = False
         try:
             result = self._handle(store, event, context)
             self._handle.post_return(store)
@@ -283,6 +293,8 @@ class PythonInstance:
         finally:
             self._state.log = NullSink()
         self.last_fuel_used = fuel - store.get_fuel()
+        if self._state.expired:  # a host call ran into the deadline: the call timed out
+            raise TimedOut(timeout_s)
         try:
             sandbox.check_tmp(store)
         except GuestTrap:

@@ -12,6 +12,7 @@ from typing import Any
 
 from firebox.runtime import config
 from firebox.runtime.config import DEFAULT_MAX_LOG_BYTES, DEFAULT_MEMORY_MB, arn
+from firebox.runtime.grants import Grants
 from firebox.runtime.specs import FunctionSpec
 
 
@@ -31,6 +32,8 @@ class PythonFunctionConfig:
     #: runs it again within the first invocation's timeout: callers pass the larger.
     load_timeout_s: float = config.DEFAULT_PYTHON_LOAD_TIMEOUT_S
     load_fuel: int = config.DEFAULT_PYTHON_LOAD_FUEL
+    #: What the version may reach (host-side only: the guest never sees its grants).
+    grants: Grants = field(default_factory=Grants)
 
     def to_wit(self) -> Any:
         """Return the `function-config` record for the `load` export."""
@@ -58,6 +61,7 @@ def python_config(spec: FunctionSpec) -> PythonFunctionConfig:
         max_log_bytes=spec.limits.max_log_bytes,
         load_timeout_s=max(config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get(), spec.limits.timeout_s),
         load_fuel=max(config.FIREBOX_PYTHON_LOAD_FUEL.get(), spec.limits.fuel),
+        grants=spec.grants,
     )
 
 

@@ -42,12 +42,22 @@ class HostState:
     None: a host function that can block waits no longer than that.
     """
 
-    __slots__ = ("deadline", "log", "log_budget")
+    __slots__ = ("calls", "deadline", "expired", "grants", "log", "log_budget")
 
-    def __init__(self, log: LogSink | None = None, log_budget: int | None = None) -> None:
+    def __init__(
+        self, log: LogSink | None = None, log_budget: int | None = None, grants: Any = None
+    ) -> None:
         self.log: LogSink = log if log is not None else NullSink()
         self.log_budget = log_budget
+        #: What the function version was granted (a `firebox.runtime.grants.Grants`).
+        self.grants = grants
+        #: The running call's deadline (`time.monotonic()`); host calls end by it.
         self.deadline: float | None = None
+        #: True once a host call was cut off by `deadline`: the call then ends in TimedOut
+        #: even if the guest caught the host's error and returned.
+        self.expired = False
+        #: Capability calls and refusals by name ("kv.get", "denied.http", ...), for metering.
+        self.calls: dict[str, int] = {}
 
 
 class GuestMemory(Protocol):

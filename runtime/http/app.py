@@ -14,6 +14,7 @@ from firebox.runtime.errors import (
 )
 from firebox.runtime.http import (
     auth,
+    buckets_api,
     event_configs_api,
     lambda_routes,
     mappings_api,
@@ -24,6 +25,7 @@ from firebox.runtime.http import (
     schedules_api,
     sqs_api,
     streams_api,
+    tables_api,
 )
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.body_limits import BodyLimitMiddleware
@@ -102,6 +104,8 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             *event_configs_api.routes(),
             *mappings_api.routes(),
             *schedules_api.routes(),
+            *tables_api.routes(),
+            *buckets_api.routes(),
             *auth.routes(),
             *lambda_routes.routes(),
             Route("/", root, methods=["POST"]),

@@ -36,6 +36,7 @@ CAPS: tuple[tuple[frozenset[str], re.Pattern[str], int], ...] = tuple(
         ("POST", rf"^/{DATE}/functions/[^/]+/(invocations|invoke-async)/?$",
          config.MAX_PAYLOAD_BYTES),
         ("POST PUT", r"^/v1/(queues|streams)/", 16 * MAX_MESSAGE_BYTES),
+        ("PUT", r"^/v1/buckets/[^/]+/objects/", config.FIREBOX_BLOB_MAX_OBJECT_BYTES.get()),
     )
 )  # fmt: skip
 

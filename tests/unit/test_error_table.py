@@ -59,6 +59,10 @@ EXPECTED = [
     (e.StreamAlreadyExists, 409, ("ResourceConflictException", 409), "Runtime.Unknown"),
     (e.MappingNotFound, 404, ("ResourceNotFoundException", 404), "Runtime.Unknown"),
     (e.ScheduleNotFound, 404, ("ResourceNotFoundException", 404), "Runtime.Unknown"),
+    (e.CapabilityDenied, 403, ("AccessDeniedException", 403), "Runtime.Unknown"),
+    (e.ItemNotFound, 404, ("ResourceNotFoundException", 404), "Runtime.Unknown"),
+    (e.ConditionFailed, 412, ("ResourceConflictException", 409), "Runtime.Unknown"),
+    (e.HostCallFailed, 502, ("ServiceException", 500), "Runtime.Unknown"),
 ]
 
 

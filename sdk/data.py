@@ -1,0 +1,150 @@
+"""SDK sub-clients for the data functions are granted: key-value tables and blob buckets
+(SDK layer).
+
+Reached as `client.tables` and `client.buckets` on both `Client` and `AsyncClient`
+(each method returns its result, or an awaitable of it on the async client), so data
+can be seeded before a function runs and inspected after. Object bodies are bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from firebox.sdk.events import _Part
+from firebox.sdk.operations import Op, decode, raise_for
+
+
+def _key(key: str) -> str:
+    return quote(key, safe="")
+
+
+class Tables(_Part):
+    """Key-value tables: get, put (conditional, TTL), delete, and pages of items."""
+
+    def list(self) -> Any:
+        """Return every table holding items: [{name, items}]."""
+        return self._then(self._ops.call("GET", "/v1/tables"), lambda d: d["tables"])
+
+    def get(self, table: str, key: str) -> Any:
+        """Return the item {key, value, version, expires_at}; raises ItemNotFound."""
+        return self._call("GET", f"/v1/tables/{table}/items/{_key(key)}")
+
+    def put(
+        self,
+        table: str,
+        key: str,
+        value: Any,
+        *,
+        ttl: float | None = None,
+        if_absent: bool = False,
+        if_version: int | None = None,
+    ) -> Any:
+        """Store `value` (JSON) at `key`; return the new item; raises ConditionFailed."""
+        body: dict[str, Any] = {"value": value, "if_absent": if_absent}
+        if ttl is not None:
+            body["ttl"] = ttl
+        if if_version is not None:
+            body["if_version"] = if_version
+        return self._call("PUT", f"/v1/tables/{table}/items/{_key(key)}", body)
+
+    def delete(self, table: str, key: str) -> Any:
+        """Remove `key`; raises ItemNotFound when it is not there."""
+        return self._call("DELETE", f"/v1/tables/{table}/items/{_key(key)}")
+
+    def query(
+        self, table: str, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> Any:
+        """Return one page {items, cursor} of items whose key starts with `prefix`."""
+        params: dict[str, Any] = {"prefix": prefix}
+        if limit is not None:
+            params["limit"] = limit
+        if cursor:
+            params["cursor"] = cursor
+        return self._call("GET", f"/v1/tables/{table}/items", params=params)
+
+
+class Buckets(_Part):
+    """Blob buckets: put, get (with a byte range), head, delete, and pages of objects."""
+
+    def list(self) -> Any:
+        """Return every bucket holding objects: [{name, objects, bytes}]."""
+        return self._then(self._ops.call("GET", "/v1/buckets"), lambda d: d["buckets"])
+
+    def put(self, bucket: str, key: str, data: bytes | str, content_type: str | None = None) -> Any:
+        """Store `data` at `key`; return its metadata {key, size, etag, content_type, ...}."""
+        raw = data.encode() if isinstance(data, str) else data
+        headers = {"Content-Type": content_type or "application/octet-stream"}
+        ops = self._ops
+
+        def op() -> Op:
+            response = yield ops.http.build_request(
+                "PUT", f"/v1/buckets/{bucket}/objects/{_key(key)}", content=raw,
+                headers={**headers, "Accept": "application/json"},
+            )  # fmt: skip
+            raise_for(response)
+            return decode(response)
+
+        return self._run(op())
+
+    def get(
+        self, bucket: str, key: str, *, start: int | None = None, end: int | None = None
+    ) -> Any:
+        """Return the object's bytes (`[start, end)` when given); raises ItemNotFound."""
+        headers: dict[str, str] = {}
+        if start is not None or end is not None:
+            last = "" if end is None else str(end - 1)
+            headers["Range"] = f"bytes={start or 0}-{last}"
+        ops = self._ops
+
+        def op() -> Op:
+            response = yield ops.http.build_request(
+                "GET", f"/v1/buckets/{bucket}/objects/{_key(key)}", headers=headers
+            )
+            raise_for(response)
+            return response.content
+
+        return self._run(op())
+
+    def head(self, bucket: str, key: str) -> Any:
+        """Return {size, etag, content_type} of an object, or None when there is none."""
+        ops = self._ops
+
+        def op() -> Op:
+            response = yield ops.http.build_request(
+                "HEAD", f"/v1/buckets/{bucket}/objects/{_key(key)}"
+            )
+            if response.status_code == 404:
+                return None
+            raise_for(response)
+            return {
+                "size": int(response.headers.get("x-firebox-size", "0")),
+                "etag": response.headers.get("etag", "").strip('"'),
+                "content_type": response.headers.get("content-type", ""),
+            }
+
+        return self._run(op())
+
+    def delete(self, bucket: str, key: str) -> Any:
+        """Remove an object; raises ItemNotFound when it is not there."""
+        return self._call("DELETE", f"/v1/buckets/{bucket}/objects/{_key(key)}")
+
+    def objects(
+        self, bucket: str, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
+    ) -> Any:
+        """Return one page {objects, cursor} of objects whose key starts with `prefix`."""
+        params: dict[str, Any] = {"prefix": prefix}
+        if limit is not None:
+            params["limit"] = limit
+        if cursor:
+            params["cursor"] = cursor
+        return self._call("GET", f"/v1/buckets/{bucket}/objects", params=params)
+
+
+def attach_data(client: Any) -> None:
+    """Give a Client or AsyncClient its `tables` and `buckets` sub-clients."""
+    client.tables = Tables(client._run, client._ops)
+    client.buckets = Buckets(client._run, client._ops)
+
+
+__all__ = ["Buckets", "Tables", "attach_data"]

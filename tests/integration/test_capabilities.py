@@ -1,0 +1,245 @@
+"""Host capabilities through a real node: Python functions using `requests` and
+`urllib.request` against a real local HTTP server, refused hosts, a slow and a huge
+upstream, and `firebox.kv` / `firebox.blobs` seeded and inspected through the SDK."""
+
+from __future__ import annotations
+
+import http.server
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from firebox.runtime.errors import ItemNotFound, TimedOut
+from firebox.sdk.client import Client
+
+from tests.conftest import Server
+
+pytestmark = pytest.mark.slow
+
+BIG_BYTES = 50 * 1024 * 1024
+
+
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/slow"):
+            time.sleep(8)
+        if self.path.startswith("/big"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(BIG_BYTES))
+            self.end_headers()
+            chunk = b"x" * (1024 * 1024)
+            try:
+                for _ in range(BIG_BYTES // len(chunk)):
+                    self.wfile.write(chunk)
+            except OSError:
+                pass  # the host hung up at its cap
+            return
+        body = f'{{"path": "{self.path}", "agent": "{self.headers.get("User-Agent", "")}"}}'
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+REQUESTS_APP = """
+import requests
+
+def handler(event, context):
+    response = requests.get(event["url"], params={"q": "1"}, timeout=5)
+    return {"status": response.status_code, "json": response.json()}
+"""
+
+URLLIB_APP = """
+import urllib.request
+
+def handler(event, context):
+    try:
+        with urllib.request.urlopen(event["url"], timeout=event.get("timeout", 5)) as response:
+            return {"status": response.status, "size": len(response.read())}
+    except Exception as exc:
+        reason = getattr(exc, "reason", exc)
+        return {"error": type(reason).__name__, "message": str(reason)}
+"""
+
+RAISING_APP = """
+import urllib.request
+
+def handler(event, context):
+    with urllib.request.urlopen(event["url"]) as response:
+        return len(response.read())
+"""
+
+DATA_APP = """
+import firebox
+
+def handler(event, context):
+    inventory = firebox.kv.table("inventory")
+    media = firebox.blobs.bucket("media")
+    seeded = inventory.get("seed")
+    picture = media.get("in/picture.bin")
+    inventory.put("written", {"by": context.function_name, "seen": seeded})
+    media.put("out/report.txt", f"{len(picture)} bytes", content_type="text/plain")
+    return {"seed": seeded, "picture": len(picture), "head": picture[:4].hex()}
+"""
+
+DENIED_APP = """
+import firebox
+
+def handler(event, context):
+    try:
+        firebox.kv.table("inventory").get("seed")
+    except firebox.CapabilityDenied as exc:
+        return {"denied": str(exc)}
+    return "read"
+"""
+
+
+def _function(root: Path, name: str, source: str, capabilities: str, **extra: Any) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "app.py").write_text(textwrap.dedent(source))
+    lines = [f'name = "{name}"', 'runtime = "python3.14"', 'handler = "app.handler"']
+    lines += [f"{key} = {value}" for key, value in extra.items()]
+    (folder / "firebox.toml").write_text("\n".join(lines) + "\n[capabilities]\n" + capabilities)
+    return folder
+
+
+def _vendor_requests(folder: Path) -> None:
+    command = [
+        sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+        "--target", str(folder), "--platform", "manylinux2014_x86_64", "--python-version",
+        "3.12", "--implementation", "cp", "--only-binary=:all:", "requests",
+    ]  # fmt: skip
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    if proc.returncode != 0:
+        pytest.skip(f"PyPI not reachable for requests: {proc.stderr[-300:]}")
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory, upstream: str) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("caps") / "data", env={"FIREBOX_PREPARE_PYTHON": "1"})
+    server.data_dir.mkdir(parents=True)
+    server.start()
+    src = tmp_path_factory.mktemp("src")
+    port = upstream.rsplit(":", 1)[1]
+    granted = f'http = ["{upstream}"]\n'
+    with server.client() as client:
+        folder = _function(src, "net-requests", REQUESTS_APP, granted)
+        _vendor_requests(folder)
+        client.deploy_path(folder)
+        client.deploy_path(_function(src, "net-urllib", URLLIB_APP, granted, timeout=2))
+        client.deploy_path(_function(src, "net-raising", RAISING_APP, granted, timeout=10))
+        # Any host on the upstream's port, by wildcard: private addresses stay refused.
+        client.deploy_path(_function(src, "net-wild", URLLIB_APP, f'http = ["http://*:{port}"]\n'))
+        data = 'tables = { inventory = "readwrite" }\nbuckets = { media = "readwrite" }\n'
+        client.deploy_path(_function(src, "data-fn", DATA_APP, data))
+        client.deploy_path(
+            _function(src, "data-denied", DENIED_APP, 'tables = { other = "read" }\n')
+        )
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(node: Server) -> Iterator[Client]:
+    with node.client() as c:
+        yield c
+
+
+def test_requests_reaches_a_granted_host(client: Client, upstream: str) -> None:
+    result = client.invoke("net-requests", {"url": upstream + "/items"})
+    assert result.ok, result.error
+    assert result.payload["status"] == 200
+    assert result.payload["json"]["path"] == "/items?q=1"
+    assert result.payload["json"]["agent"].startswith("python-requests/")
+
+
+def test_urllib_reaches_a_granted_host(client: Client, upstream: str) -> None:
+    result = client.invoke("net-urllib", {"url": upstream + "/hello"})
+    assert result.payload["status"] == 200, result.payload
+    assert result.payload["size"] > len('{"path": "/hello"}')
+
+
+def test_hosts_not_granted_the_node_itself_and_private_ranges_are_refused(
+    client: Client, node: Server, upstream: str
+) -> None:
+    port = upstream.rsplit(":", 1)[1]
+    for url in [f"http://localhost:{port}/", node.url + "/healthz", "https://example.com/"]:
+        out = client.invoke("net-urllib", {"url": url}).payload
+        assert out["error"] == "CapabilityDenied", out
+        assert "no http capability for" in out["message"] and "[capabilities]" in out["message"]
+    # Granted by wildcard, yet loopback and private addresses are refused.
+    for url in [f"http://127.0.0.1:{port}/", f"http://10.0.0.1:{port}/"]:
+        out = client.invoke("net-wild", {"url": url}).payload
+        assert out["error"] == "CapabilityDenied", out
+        assert "private or local address" in out["message"]
+
+
+def test_a_slow_upstream_ends_in_timed_out_on_time_and_the_node_keeps_serving(
+    client: Client, upstream: str
+) -> None:
+    started = time.monotonic()
+    result = client.invoke("net-urllib", {"url": upstream + "/slow", "timeout": 30})
+    elapsed = time.monotonic() - started
+    assert isinstance(result.error, TimedOut), result
+    assert elapsed < 2 + 2.5, elapsed  # the function's 2 s timeout, not the upstream's 8 s
+    again = client.invoke("net-urllib", {"url": upstream + "/hello"})
+    assert again.payload["status"] == 200
+
+
+def test_a_huge_upstream_body_is_cut_at_the_cap(client: Client, upstream: str) -> None:
+    result = client.invoke("net-raising", {"url": upstream + "/big"})
+    assert result.error is not None
+    assert "larger than the 6291456-byte cap" in result.error.message, result.error.message
+
+
+def test_tables_and_buckets_seeded_by_the_sdk_are_read_and_written_by_a_function(
+    client: Client,
+) -> None:
+    client.tables.put("inventory", "seed", {"count": 3})
+    picture = bytes(range(256)) * 10
+    client.buckets.put("media", "in/picture.bin", picture, "image/x-test")
+    result = client.invoke("data-fn", {})
+    assert result.ok, result.error
+    assert result.payload == {"seed": {"count": 3}, "picture": 2560, "head": "00010203"}
+    written = client.tables.get("inventory", "written")
+    assert written["value"] == {"by": "data-fn", "seen": {"count": 3}}
+    assert client.buckets.get("media", "out/report.txt") == b"2560 bytes"
+    assert client.buckets.get("media", "in/picture.bin", start=1, end=3) == b"\x01\x02"
+    assert client.buckets.head("media", "out/report.txt")["content_type"] == "text/plain"
+    page = client.buckets.objects("media", "in/")
+    assert [o["key"] for o in page["objects"]] == ["in/picture.bin"]
+    keys = [i["key"] for i in client.tables.query("inventory")["items"]]
+    assert keys == ["seed", "written"]
+    client.tables.delete("inventory", "written")
+    with pytest.raises(ItemNotFound):
+        client.tables.get("inventory", "written")
+
+
+def test_a_function_without_the_grant_is_refused(client: Client) -> None:
+    result = client.invoke("data-denied", {})
+    assert "table capability for inventory (read)" in result.payload["denied"]
