@@ -253,24 +253,24 @@ async def put_runtime_management(request: Request) -> Response:
 
 
 async def get_recursion(request: Request) -> Response:
-    """GET /2024-08-31/functions/{name}/recursion-config: `Allow` (firebox does not stop
-    recursive loops)."""
+    """GET /2024-08-31/functions/{name}/recursion-config: `Terminate` (a chain of async
+    destinations stops at 16 invocations, see docs/events.md)."""
     names, name, _ = target_of(request)
     await record_of(node_of(request), names, name, None)
-    return ok({"RecursiveLoop": "Allow"})
+    return ok({"RecursiveLoop": "Terminate"})
 
 
 async def put_recursion(request: Request) -> Response:
-    """PUT /2024-08-31/functions/{name}/recursion-config: only `Allow`."""
+    """PUT /2024-08-31/functions/{name}/recursion-config: only `Terminate`."""
     names, name, _ = target_of(request)
     await record_of(node_of(request), names, name, None)
     loop = field_of(await body_of(request), "RecursiveLoop", str)
-    if loop != "Allow":
+    if loop != "Terminate":
         raise invalid_parameter(
-            f"RecursiveLoop {loop!r} is not supported: firebox does not detect recursive loops"
-            " yet, so it can only Allow them"
+            f"RecursiveLoop {loop!r} is not supported: firebox always stops a loop of async"
+            " destinations after 16 invocations (Terminate)"
         )
-    return ok({"RecursiveLoop": "Allow"})
+    return ok({"RecursiveLoop": "Terminate"})
 
 
 async def get_code_signing(request: Request) -> Response:

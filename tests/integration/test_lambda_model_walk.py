@@ -52,7 +52,7 @@ BY_NAME: dict[str, Any] = {
     "DurableExecutionArn": "arn:aws:lambda:us-east-1:000000000000:function:walk:1/durable/x/y",
     "CallbackId": "walk-callback",
     "UpdateRuntimeOn": "Auto",
-    "RecursiveLoop": "Allow",
+    "RecursiveLoop": "Terminate",
     "AuthType": "NONE",
     "TagKeys": ["walk"],
     "ReservedConcurrentExecutions": 5,

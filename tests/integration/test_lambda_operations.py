@@ -317,9 +317,10 @@ def test_fixed_settings_answer_with_firebox_values(lam: Any) -> None:
     with pytest.raises(lam.exceptions.InvalidParameterValueException):
         lam.put_runtime_management_config(FunctionName="fixed", UpdateRuntimeOn="Manual",
                                           RuntimeVersionArn="arn:aws:lambda:us-east-1::runtime:x")  # fmt: skip
-    assert lam.get_function_recursion_config(FunctionName="fixed")["RecursiveLoop"] == "Allow"
+    assert lam.get_function_recursion_config(FunctionName="fixed")["RecursiveLoop"] == "Terminate"
+    lam.put_function_recursion_config(FunctionName="fixed", RecursiveLoop="Terminate")
     with pytest.raises(lam.exceptions.InvalidParameterValueException):
-        lam.put_function_recursion_config(FunctionName="fixed", RecursiveLoop="Terminate")
+        lam.put_function_recursion_config(FunctionName="fixed", RecursiveLoop="Allow")
     assert lam.get_function_code_signing_config(FunctionName="fixed")["CodeSigningConfigArn"] == ""
     assert lam.list_code_signing_configs()["CodeSigningConfigs"] == []
     with pytest.raises(ClientError) as info:
