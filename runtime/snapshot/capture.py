@@ -26,7 +26,7 @@ from firebox.compiler.interpreter_split import RESET_PREOPENS_EXPORT, SplitInter
 from firebox.runtime import sandbox
 from firebox.runtime.config import MiB
 from firebox.runtime.engine import WASMTIME_VERSION
-from firebox.runtime.errors import InvalidArtifact, MemoryLimitExceeded
+from firebox.runtime.errors import BadRequest, InvalidArtifact, MemoryLimitExceeded
 from firebox.runtime.guest.component import handler_error
 from firebox.runtime.guest.engine import EpochTicker
 from firebox.runtime.guest.function_config import PythonFunctionConfig
@@ -124,6 +124,8 @@ class CaptureEngine:
                 with root.add_instance("firebox:function/host@1.0.0") as host:
                     host.add_func("log", log.write)
                     host.add_func("monotonic-ms", _monotonic_ms)
+                with root.add_instance(CAPABILITIES_INSTANCE) as capabilities:
+                    capabilities.add_func("call", _no_capabilities_at_init)
             started = time.perf_counter()
             created = self.creator.record()
             try:
@@ -183,6 +185,22 @@ def _call(
         raise handler_error(result.payload)
     if result is not None and not isinstance(result, Variant):
         raise handler_error(result)
+
+
+# Initialization runs once, at deploy, on the node, for every later instance: it has no
+# invocation, so no grant to check a capability call against and nothing to bill it to.
+CAPABILITIES_INSTANCE = "firebox:function/capabilities@1.0.0"
+
+
+def _no_capabilities_at_init(store: wasmtime.StoreContext, op: str, request: str) -> str:
+    """Refuse a capability call made by module-level code (the guest raises it)."""
+    error = BadRequest(
+        f"{op} was called while the function initializes (module-level code runs once, at"
+        " deploy, before the snapshot every instance starts from): make capability calls"
+        " (tables, buckets, outbound HTTP) in the handler; creating clients at module level"
+        " is fine"
+    )
+    return json.dumps({"error": error.to_dict()})
 
 
 class _InitLog:
