@@ -32,6 +32,7 @@ from firebox.runtime.events.scheduler import Scheduler
 from firebox.runtime.functions import Functions
 from firebox.runtime.invoke import Invoker
 from firebox.runtime.prepare import Preparer
+from firebox.runtime.roles import role_key
 from firebox.runtime.routing import Route, RouteTable
 from firebox.runtime.specs import LATEST, FunctionSpec, InvocationResult, Resolved
 from firebox.runtime.storage.registry import FunctionRecord
@@ -63,6 +64,8 @@ class Node:
         )
         self.artifacts = ArtifactStore(config.data_dir)
         self.stores = open_stores(config, database_url, sealing_secret=sealing)
+        # Execution-role credentials of functions are signed with a key from the same secret.
+        self.role_key = role_key(sealing)
         self.registry = self.stores.registry
         # Python versions restore from post-init snapshots keyed by the engine's fingerprint.
         snapshots = self.settings.fingerprint() if config.snapshots else None

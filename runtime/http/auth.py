@@ -16,7 +16,9 @@ through `/v1/keys` that are not revoked. Only the admin key may manage keys.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
+from firebox.runtime import roles
 from firebox.runtime.credentials import verify_bearer
 from firebox.runtime.errors import (
     BadRequest,
@@ -39,6 +41,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The scope key under which the authenticated access key id is passed to the app.
 SCOPE_KEY = "firebox.access_key_id"
+# The APIs execution-role credentials may call (each checks the version's grant).
+ROLE_SERVICES = frozenset({"sqs"})
 
 
 def is_lambda_path(path: str) -> bool:
@@ -84,9 +88,37 @@ class Authenticator:
             or self.secret(key_id) is not None
         )
 
-    def signed(self, request: sigv4.SignedRequest, service: str) -> str:
-        """Check a SigV4-signed request; return the key id. Raises sigv4.SigV4Error."""
-        return sigv4.verify(request, self.secret, region=self.node.config.region, service=service)
+    def signed(
+        self, request: sigv4.SignedRequest, service: str
+    ) -> tuple[str, roles.RoleIdentity | None]:
+        """Check a SigV4-signed request; return the key id, and the function version it
+        speaks for when it was signed with execution-role credentials. Raises
+        sigv4.SigV4Error."""
+        found: list[roles.RoleIdentity] = []
+
+        def lookup(key_id: str) -> str | None:
+            if not roles.is_role_key(key_id):
+                return self.secret(key_id)
+            try:
+                identity, secret = roles.verify(self.node.role_key, key_id, _session_token(request))
+            except roles.RoleError as exc:
+                raise sigv4.SigV4Error(sigv4.UNRECOGNIZED, str(exc)) from None
+            found.append(identity)
+            return secret
+
+        key_id = sigv4.verify(request, lookup, region=self.node.config.region, service=service)
+        return key_id, (found[0] if found else None)
+
+
+def _session_token(request: sigv4.SignedRequest) -> str | None:
+    for name, value in request.headers:
+        if name == "x-amz-security-token":
+            return value
+    for pair in request.raw_query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "X-Amz-Security-Token":
+            return unquote(value)
+    return None
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:
@@ -148,7 +180,14 @@ class AuthMiddleware:
                 receive = _replay(body, receive)
                 signed = sigv4.from_asgi(scope, body)
                 service = "sqs" if sqs else "lambda" if lambda_api else "firebox"
-                key_id = self.auth.signed(signed, service)
+                key_id, role = self.auth.signed(signed, service)
+                if role is not None:
+                    if service not in ROLE_SERVICES:
+                        raise Forbidden(
+                            f"execution-role credentials of {role.function} may call only"
+                            f" {', '.join(sorted(ROLE_SERVICES))} APIs, not this one"
+                        )
+                    scope[roles.SCOPE_KEY] = role
             else:
                 header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
                 key_id = self.auth.bearer(header.decode("latin-1") if header else None)

@@ -27,11 +27,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+from firebox.runtime import roles
 from firebox.runtime.config import account_id, arn
 from firebox.runtime.errors import (
     BadRequest,
+    CapabilityDenied,
     FireboxError,
     Forbidden,
+    FunctionNotFound,
     InvalidReceiptHandle,
     PayloadTooLarge,
     QueueAlreadyExists,
@@ -53,6 +56,7 @@ from firebox.runtime.events.queue import (
     is_internal,
     typed_attributes,
 )
+from firebox.runtime.grants import Grants
 from firebox.runtime.http.codec import decode_json
 from firebox.runtime.http.event_bodies import MAX_MESSAGE_BYTES, call_backend
 from firebox.runtime.http.native import node_of
@@ -508,6 +512,10 @@ async def list_queues(request: Request, data: dict[str, Any]) -> dict[str, Any]:
         for n in await call_backend(node_of(request).queues.list_queues, prefix)
         if not is_internal(n)
     ]
+    role = request.scope.get(roles.SCOPE_KEY)
+    if role is not None:  # a function sees the queues it was granted
+        granted = set(_grants_of(request, role).queues)
+        names = [n for n in names if n in granted]
     if after is not None:
         names = [n for n in names if n > after]
     out: dict[str, Any] = {}
@@ -725,6 +733,46 @@ UNSUPPORTED: dict[str, str] = {
 }
 
 
+# What execution-role credentials may do: use the queues their version was granted
+# (send, receive, delete, change visibility, read attributes), never manage queues.
+ROLE_OPERATIONS = frozenset({
+    "GetQueueUrl", "GetQueueAttributes", "SendMessage", "SendMessageBatch", "ReceiveMessage",
+    "DeleteMessage", "DeleteMessageBatch", "ChangeMessageVisibility",
+    "ChangeMessageVisibilityBatch", "ListQueues",
+})  # fmt: skip
+
+
+def _check_role(request: Request, operation: str, data: dict[str, Any]) -> None:
+    """Refuse what a function's execution role was not granted (AccessDenied)."""
+    role = request.scope.get(roles.SCOPE_KEY)
+    if role is None:
+        return
+    if operation not in ROLE_OPERATIONS:
+        raise SqsError(
+            "AccessDenied",
+            f"the execution role of function {role.function} may not call {operation}:"
+            " functions use the queues they were granted, they do not manage queues",
+            403,
+        )
+    if operation == "ListQueues":
+        return  # filtered to the granted queues in list_queues
+    name = _text(data, "QueueName") if operation == "GetQueueUrl" else _queue_name(data)
+    assert name is not None
+    try:
+        _grants_of(request, role).queue(name)
+    except CapabilityDenied as exc:
+        raise SqsError("AccessDenied", exc.message, 403) from None
+
+
+def _grants_of(request: Request, role: roles.RoleIdentity) -> Grants:
+    try:
+        return node_of(request).catalog.version(role.function, role.version).spec.grants
+    except FunctionNotFound:
+        raise SqsError(
+            "AccessDenied", f"function {role.function}:{role.version} no longer exists", 403
+        ) from None
+
+
 async def endpoint(request: Request) -> Response:
     """POST / with `X-Amz-Target: AmazonSQS.<Operation>`: one SQS operation."""
     operation = request.headers.get("x-amz-target", "")[len(TARGET_PREFIX) :]
@@ -743,6 +791,7 @@ async def endpoint(request: Request) -> Response:
         data = decode_json(body) if body.strip() else {}
         if not isinstance(data, dict):
             raise SqsError("SerializationException", "The request body must be a JSON object.")
+        _check_role(request, operation, data)
         result = await handler(request, data)
     except (SqsError, FireboxError) as exc:
         return error_response(exc)

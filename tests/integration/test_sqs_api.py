@@ -19,8 +19,9 @@ from botocore.awsrequest import AWSRequest  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from botocore.credentials import Credentials  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
+from firebox.runtime import roles  # noqa: E402
 
-from tests.conftest import Server  # noqa: E402
+from tests.conftest import Server, guest_wasm  # noqa: E402
 
 REGION = "us-east-1"
 
@@ -265,3 +266,69 @@ def test_credentials_are_checked(node: Server) -> None:
     reply = httpx.post(node.url + "/", headers=dict(signed.headers), content=b"{}")
     assert reply.status_code == 403
     assert "service" in reply.json()["message"]
+
+
+def role_client(node: Server, function: str, version: str = "$LATEST", ttl_s: float = 600) -> Any:
+    """An SQS client holding the execution-role credentials a function version gets."""
+    creds = roles.issue(
+        roles.role_key(node.credentials.secret_access_key), function, version, ttl_s
+    )
+    return sqs_client(
+        node,
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        aws_session_token=creds.session_token,
+    )
+
+
+def test_execution_role_credentials_reach_only_granted_queues(sqs: Any, node: Server) -> None:
+    granted, other = unique("granted"), unique("other")
+    granted_url = sqs.create_queue(QueueName=granted)["QueueUrl"]
+    other_url = sqs.create_queue(QueueName=other)["QueueUrl"]
+    with node.client() as admin:
+        admin.deploy({"name": "sender", "capabilities": {"queues": [granted]}}, guest_wasm("echo"))
+    role = role_client(node, "sender")
+
+    role.send_message(QueueUrl=granted_url, MessageBody="from a function")
+    got = role.receive_message(QueueUrl=granted_url)["Messages"]
+    assert [m["Body"] for m in got] == ["from a function"]
+    role.delete_message(QueueUrl=granted_url, ReceiptHandle=got[0]["ReceiptHandle"])
+    assert role.get_queue_url(QueueName=granted)["QueueUrl"] == granted_url
+    assert role.list_queues()["QueueUrls"] == [granted_url]
+
+    for call in (
+        lambda: role.send_message(QueueUrl=other_url, MessageBody="x"),
+        lambda: role.get_queue_url(QueueName=other),
+        lambda: role.purge_queue(QueueUrl=granted_url),
+        lambda: role.create_queue(QueueName=unique("mine")),
+    ):
+        with pytest.raises(ClientError) as caught:
+            call()
+        assert caught.value.response["Error"]["Code"] == "AccessDenied", caught.value.response
+    with pytest.raises(ClientError) as caught:
+        role.send_message(QueueUrl=other_url, MessageBody="x")
+    assert f'queues = ["{other}"]' in caught.value.response["Error"]["Message"]
+
+    # Role credentials open nothing else: not the native API, not Lambda's management API.
+    lam = boto3.client("lambda", endpoint_url=node.url, region_name=REGION,
+                       aws_access_key_id=role._request_signer._credentials.access_key,
+                       aws_secret_access_key=role._request_signer._credentials.secret_key,
+                       aws_session_token=role._request_signer._credentials.token)  # fmt: skip
+    with pytest.raises(ClientError) as caught:
+        lam.list_functions()
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+
+def test_expired_or_foreign_role_credentials_are_refused(node: Server) -> None:
+    expired = role_client(node, "sender", ttl_s=-1)
+    with pytest.raises(ClientError) as caught:
+        expired.list_queues()
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    assert "expired" in caught.value.response["Error"]["Message"]
+    creds = roles.issue(roles.role_key("another cluster's secret"), "sender", "$LATEST")
+    foreign = sqs_client(node, aws_access_key_id=creds.access_key_id,
+                         aws_secret_access_key=creds.secret_access_key,
+                         aws_session_token=creds.session_token)  # fmt: skip
+    with pytest.raises(ClientError) as caught:
+        foreign.list_queues()
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
