@@ -296,14 +296,15 @@ def test_execution_role_credentials_reach_only_granted_queues(sqs: Any, node: Se
     assert role.get_queue_url(QueueName=granted)["QueueUrl"] == granted_url
     assert role.list_queues()["QueueUrls"] == [granted_url]
 
-    for call in (
-        lambda: role.send_message(QueueUrl=other_url, MessageBody="x"),
-        lambda: role.get_queue_url(QueueName=other),
-        lambda: role.purge_queue(QueueUrl=granted_url),
-        lambda: role.create_queue(QueueName=unique("mine")),
-    ):
+    refused: list[tuple[str, dict[str, Any]]] = [
+        ("send_message", {"QueueUrl": other_url, "MessageBody": "x"}),
+        ("get_queue_url", {"QueueName": other}),
+        ("purge_queue", {"QueueUrl": granted_url}),
+        ("create_queue", {"QueueName": unique("mine")}),
+    ]
+    for operation, kwargs in refused:
         with pytest.raises(ClientError) as caught:
-            call()
+            getattr(role, operation)(**kwargs)
         assert caught.value.response["Error"]["Code"] == "AccessDenied", caught.value.response
     with pytest.raises(ClientError) as caught:
         role.send_message(QueueUrl=other_url, MessageBody="x")
