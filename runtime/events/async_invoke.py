@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
-from firebox.runtime.config import arn
+from firebox.runtime.config import FIREBOX_ASYNC_VISIBILITY_S, arn
 from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound, Throttled
 from firebox.runtime.events.queue import Message, QueueAttributes, QueueBackend, check_public
 from firebox.runtime.events.retry import (
@@ -48,8 +48,10 @@ log = logging.getLogger("firebox.async")
 T = TypeVar("T")
 
 ASYNC_QUEUE = "firebox-async-invocations"
-# Extra visibility beyond the function's timeout, so a slow invocation is not redelivered.
-VISIBILITY_MARGIN_S = 30.0
+# Extra visibility beyond the function's timeout, so a slow invocation is not redelivered;
+# a received event is hidden twice that long until its function's timeout is known. This
+# is how long an event held by a node that died waits before another node delivers it.
+VISIBILITY_MARGIN_S = FIREBOX_ASYNC_VISIBILITY_S.get()
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,9 @@ class AsyncInvoker:
         while True:
             await self._slots.acquire()
             try:
-                messages = await self._q(self.queues.receive, ASYNC_QUEUE, 1, None, 1.0)
+                messages = await self._q(
+                    self.queues.receive, ASYNC_QUEUE, 1, 2 * VISIBILITY_MARGIN_S, 1.0
+                )
             except Exception as exc:  # the backend is briefly unreachable: keep trying
                 self._slots.release()
                 log.warning("async queue receive failed: %s", exc)
