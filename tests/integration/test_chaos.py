@@ -15,7 +15,6 @@ that restarting it loses nothing acknowledged and disturbs no other test.
 from __future__ import annotations
 
 import calendar
-import itertools
 import os
 import random
 import shutil
@@ -145,7 +144,8 @@ class RoundRobin:
 
 def logged(client: Client, name: str) -> list[list[str]]:
     """Return the split lines the function printed, in processing order."""
-    entries = sorted(client.logs(name, limit=100_000), key=lambda e: (e.ts, e.id))
+    entries = sorted(client.logs(name, limit=10_000), key=lambda e: (e.ts, e.id))
+    assert len(entries) < 10_000, "more invocations than one page of logs holds"
     return [
         line.split()
         for entry in entries
@@ -166,6 +166,21 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
 def _seq(sequence: str) -> tuple[int, int]:
     ms, n = sequence.split("-")
     return int(ms), int(n)
+
+
+def tick_gaps(ticks: list[str], until: float) -> list[str]:
+    """Return the ticks missing between the first one seen and `until` (every TICK_S)."""
+    if not ticks:
+        return ["no tick at all"]
+    have = {calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ")) for t in ticks}
+    first = min(have)
+    expected = range(first, int(until) - TICK_S, TICK_S)
+    return [time.strftime("%H:%M:%SZ", time.gmtime(t)) for t in expected if t not in have]
+
+
+def _when(events: list[tuple[float, str]]) -> list[str]:
+    return [time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 10)} {what}"
+            for t, what in events]  # fmt: skip
 
 
 @pytest.fixture
@@ -278,6 +293,7 @@ def test_nodes_and_redis_killed_under_load_lose_nothing(
                 accepted["rec"] += [(r["shard_id"], r["sequence_number"]) for r in out]
             time.sleep(0.1)
 
+    events: list[tuple[float, str]] = []  # what the chaos did, for a failure's message
     loaders = [threading.Thread(target=f, daemon=True)
                for f in (sync_load, sync_load, sync_load, sync_load, async_load, queue_load,
                          stream_load)]  # fmt: skip
@@ -291,8 +307,10 @@ def test_nodes_and_redis_killed_under_load_lose_nothing(
         time.sleep(rng.uniform(1.0, 3.0))
         if redis_restarts == 0 and time.time() - started > redis_at:
             private_redis.kill()
+            events.append((time.time(), "redis killed"))
             time.sleep(rng.uniform(0.5, 2.0))
             private_redis.start()
+            events.append((time.time(), "redis back"))
             redis_restarts += 1
             continue
         victim = rng.randrange(len(nodes))
@@ -301,8 +319,10 @@ def test_nodes_and_redis_killed_under_load_lose_nothing(
         nodes[victim].proc.wait(10)  # type: ignore[union-attr]
         nodes[victim].proc = None
         kills += 1
+        events.append((time.time(), f"node {victim} killed"))
         time.sleep(rng.uniform(0.5, 3.0))
         nodes[victim].start()
+        events.append((time.time(), f"node {victim} back"))
     stop.set()
     for t in loaders:
         t.join(30)
@@ -322,9 +342,13 @@ def test_nodes_and_redis_killed_under_load_lose_nothing(
                 "msg": [m for m in accepted["msg"] if m not in seen["msg"]],
                 "rec": [r for r in accepted["rec"] if r not in seen["rec"]],
             }
+            missing["tick"] = tick_gaps(list(seen["tick"]), load_end)
             if not any(missing.values()):
                 break
-            assert time.monotonic() < deadline, {k: v[:10] for k, v in missing.items()}
+            assert time.monotonic() < deadline, (
+                f"never processed: { {k: v[:10] for k, v in missing.items()} };"
+                f" chaos: {_when(events)}"
+            )
             time.sleep(1.0)
 
     # Stream records: in order per shard (a replayed batch starts again from its
@@ -334,13 +358,10 @@ def test_nodes_and_redis_killed_under_load_lose_nothing(
         order = [p[2] for p in lines if p[0] == "rec" and p[1] == shard and (shard, p[2]) in wanted]
         first_seen = list(dict.fromkeys(order))
         assert first_seen == sorted(first_seen, key=_seq), f"{shard} out of order"
-    # Ticks: every tick from the first to the end of the load fired exactly once.
+    # Ticks: every tick from the first to the end of the load fired, exactly once.
     ticks = sorted(seen["tick"])
-    as_epoch = [calendar.timegm(time.strptime(t, "%Y-%m-%dT%H:%M:%SZ")) for t in ticks]
-    expected = int((min(load_end, max(as_epoch)) - as_epoch[0]) // TICK_S) + 1
-    assert len(ticks) >= expected, f"ticks lost: {ticks}"
+    assert not tick_gaps(ticks, load_end)
     assert all(n == 1 for n in seen["tick"].values()), f"a tick fired twice: {seen['tick']}"
-    assert all(b - a == TICK_S for a, b in itertools.pairwise(as_epoch)), ticks
     # Reserved concurrency: never more than RESERVED at once, by the function's clock.
     peak = most_at_once(spans)
     assert peak <= RESERVED
