@@ -254,16 +254,6 @@ class ClusterConcurrency:
             except Exception as exc:  # it expires by itself
                 log.warning("could not give back a concurrency slot: %s", exc)
 
-    def held(self) -> dict[str, int]:
-        """Return the slots this node holds per function (busy and idle)."""
-        with self._lock:
-            names = set(self._busy) | set(self._idle)
-            return {
-                n: len(self._busy.get(n, ())) + len(self._idle.get(n, ()))
-                for n in sorted(names)
-                if self._busy.get(n) or self._idle.get(n)
-            }
-
     # --- the thread ---------------------------------------------------------------------
 
     def _call(self, script: Any, pairs: list[tuple[str, str]], *head: Any) -> None:

@@ -119,7 +119,8 @@ class RoundRobin:
         self.next = 0
         self.lock = threading.Lock()
         self.creds: dict[int, Credentials] = {}
-        self.errors: list[tuple[str, int, float, int, str]] = []  # (what, node, t, status, code)
+        # (what, node, time, status, code, message)
+        self.errors: list[tuple[str, int, float, int, str, str]] = []
 
     def call(self, what: str, fn: Callable[[Client], T]) -> T | FireboxError | None:
         for _ in range(3 * len(self.nodes)):
@@ -137,7 +138,9 @@ class RoundRobin:
             except httpx.TransportError:
                 time.sleep(0.05)  # the node died under the call: the next one
             except FireboxError as exc:
-                self.errors.append((what, index, time.time(), status_of(exc), exc.code))
+                self.errors.append(
+                    (what, index, time.time(), status_of(exc), exc.code, exc.message[:300])
+                )
                 return exc
         return None
 
@@ -367,7 +370,8 @@ def test_nodes_and_redis_killed_under_load_lose_nothing(
     assert peak <= RESERVED
     # No sync request was answered 5xx (throttles are 429; a dead node answers nothing).
     fives = [e for e in rr.errors if e[0] == "sync" and e[3] >= 500]
-    assert not fives, fives[:5]
+    tracebacks = [n.log_text()[-3000:] for n in nodes if fives and "Traceback" in n.log_text()]
+    assert not fives, f"{fives[:5]}; chaos: {_when(events)}; {tracebacks}"
     counts = {
         "events": len(accepted["evt"]), "messages": len(accepted["msg"]),
         "records": len(accepted["rec"]), "ticks": len(ticks), "kills": kills,
