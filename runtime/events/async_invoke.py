@@ -353,6 +353,10 @@ class AsyncInvoker:
         config: EventInvokeConfig,
     ) -> None:
         """Send the destination record (and the DLQ message on failure), then delete the event."""
+        if result is not None:
+            # The invocation's log is stored before its event is deleted (as the queue
+            # poller does): a node killed right after leaves no processed event without trace.
+            await self.node.recorder.flush(strict=True)
         if condition == "Success":
             if config.on_success is not None:
                 await self._route(config.on_success, self.record(event, result, condition))
