@@ -1,8 +1,15 @@
 """What a node serves: the registry's functions, versions and aliases as ready-to-run specs,
-cached in memory and refreshed when the registry's generation moves (service layer)."""
+cached in memory and refreshed when the registry's generation moves (service layer).
+
+Change notification: the node's poll loop waits in `wait_changed`, which returns after
+the poll period or at once when `notify` is called (from any thread: the registry's
+LISTEN/NOTIFY listener, `storage.registry_notify`), so another node's write is seen
+within milliseconds on PostgreSQL and within the poll period otherwise."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import random
 
@@ -71,6 +78,25 @@ class Catalog:
         self._provisioned: dict[str, dict[str, int]] = {}
         self._all_provisioned = False
         self.generation = -1
+        self._changed: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.notified = 0  # change notifications received
+
+    def notify(self) -> None:
+        """Say the registry changed (thread-safe): a waiting `wait_changed` returns now."""
+        self.notified += 1
+        loop, event = self._loop, self._changed
+        if loop is not None and event is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(event.set)
+
+    async def wait_changed(self, timeout: float) -> None:
+        """Wait until `notify` is called or `timeout` seconds pass, whichever is first."""
+        if self._changed is None:
+            self._loop, self._changed = asyncio.get_running_loop(), asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        self._changed.clear()
 
     def refresh(self) -> bool:
         """Reload from the registry if its generation moved; return True if it did."""

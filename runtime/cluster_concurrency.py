@@ -145,9 +145,15 @@ class ClusterConcurrency:
         self.lease_s = lease_s
         self.linger_s = linger_s
         self.node_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        # The renewing thread waits longer than the admission path may: a renewal that
+        # times out under load would let slots expire while they are in use.
+        self.tend_redis = redis.Redis.from_url(
+            url, socket_connect_timeout=lease_s / 3, socket_timeout=lease_s / 3
+        )
         self._take = self.redis.register_script(_TAKE)
-        self._renew = self.redis.register_script(_RENEW)
-        self._give_back = self.redis.register_script(_GIVE_BACK)
+        self._give_back_now = self.redis.register_script(_GIVE_BACK)
+        self._renew = self.tend_redis.register_script(_RENEW)
+        self._give_back = self.tend_redis.register_script(_GIVE_BACK)
         self._lock = threading.Lock()
         self._busy: dict[str, set[str]] = defaultdict(set)
         self._idle: dict[str, list[tuple[str, float]]] = defaultdict(list)
@@ -183,6 +189,7 @@ class ClusterConcurrency:
         except Exception as exc:  # they expire by themselves
             log.warning("could not give back concurrency slots: %s", exc)
         self.redis.close()
+        self.tend_redis.close()
 
     def acquire(self, function: str, limit: int) -> Throttled | None:
         """Take a slot for one invocation of `function` under its cluster-wide `limit` and
@@ -250,24 +257,14 @@ class ClusterConcurrency:
         if not keep and self.linger_s <= 0:  # no cache: give it back now (a round trip)
             try:
                 self.round_trips += 1
-                self._call(self._give_back, [(function, slot)])
+                self._call(self._give_back_now, [(function, slot)])
             except Exception as exc:  # it expires by itself
                 log.warning("could not give back a concurrency slot: %s", exc)
-
-    def held(self) -> dict[str, int]:
-        """Return the slots this node holds per function (busy and idle)."""
-        with self._lock:
-            names = set(self._busy) | set(self._idle)
-            return {
-                n: len(self._busy.get(n, ())) + len(self._idle.get(n, ()))
-                for n in sorted(names)
-                if self._busy.get(n) or self._idle.get(n)
-            }
 
     # --- the thread ---------------------------------------------------------------------
 
     def _call(self, script: Any, pairs: list[tuple[str, str]], *head: Any) -> None:
-        if not pairs and script is self._give_back:
+        if not pairs and script is not self._renew:
             return
         args: list[Any] = [self.prefix, *head]
         for function, slot in pairs:

@@ -36,6 +36,7 @@ from firebox.runtime.roles import role_key
 from firebox.runtime.routing import Route, RouteTable
 from firebox.runtime.specs import LATEST, FunctionSpec, InvocationResult, Resolved
 from firebox.runtime.storage.registry import FunctionRecord
+from firebox.runtime.storage.registry_notify import open_registry_listener
 from firebox.runtime.storage.stores import open_stores
 from firebox.runtime.supervisor import Supervisor
 from firebox.runtime.telemetry import Recorder
@@ -84,6 +85,9 @@ class Node:
             self.catalog, self.recorder, config.workers * config.worker_threads
         )
         self.admission.cluster = open_cluster_concurrency(config.queue_url)
+        self.listener = open_registry_listener(
+            self.registry.engine, self.catalog.notify, self.stores.keys.forget
+        )
         self.routes = RouteTable()
         # Pools kept ready (key -> spec), and artifacts known to be local and compiled,
         # so an invocation of a version without a pool checks its files once, not per call.
@@ -119,9 +123,13 @@ class Node:
         if self.config.prepare_python:
             self.prepare.start_interpreter()  # so the first Python deploy is fast
         self._tasks = [asyncio.create_task(self._initial_sync()), asyncio.create_task(self._poll())]
+        if self.listener is not None:
+            self.listener.start()
 
     async def stop(self) -> None:
         """Stop polling, flush telemetry, stop workers, close the registry."""
+        if self.listener is not None:
+            await asyncio.to_thread(self.listener.stop)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -147,7 +155,7 @@ class Node:
     async def _poll(self) -> None:
         """Notice writes by other nodes sharing the registry (and keep pools in step)."""
         while True:
-            await asyncio.sleep(self.poll_s)
+            await self.catalog.wait_changed(self.poll_s)  # or woken by a notification
             try:
                 changed = await self.run_blocking(self.catalog.refresh)
             except Exception as exc:  # the database is briefly unreachable: keep serving

@@ -80,8 +80,10 @@ class Preparer:
         from firebox.runtime.guest.engine import build_engine  # wasmtime, off the front end
 
         if self._engine is None:
-            self._engine = build_engine(self.settings, parallel=False)
+            # The cache first: another thread that sees the engine must see the cache too
+            # (`cache` asserts it; seen as a 500 on a node's first calls in the chaos test).
             self._cache = CompiledCache(self.data_dir, self.settings)
+            self._engine = build_engine(self.settings, parallel=False)
         return self._engine
 
     def _components(self) -> wasmtime.Engine:

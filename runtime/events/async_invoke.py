@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgpack
-from firebox.runtime.config import arn
+from firebox.runtime.config import FIREBOX_ASYNC_VISIBILITY_S, arn
 from firebox.runtime.errors import BadRequest, FireboxError, FunctionNotFound, Throttled
 from firebox.runtime.events.queue import Message, QueueAttributes, QueueBackend, check_public
 from firebox.runtime.events.retry import (
@@ -52,8 +52,10 @@ log = logging.getLogger("firebox.async")
 T = TypeVar("T")
 
 ASYNC_QUEUE = "firebox-async-invocations"
-# Extra visibility beyond the function's timeout, so a slow invocation is not redelivered.
-VISIBILITY_MARGIN_S = 30.0
+# Extra visibility beyond the function's timeout, so a slow invocation is not redelivered;
+# a received event is hidden twice that long until its function's timeout is known. This
+# is how long an event held by a node that died waits before another node delivers it.
+VISIBILITY_MARGIN_S = FIREBOX_ASYNC_VISIBILITY_S.get()
 # Lambda's recursive loop detection: a chain of function destinations (A -> B -> A ...)
 # is stopped when an event would be the 17th invocation of one chain.
 MAX_CHAIN_DEPTH = 16
@@ -276,7 +278,9 @@ class AsyncInvoker:
         while True:
             await self._slots.acquire()
             try:
-                messages = await self._q(self.queues.receive, ASYNC_QUEUE, 1, None, 1.0)
+                messages = await self._q(
+                    self.queues.receive, ASYNC_QUEUE, 1, 2 * VISIBILITY_MARGIN_S, 1.0
+                )
             except Exception as exc:  # the backend is briefly unreachable: keep trying
                 self._slots.release()
                 log.warning("async queue receive failed: %s", exc)
@@ -369,6 +373,10 @@ class AsyncInvoker:
         config: EventInvokeConfig,
     ) -> None:
         """Send the destination record (and the DLQ message on failure), then delete the event."""
+        if result is not None:
+            # The invocation's log is stored before its event is deleted (as the queue
+            # poller does): a node killed right after leaves no processed event without trace.
+            await self.node.recorder.flush(strict=True)
         depth = event.get("depth", 0) + 1
         if condition == "Success":
             if config.on_success is not None:

@@ -22,7 +22,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from firebox.runtime.errors import FireboxError
@@ -79,6 +79,7 @@ class _Held:
     counter: int
     wanted_by: str = ""
     task: asyncio.Task[None] | None = None
+    renewed_at: float = field(default_factory=time.monotonic)
 
 
 class StreamPoller(Poller):
@@ -120,6 +121,10 @@ class StreamPoller(Poller):
             except Exception as exc:  # the lease table is briefly unreachable
                 self.stats.problem = f"shard leases of {name}: {exc}"
                 log.warning("mapping %s: shard leases: %s", self.record.id, exc)
+                # Not renewed for a whole lease: another node may hold it by now.
+                for shard, held in list(self.held.items()):
+                    if time.monotonic() - held.renewed_at > manager.lease_s:
+                        self._drop(shard, "gave up (not renewed)")
             if await self.sleep(manager.lease_s / 3):
                 return
 
@@ -134,7 +139,7 @@ class StreamPoller(Poller):
             if not kept:
                 self._drop(shard, "lost")
             else:
-                held.wanted_by = wanted
+                held.wanted_by, held.renewed_at = wanted, time.monotonic()
         table = await manager.q(leases.leases, self.record.id, name, shards)
         for lease in table:
             if lease.live and lease.owner == me and lease.shard not in self.held:

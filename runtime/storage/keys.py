@@ -13,13 +13,15 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from firebox.runtime.errors import KeyNotFound
+from firebox.runtime.storage.registry_notify import KEYS_CHANNEL, notify
 from firebox.runtime.storage.schema import access_keys
 from firebox.runtime.storage.sealed import Sealer
 
 # The shape AWS tooling expects of a key id: 20 upper-case characters, "AKIA"-like.
 KEY_ID_PREFIX = "FBK"
 # How long a looked-up secret is trusted before the database is asked again; a key
-# revoked on another node stops working on this one after at most this long.
+# revoked on another node stops working on this one after at most this long (on
+# PostgreSQL a notification drops it at once: `registry_notify`; this is the fallback).
 LOOKUP_TTL_S = 2.0
 
 
@@ -97,8 +99,13 @@ class KeyStore:
                     .where(access_keys.c.access_key_id == key_id)
                     .values(revoked_at=revoked_at)
                 )
+                notify(conn, KEYS_CHANNEL, key_id)  # other nodes forget it at commit
         self._cache.pop(key_id, None)
         return AccessKey(row.access_key_id, row.description, row.created_at, revoked_at)
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from the lookup cache (another node revoked it); thread-safe."""
+        self._cache.pop(key_id, None)
 
     def secret(self, key_id: str) -> str | None:
         """Return the secret of a live (not revoked) key, or None; cached for `ttl_s`."""

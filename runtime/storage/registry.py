@@ -17,6 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from firebox.runtime.errors import Conflict, FunctionNotFound
+from firebox.runtime.storage.registry_notify import REGISTRY_CHANNEL, notify
 from firebox.runtime.storage.schema import (
     aliases,
     functions,
@@ -92,6 +93,7 @@ class Registry:
     @staticmethod
     def _bump(conn: sa.Connection) -> None:
         conn.execute(meta.update().where(meta.c.key == "generation").values(value=meta.c.value + 1))
+        notify(conn, REGISTRY_CHANNEL)  # other nodes reload at commit, not at their next poll
 
     # --- $LATEST ------------------------------------------------------------------
 
