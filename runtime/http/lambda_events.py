@@ -26,13 +26,13 @@ from firebox.runtime.http.lambda_errors import invalid_parameter
 from firebox.runtime.http.lambda_shapes import Names
 from firebox.runtime.http.native import node_of
 from firebox.runtime.node import Node
+from firebox.runtime.storage.lambda_meta import EVENT_CONFIG
 from firebox.runtime.storage.mappings import MappingRecord
 from firebox.runtime.storage.registry import LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-EVENT_CONFIG = "event-config"  # lambda_meta kind: when a config was last put
 # Lambda's limits on event-invoke configs.
 MAX_RETRY_ATTEMPTS = 2
 MIN_EVENT_AGE_S, MAX_EVENT_AGE_S = 60, 21_600

@@ -19,7 +19,11 @@ import sqlalchemy as sa
 POLICY = "policy"  # key: statement id
 URL = "url"  # key: the URL's id
 PROVISIONED = "provisioned"  # key: "" (the doc holds when it was last put)
-LAYER = "layer"  # function: the layer's name; qualifier: its version number
+EVENT_CONFIG = "event-config"  # key: "" (the doc holds when it was last put)
+LAYER = "layer"  # function: the layer's name; qualifier: its version number ("" the counter)
+LAYER_POLICY = "layer-policy"  # function: the layer's name; qualifier: version; key: sid
+#: The kinds that belong to a function (deleted with it); layers have their own names.
+FUNCTION_KINDS = (POLICY, URL, PROVISIONED, EVENT_CONFIG)
 
 metadata = sa.MetaData()
 lambda_resources = sa.Table(
@@ -126,7 +130,9 @@ class LambdaMetaStore:
 
     def delete_function(self, function: str, qualifier: str | None = None) -> None:
         """Delete every document of a function (of one of its versions), layers aside."""
-        clause = sa.and_(lambda_resources.c.function == function, lambda_resources.c.kind != LAYER)
+        clause = sa.and_(
+            lambda_resources.c.function == function, lambda_resources.c.kind.in_(FUNCTION_KINDS)
+        )
         if qualifier is not None:
             clause = sa.and_(clause, lambda_resources.c.qualifier == qualifier)
         with self.engine.begin() as conn:
