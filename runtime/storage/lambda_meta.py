@@ -62,7 +62,12 @@ class LambdaMetaStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine, checkfirst=True)
+        try:
+            metadata.create_all(engine, checkfirst=True)
+        except sa.exc.DBAPIError:
+            # Another node sharing the registry created it at the same moment.
+            if not sa.inspect(engine).has_table(lambda_resources.name):
+                raise
 
     def _where(
         self, kind: str, function: str | None, qualifier: str | None, key: str | None
