@@ -127,6 +127,9 @@ def merge_layers(package: bytes, layers: list[bytes]) -> bytes:
         zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as merged,
     ):
         names = {i.filename for i in own.infolist()}
+        total += sum(i.file_size for i in own.infolist())
+        if total > MAX_UNZIPPED_BYTES:
+            raise invalid_parameter("the function and its layers unzip to over 250 MB")
         for info in own.infolist():
             merged.writestr(info, own.read(info))
         for name, data in files.items():
