@@ -67,6 +67,16 @@ def destination_of(names: Names, arn: Any, what: str) -> dict[str, str]:
     )
 
 
+def _destination_member(destinations: dict[str, Any], field: str) -> Any:
+    """Return DestinationConfig.<field>.Destination (None when absent)."""
+    member = destinations.get(field)
+    if member is None:
+        return None
+    if not isinstance(member, dict):
+        raise invalid_parameter(f"DestinationConfig.{field} must be {{\"Destination\": ARN}}")
+    return member.get("Destination")
+
+
 def destination_arn(names: Names, destination: Any) -> str | None:
     """Return the Lambda ARN of a firebox destination (None for none)."""
     if not isinstance(destination, dict):
@@ -114,7 +124,7 @@ def _invoke_settings(names: Names, data: dict[str, Any]) -> dict[str, Any]:
     destinations = field_of(data, "DestinationConfig", dict)
     if destinations is not None:
         for field, key in (("OnSuccess", "on_success"), ("OnFailure", "on_failure")):
-            arn = (destinations.get(field) or {}).get("Destination")
+            arn = _destination_member(destinations, field)
             out[key] = destination_of(names, arn, f"DestinationConfig.{field}") if arn else None
     return out
 
@@ -240,7 +250,7 @@ def _mapping_settings(names: Names, data: dict[str, Any]) -> dict[str, Any]:
         out["maximum_concurrency"] = scaling["MaximumConcurrency"]
     destinations = field_of(data, "DestinationConfig", dict)
     if destinations is not None:
-        arn = (destinations.get("OnFailure") or {}).get("Destination")
+        arn = _destination_member(destinations, "OnFailure")
         if arn:
             target = destination_of(names, arn, "DestinationConfig.OnFailure")
             if target["type"] != "queue":
