@@ -73,7 +73,7 @@ def _destination_member(destinations: dict[str, Any], field: str) -> Any:
     if member is None:
         return None
     if not isinstance(member, dict):
-        raise invalid_parameter(f"DestinationConfig.{field} must be {{\"Destination\": ARN}}")
+        raise invalid_parameter(f'DestinationConfig.{field} must be {{"Destination": ARN}}')
     return member.get("Destination")
 
 
