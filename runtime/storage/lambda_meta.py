@@ -36,6 +36,8 @@ lambda_resources = sa.Table(
     sa.Column("document", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # A function URL is looked up by its id alone on every request to it.
+    sa.Index("lambda_resources_by_key", "kind", "key"),
 )
 
 
