@@ -39,6 +39,7 @@ from firebox.runtime.http.lambda_errors import (
     invalid_parameter,
     lambda_error_response,
 )
+from firebox.runtime.http.lambda_layer_files import function_layers, layers_shape, merge_layers
 from firebox.runtime.http.lambda_operations import refusal
 from firebox.runtime.http.lambda_shapes import (
     DEFAULT_PYTHON_HANDLER,
@@ -79,7 +80,8 @@ INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 MIN_MEMORY_MB, MAX_MEMORY_MB = 128, 10_240
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 # Fields that would change what runs, which firebox cannot honour: refused when set.
-REFUSED_IF_SET = ("Layers", "FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn")
+REFUSED_IF_SET = ("FileSystemConfigs", "ImageConfig", "CodeSigningConfigArn")
+LAYERS_MARK = "Layers"  # metadata: JSON list of {Arn, CodeSize}, as GetFunction shows them
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -270,6 +272,37 @@ def _package(kind: str, package: bytes) -> bytes:
     return package if kind == "python" else module_code(package)
 
 
+async def _with_layers(
+    node: Node, names: Names, kind: str, package: bytes, arns: list[Any] | None
+) -> tuple[bytes, str | None]:
+    """Return the code to deploy (a Python package with its layers merged in) and the
+    metadata value of `Layers` ("" for none; None when `arns` is None: unchanged)."""
+    if arns is None:
+        return _package(kind, package), None
+    if arns and kind != "python":
+        raise invalid_parameter(
+            "Layers are for Python functions: a WebAssembly module has no file system for them"
+        )
+    layers = await function_layers(node, names, arns)
+    if not layers:
+        return _package(kind, package), ""
+    merged = await node.run_blocking(merge_layers, package, [data for _, _, data in layers])
+    return merged, json.dumps([{"Arn": arn, "CodeSize": size} for arn, size, _ in layers])
+
+
+def _layer_arns(meta: dict[str, str]) -> list[Any] | None:
+    """Return the layer ARNs a function was deployed with (None when it has none)."""
+    shown = layers_shape(meta)
+    return [layer["Arn"] for layer in shown] if shown else None
+
+
+def _set(meta: dict[str, str], key: str, value: str | None) -> None:
+    if value:
+        meta[key] = value
+    elif value == "":
+        meta.pop(key, None)
+
+
 # --- functions -----------------------------------------------------------------------
 
 
@@ -293,6 +326,7 @@ async def create_function(request: Request) -> Response:
     kind = kind_of_runtime(runtime, package)
     handler = field_of(data, "Handler", str)
     tags = field_of(data, "Tags", dict)
+    code, layers = await _with_layers(node, names, kind, package, field_of(data, "Layers", list))
     if await node.functions.find(name) is not None:
         raise LambdaError("ResourceConflictException", 409, f"Function already exist: {name}")
     metadata = {
@@ -313,7 +347,8 @@ async def create_function(request: Request) -> Response:
         metadata["Handler"] = handler
     if ISOLATION_TAG in (tags or {}):
         manifest["isolation"] = tags[ISOLATION_TAG]  # "reuse": Lambda's warm environments
-    record = await node.functions.deploy(manifest, _package(kind, package), tags)
+    _set(metadata, LAYERS_MARK, layers)
+    record = await node.functions.deploy(manifest, code, tags)
     if data.get("Publish"):
         record = await node.functions.publish(name)
     return ok(configuration(names, record), 201)
@@ -380,7 +415,7 @@ async def update_code(request: Request) -> Response:
     if data.get("S3Bucket") or data.get("ImageUri"):
         raise invalid_parameter("only ZipFile is supported (no S3 or image code)")
     package = zip_file(data.get("ZipFile"))
-    code = _package(current.kind, package)
+    code, _ = await _with_layers(node, names, current.kind, package, _layer_arns(_meta(current)))
     if data.get("DryRun"):
         return ok(configuration(names, current))
     meta = {**_meta(current), "CodeSize": str(len(package)), "CodeSha256": code_sha256(package)}
@@ -415,17 +450,31 @@ async def update_configuration(request: Request) -> Response:
         meta["Role"] = data["Role"]
     changes["metadata"] = meta
     handler = field_of(data, "Handler", str)
-    if handler and current.kind == "python" and handler != current.config.get("handler"):
-        # A new handler must be checked against the code: redeploy the stored package.
-        code = await node.functions.code(current)
+    arns = field_of(data, "Layers", list)
+    new_handler = handler and current.kind == "python" and handler != current.config.get("handler")
+    if new_handler or arns is not None:
+        # New code to check (a handler, layers): redeploy the package as uploaded, with them.
+        package = await _uploaded(node, current)
+        code, layers = await _with_layers(
+            node, names, current.kind, package, arns if arns is not None else _layer_arns(meta)
+        )
+        _set(meta, LAYERS_MARK, layers)
         record = await node.functions.deploy(
-            {**current.config, **changes, "handler": handler}, code
+            {**current.config, **changes, "handler": handler or current.config.get("handler")},
+            code,
         )
     else:
         if handler and current.kind != "python":
             meta["Handler"] = handler
         record = await node.functions.update_config(name, changes)
     return ok(configuration(names, record))
+
+
+async def _uploaded(node: Node, record: FunctionRecord) -> bytes:
+    """Return the package a version was deployed with (as uploaded, else the code it runs)."""
+    digest = package_digest(record)
+    await node.run_blocking(node.prepare.ensure_local, digest)
+    return await node.run_blocking(node.artifacts.get, digest)
 
 
 async def delete_function(request: Request) -> Response:

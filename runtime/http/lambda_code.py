@@ -35,22 +35,27 @@ def store_package(node: Node, package: bytes) -> str:
     return digest
 
 
-def location(request: Request, record: FunctionRecord) -> str | None:
-    """Return the presigned URL of a version's package for the caller of this request, or
-    None when the caller has no key to sign with."""
+def presigned_url(request: Request, path: str, query: str) -> str | None:
+    """Return a presigned GET URL of a node path (its query included in what is signed)
+    for the caller of this request, or None when the caller has no key to sign with."""
     key_id = request.scope.get(SCOPE_KEY)
     secret = request.app.state.authenticator.secret(key_id) if key_id else None
     if secret is None:
         return None
     node = node_of(request)
-    path = PACKAGE_PATH.format(name=quote(record.name, safe=""))
-    url = f"{str(request.base_url).rstrip('/')}{path}?Qualifier={quote(record.version, safe='')}"
+    url = f"{str(request.base_url).rstrip('/')}{path}" + (f"?{query}" if query else "")
     signed = AWSRequest(method="GET", url=url)
     signer = SigV4QueryAuth(
         Credentials(key_id, secret), "lambda", node.config.region, expires=LOCATION_EXPIRES_S
     )
     signer.add_auth(signed)
     return str(signed.url)
+
+
+def location(request: Request, record: FunctionRecord) -> str | None:
+    """Return the presigned URL of a version's package for the caller of this request."""
+    path = PACKAGE_PATH.format(name=quote(record.name, safe=""))
+    return presigned_url(request, path, f"Qualifier={quote(record.version, safe='')}")
 
 
 def package_digest(record: FunctionRecord) -> str:

@@ -26,13 +26,13 @@ from firebox.runtime.http.lambda_errors import invalid_parameter
 from firebox.runtime.http.lambda_shapes import Names
 from firebox.runtime.http.native import node_of
 from firebox.runtime.node import Node
+from firebox.runtime.storage.lambda_meta import EVENT_CONFIG
 from firebox.runtime.storage.mappings import MappingRecord
 from firebox.runtime.storage.registry import LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-EVENT_CONFIG = "event-config"  # lambda_meta kind: when a config was last put
 # Lambda's limits on event-invoke configs.
 MAX_RETRY_ATTEMPTS = 2
 MIN_EVENT_AGE_S, MAX_EVENT_AGE_S = 60, 21_600
@@ -65,6 +65,16 @@ def destination_of(names: Names, arn: Any, what: str) -> dict[str, str]:
     raise invalid_parameter(
         f"{what} {arn}: firebox delivers to functions and firebox queues (sqs ARNs) only"
     )
+
+
+def _destination_member(destinations: dict[str, Any], field: str) -> Any:
+    """Return DestinationConfig.<field>.Destination (None when absent)."""
+    member = destinations.get(field)
+    if member is None:
+        return None
+    if not isinstance(member, dict):
+        raise invalid_parameter(f'DestinationConfig.{field} must be {{"Destination": ARN}}')
+    return member.get("Destination")
 
 
 def destination_arn(names: Names, destination: Any) -> str | None:
@@ -114,7 +124,7 @@ def _invoke_settings(names: Names, data: dict[str, Any]) -> dict[str, Any]:
     destinations = field_of(data, "DestinationConfig", dict)
     if destinations is not None:
         for field, key in (("OnSuccess", "on_success"), ("OnFailure", "on_failure")):
-            arn = (destinations.get(field) or {}).get("Destination")
+            arn = _destination_member(destinations, field)
             out[key] = destination_of(names, arn, f"DestinationConfig.{field}") if arn else None
     return out
 
@@ -240,7 +250,7 @@ def _mapping_settings(names: Names, data: dict[str, Any]) -> dict[str, Any]:
         out["maximum_concurrency"] = scaling["MaximumConcurrency"]
     destinations = field_of(data, "DestinationConfig", dict)
     if destinations is not None:
-        arn = (destinations.get("OnFailure") or {}).get("Destination")
+        arn = _destination_member(destinations, "OnFailure")
         if arn:
             target = destination_of(names, arn, "DestinationConfig.OnFailure")
             if target["type"] != "queue":

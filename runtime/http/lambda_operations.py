@@ -20,6 +20,10 @@ from starlette.requests import Request
 NO_CODE_SIGNING = "firebox does not sign or verify code"
 NO_CAPACITY_PROVIDERS = "firebox runs functions on its own nodes: there are no capacity providers"
 NO_DURABLE = "firebox has no durable executions"
+NO_RESOURCE_POLICY = (
+    "firebox keeps a function's policy statement by statement: use AddPermission,"
+    " GetPolicy and RemovePermission"
+)
 REFUSED: dict[str, str] = {
     "CreateCodeSigningConfig": NO_CODE_SIGNING,
     "DeleteCodeSigningConfig": NO_CODE_SIGNING,
@@ -34,11 +38,18 @@ REFUSED: dict[str, str] = {
     "UpdateCapacityProvider": NO_CAPACITY_PROVIDERS,
     "ListFunctionVersionsByCapacityProvider": NO_CAPACITY_PROVIDERS,
     "PutFunctionScalingConfig": NO_CAPACITY_PROVIDERS,
+    "GetFunctionScalingConfig": NO_CAPACITY_PROVIDERS,
     "CheckpointDurableExecution": NO_DURABLE,
     "GetDurableExecution": NO_DURABLE,
     "GetDurableExecutionHistory": NO_DURABLE,
     "GetDurableExecutionState": NO_DURABLE,
     "StopDurableExecution": NO_DURABLE,
+    "DeleteDurableExecution": NO_DURABLE,
+    "PauseDurableExecution": NO_DURABLE,
+    "ResumeDurableExecution": NO_DURABLE,
+    "GetResourcePolicy": NO_RESOURCE_POLICY,
+    "PutResourcePolicy": NO_RESOURCE_POLICY,
+    "DeleteResourcePolicy": NO_RESOURCE_POLICY,
     "SendDurableExecutionCallbackFailure": NO_DURABLE,
     "SendDurableExecutionCallbackHeartbeat": NO_DURABLE,
     "SendDurableExecutionCallbackSuccess": NO_DURABLE,

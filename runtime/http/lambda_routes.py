@@ -7,6 +7,7 @@ from __future__ import annotations
 from firebox.runtime.http import (
     lambda_api,
     lambda_events,
+    lambda_layers,
     lambda_policy,
     lambda_settings,
     lambda_streaming,
@@ -24,5 +25,6 @@ def routes() -> list[Route]:
         *lambda_policy.routes(),
         *lambda_urls.routes(),
         *lambda_streaming.routes(),
+        *lambda_layers.routes(),
         *lambda_api.fallback_routes(),
     ]

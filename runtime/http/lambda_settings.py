@@ -280,10 +280,14 @@ async def get_code_signing(request: Request) -> Response:
     return ok({"CodeSigningConfigArn": "", "FunctionName": name})
 
 
-async def empty_list(request: Request) -> Response:
-    """A list of things firebox has none of (code-signing configs, capacity providers)."""
-    key = "CodeSigningConfigs" if "code-signing" in request.url.path else "CapacityProviders"
-    return ok({key: []})
+async def list_code_signing_configs(request: Request) -> Response:
+    """GET /2020-04-22/code-signing-configs: none (firebox signs no code)."""
+    return ok({"CodeSigningConfigs": []})
+
+
+async def list_capacity_providers(request: Request) -> Response:
+    """GET /2025-11-30/capacity-providers: none (firebox runs functions on its nodes)."""
+    return ok({"CapacityProviders": []})
 
 
 async def list_durable_executions(request: Request) -> Response:
@@ -312,10 +316,10 @@ def routes() -> list[Route]:
         ("/2024-08-31/functions/{name}/recursion-config", get_recursion, "GET"),
         ("/2024-08-31/functions/{name}/recursion-config", put_recursion, "PUT"),
         ("/2020-06-30/functions/{name}/code-signing-config", get_code_signing, "GET"),
-        ("/2020-04-22/code-signing-configs", empty_list, "GET"),
-        ("/2020-04-22/code-signing-configs/", empty_list, "GET"),
-        ("/2025-11-30/capacity-providers", empty_list, "GET"),
-        ("/2025-11-30/capacity-providers/", empty_list, "GET"),
+        ("/2020-04-22/code-signing-configs", list_code_signing_configs, "GET"),
+        ("/2020-04-22/code-signing-configs/", list_code_signing_configs, "GET"),
+        ("/2025-11-30/capacity-providers", list_capacity_providers, "GET"),
+        ("/2025-11-30/capacity-providers/", list_capacity_providers, "GET"),
         ("/2025-12-01/functions/{name}/durable-executions", list_durable_executions, "GET"),
     ]
     return [Route(path, operation(endpoint), methods=[method]) for path, endpoint, method in table]

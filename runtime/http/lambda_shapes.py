@@ -156,6 +156,12 @@ def configuration(names: Names, record: FunctionRecord) -> dict[str, Any]:
             **_json(meta, LOGGING_MARK, {}),
         },
     }
+    try:
+        layers = json.loads(meta.get("Layers") or "[]")
+    except ValueError:
+        layers = []
+    if layers:
+        out["Layers"] = layers
     return out
 
 

@@ -19,7 +19,11 @@ import sqlalchemy as sa
 POLICY = "policy"  # key: statement id
 URL = "url"  # key: the URL's id
 PROVISIONED = "provisioned"  # key: "" (the doc holds when it was last put)
-LAYER = "layer"  # function: the layer's name; qualifier: its version number
+EVENT_CONFIG = "event-config"  # key: "" (the doc holds when it was last put)
+LAYER = "layer"  # function: the layer's name; qualifier: its version number ("" the counter)
+LAYER_POLICY = "layer-policy"  # function: the layer's name; qualifier: version; key: sid
+#: The kinds that belong to a function (deleted with it); layers have their own names.
+FUNCTION_KINDS = (POLICY, URL, PROVISIONED, EVENT_CONFIG)
 
 metadata = sa.MetaData()
 lambda_resources = sa.Table(
@@ -32,6 +36,8 @@ lambda_resources = sa.Table(
     sa.Column("document", sa.Text, nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # A function URL is looked up by its id alone on every request to it.
+    sa.Index("lambda_resources_by_key", "kind", "key"),
 )
 
 
@@ -58,7 +64,12 @@ class LambdaMetaStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        metadata.create_all(engine, checkfirst=True)
+        try:
+            metadata.create_all(engine, checkfirst=True)
+        except sa.exc.DBAPIError:
+            # Another node sharing the registry created it at the same moment.
+            if not sa.inspect(engine).has_table(lambda_resources.name):
+                raise
 
     def _where(
         self, kind: str, function: str | None, qualifier: str | None, key: str | None
@@ -126,7 +137,9 @@ class LambdaMetaStore:
 
     def delete_function(self, function: str, qualifier: str | None = None) -> None:
         """Delete every document of a function (of one of its versions), layers aside."""
-        clause = sa.and_(lambda_resources.c.function == function, lambda_resources.c.kind != LAYER)
+        clause = sa.and_(
+            lambda_resources.c.function == function, lambda_resources.c.kind.in_(FUNCTION_KINDS)
+        )
         if qualifier is not None:
             clause = sa.and_(clause, lambda_resources.c.qualifier == qualifier)
         with self.engine.begin() as conn:
