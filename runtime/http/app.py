@@ -14,6 +14,7 @@ from firebox.runtime.errors import (
 )
 from firebox.runtime.http import (
     auth,
+    console,
     event_configs_api,
     lambda_api,
     lambda_settings,
@@ -90,6 +91,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             *native.routes(),
             *metrics.routes(),
             *openapi.routes(),
+            *console.routes(),
             *queues_api.routes(),
             *streams_api.routes(),
             *event_configs_api.routes(),

@@ -18,8 +18,8 @@ KNOWN_LAMBDA_PREFIXES = (
     "2019-09-25", "2019-09-30", "2020-04-22", "2020-06-30", "2021-07-20", "2021-10-31",
     "2021-11-15", "2022-07-20", "2024-08-31", "2025-11-30", "2025-12-01", "2026-07-09",
 )  # fmt: skip
-# The native API, the health check and the metrics endpoint (served or reserved).
-NATIVE_PREFIXES = ("v1", "healthz", "metrics")
+# The native API, the health check, the metrics endpoint and the web console.
+NATIVE_PREFIXES = ("v1", "healthz", "metrics", "console")
 DATED = re.compile(r"^\d{4}-\d\d-\d\d$")
 # Headers that carry a SigV4 signature or session token: never forwarded to a guest.
 SIGV4_HEADERS = frozenset(
