@@ -182,3 +182,27 @@ def test_metrics_without_auth_when_configured(server_factory: ServerFactory) -> 
     with node.http() as http:
         assert http.get("/v1/node").status_code == 200  # the API itself still needs a key
     assert httpx.get(node.url + "/v1/node").status_code == 401
+
+
+def test_a_worker_killed_past_a_deadline_is_counted_with_its_reason(
+    server_factory: ServerFactory,
+) -> None:
+    # Its own node: a killed worker must not disturb the other tests' pools.
+    node = server_factory().start()
+    with node.client() as client:
+        client.deploy({"name": "m-nap", "timeout": 0.5}, guest_wasm("nap"))
+    with node.http() as http:
+        before = scrape(http)
+        r = http.post("/v1/functions/m-nap/invoke", json={})
+        assert r.json()["error"]["type"] == "TimedOut"  # the guest naps 3 s in a host call
+
+        def replaced() -> Samples | None:
+            s = scrape(http)
+            return s if value(s, "firebox_worker_restarts_total") > 0 else None
+
+        after = wait_for(replaced, what="the stuck worker to be killed and replaced")
+    assert value(after, "firebox_worker_exits_total", reason="deadline") == 1
+    assert value(after, "firebox_worker_exits_total", reason="exited") == 0
+    assert value(after, "firebox_worker_restarts_total") == 1
+    assert value(before, "firebox_worker_restarts_total") == 0
+    assert total(after, "firebox_worker_up") == 2
