@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,13 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "") ->
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def unique_module() -> bytes:
+    """The echo guest with a custom section of its own, so no compiled cache has it."""
+    name, payload = b"firebox-test", uuid.uuid4().bytes
+    content = bytes([len(name)]) + name + payload
+    return guest_wasm("echo") + b"\x00" + bytes([len(content)]) + content
+
+
 @pytest.fixture(scope="module", autouse=True)
 def functions(server: Server) -> None:
     with server.client() as client:
@@ -53,6 +61,7 @@ def functions(server: Server) -> None:
         client.deploy({"name": "m-slow", "timeout": 0.5}, guest_wasm("hostile"))
         client.deploy({"name": "m-none", "concurrency": 0, "provisioned": 0}, guest_wasm("echo"))
         client.deploy({"name": "m-queue"}, guest_wasm("echo"))
+        client.deploy({"name": "m-fresh"}, unique_module())
 
 
 def test_metrics_need_a_key(server: Server) -> None:
@@ -115,6 +124,9 @@ def test_workload_moves_the_counters_by_what_happened(server: Server) -> None:
     assert value(after, "firebox_instance_init_seconds_count", **fn) >= 1
     # The deploys above were timed.
     assert total(before, "firebox_deploy_duration_seconds_count", route="/v1/functions") >= 4
+    # m-fresh's module is new to the shared compiled cache: its deploy compiled it.
+    compiled = value(before, "firebox_compile_seconds_count", where="deploy")
+    assert compiled >= 1 and value(before, "firebox_compile_seconds_sum", where="deploy") > 0
 
 
 def test_a_cold_start_is_counted(server: Server) -> None:
