@@ -6,6 +6,7 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -116,6 +117,8 @@ class CacheStats:
 
     hits: int = 0
     misses: int = 0
+    #: Seconds spent compiling (the misses), for GET /metrics.
+    compile_s: float = 0.0
 
 
 class CompiledCache:
@@ -153,9 +156,10 @@ class CompiledCache:
                 return module
             except wasmtime.WasmtimeError:
                 path.unlink(missing_ok=True)  # stale or corrupt: recompile below
+        started = time.monotonic()
         module = compile_module(engine, wasm.read_bytes())
         _write_atomic(path, bytes(module.serialize()))
-        self._count(hit=False)
+        self._count(hit=False, seconds=time.monotonic() - started)
         return module
 
     def load_component(
@@ -193,20 +197,22 @@ class CompiledCache:
                 return component
             except wasmtime.WasmtimeError:
                 path.unlink(missing_ok=True)
+        started = time.monotonic()
         try:
             component = wasmtime.component.Component(engine, wasm.read_bytes())
         except wasmtime.WasmtimeError as exc:
             raise InvalidArtifact(f"invalid component: {_first_line(exc)}") from None
         _write_atomic(path, bytes(component.serialize()))
-        self._count(hit=False)
+        self._count(hit=False, seconds=time.monotonic() - started)
         return component
 
-    def _count(self, *, hit: bool) -> None:
+    def _count(self, *, hit: bool, seconds: float = 0.0) -> None:
         with self._lock:
             if hit:
                 self.stats.hits += 1
             else:
                 self.stats.misses += 1
+                self.stats.compile_s += seconds
 
 
 def compile_module(engine: wasmtime.Engine, data: bytes) -> wasmtime.Module:

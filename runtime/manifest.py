@@ -21,7 +21,7 @@ EXPORT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 ROUTE_RE = re.compile(r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/{}-]*$")
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 RESERVED_PREFIXES = (
-    "/v1", "/healthz", "/metrics", "/2015-03-31", "/2016-", "/2017-", "/2018-", "/2019-",
+    "/v1", "/healthz", "/metrics", "/console", "/2015-03-31", "/2016-", "/2017-", "/2018-", "/2019-",
 )  # fmt: skip
 # Any dated first segment is the Lambda-compatible API's (botocore's prefixes and later).
 DATED_ROUTE_RE = re.compile(r"^/\d{4}-\d\d-\d\d(/|$)")

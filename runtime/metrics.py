@@ -80,6 +80,7 @@ class NodeState:
     exits: dict[str, int] = field(default_factory=dict)
     asynchronous: dict[str, int] = field(default_factory=dict)
     deploy_compiles: int = 0
+    deploy_compile_s: float = 0.0
     telemetry_dropped: int = 0
 
 
@@ -179,6 +180,19 @@ class StateCollector(Collector):
             "Artifacts this node compiled at deploy (compiled-cache misses).",
             s.deploy_compiles,
         )
+        compiles = SummaryMetricFamily(
+            "firebox_compile_seconds",
+            "Time spent compiling wasm (compiled-cache misses), at deploy or in a worker.",
+            labels=["where"],
+        )
+        compiles.add_metric(["deploy"], count_value=s.deploy_compiles, sum_value=s.deploy_compile_s)
+        cache = [stats.get("cache", {}) for _, _, stats in s.workers]
+        compiles.add_metric(
+            ["worker"],
+            count_value=int(sum(c.get("misses", 0) for c in cache)),
+            sum_value=float(sum(c.get("compile_s", 0.0) for c in cache)),
+        )
+        yield compiles
         yield CounterMetricFamily(
             "firebox_telemetry_dropped",
             "Invocation records dropped because the telemetry buffer was full.",
@@ -345,6 +359,7 @@ class NodeMetrics:
             exits=dict(supervisor.exits),
             asynchronous=asdict(node.async_invoker.stats),
             deploy_compiles=node.prepare.compiles,
+            deploy_compile_s=node.prepare.compile_seconds,
             telemetry_dropped=node.recorder.dropped,
         )
         with contextlib.suppress(Exception):  # the queue backend is down: no queue numbers

@@ -296,6 +296,11 @@ class Preparer:
         """How many artifacts this node compiled (cache misses) since it started."""
         return self._cache.stats.misses if self._cache is not None else 0
 
+    @property
+    def compile_seconds(self) -> float:
+        """How long those compiles took, in seconds (GET /metrics)."""
+        return self._cache.stats.compile_s if self._cache is not None else 0.0
+
 
 def _log_failure(future: asyncio.Future[str]) -> None:
     if not future.cancelled() and future.exception() is not None:

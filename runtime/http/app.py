@@ -15,6 +15,7 @@ from firebox.runtime.errors import (
 from firebox.runtime.http import (
     auth,
     buckets_api,
+    console,
     event_configs_api,
     lambda_routes,
     mappings_api,
@@ -99,6 +100,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             *native.routes(),
             *metrics.routes(),
             *openapi.routes(),
+            *console.routes(),
             *queues_api.routes(),
             *streams_api.routes(),
             *event_configs_api.routes(),

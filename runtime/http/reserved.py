@@ -18,9 +18,9 @@ KNOWN_LAMBDA_PREFIXES = (
     "2019-09-25", "2019-09-30", "2020-04-22", "2020-06-30", "2021-07-20", "2021-10-31",
     "2021-11-15", "2022-07-20", "2024-08-31", "2025-11-30", "2025-12-01", "2026-07-09",
 )  # fmt: skip
-# The native API, the health check, the metrics endpoint and the function URLs the node
-# serves (`/lambda-url/{url-id}/...`, runtime/http/lambda_urls.py).
-NATIVE_PREFIXES = ("v1", "healthz", "metrics", "lambda-url")
+# The native API, the health check, the metrics endpoint, the web console and the
+# function URLs the node serves (`/lambda-url/{url-id}/...`, runtime/http/lambda_urls.py).
+NATIVE_PREFIXES = ("v1", "healthz", "metrics", "console", "lambda-url")
 DATED = re.compile(r"^\d{4}-\d\d-\d\d$")
 # Headers that carry a SigV4 signature or session token: never forwarded to a guest.
 SIGV4_HEADERS = frozenset(

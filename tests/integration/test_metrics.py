@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,13 @@ def wait_for(check: Callable[[], Any], timeout: float = 30.0, what: str = "") ->
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def unique_module() -> bytes:
+    """The echo guest with a custom section of its own, so no compiled cache has it."""
+    name, payload = b"firebox-test", uuid.uuid4().bytes
+    content = bytes([len(name)]) + name + payload
+    return guest_wasm("echo") + b"\x00" + bytes([len(content)]) + content
+
+
 @pytest.fixture(scope="module", autouse=True)
 def functions(server: Server) -> None:
     with server.client() as client:
@@ -53,6 +61,7 @@ def functions(server: Server) -> None:
         client.deploy({"name": "m-slow", "timeout": 0.5}, guest_wasm("hostile"))
         client.deploy({"name": "m-none", "concurrency": 0, "provisioned": 0}, guest_wasm("echo"))
         client.deploy({"name": "m-queue"}, guest_wasm("echo"))
+        client.deploy({"name": "m-fresh"}, unique_module())
 
 
 def test_metrics_need_a_key(server: Server) -> None:
@@ -115,6 +124,9 @@ def test_workload_moves_the_counters_by_what_happened(server: Server) -> None:
     assert value(after, "firebox_instance_init_seconds_count", **fn) >= 1
     # The deploys above were timed.
     assert total(before, "firebox_deploy_duration_seconds_count", route="/v1/functions") >= 4
+    # m-fresh's module is new to the shared compiled cache: its deploy compiled it.
+    compiled = value(before, "firebox_compile_seconds_count", where="deploy")
+    assert compiled >= 1 and value(before, "firebox_compile_seconds_sum", where="deploy") > 0
 
 
 def test_a_cold_start_is_counted(server: Server) -> None:
@@ -182,3 +194,27 @@ def test_metrics_without_auth_when_configured(server_factory: ServerFactory) -> 
     with node.http() as http:
         assert http.get("/v1/node").status_code == 200  # the API itself still needs a key
     assert httpx.get(node.url + "/v1/node").status_code == 401
+
+
+def test_a_worker_killed_past_a_deadline_is_counted_with_its_reason(
+    server_factory: ServerFactory,
+) -> None:
+    # Its own node: a killed worker must not disturb the other tests' pools.
+    node = server_factory().start()
+    with node.client() as client:
+        client.deploy({"name": "m-nap", "timeout": 0.5}, guest_wasm("nap"))
+    with node.http() as http:
+        before = scrape(http)
+        r = http.post("/v1/functions/m-nap/invoke", json={})
+        assert r.json()["error"]["type"] == "TimedOut"  # the guest naps 3 s in a host call
+
+        def replaced() -> Samples | None:
+            s = scrape(http)
+            return s if value(s, "firebox_worker_restarts_total") > 0 else None
+
+        after = wait_for(replaced, what="the stuck worker to be killed and replaced")
+    assert value(after, "firebox_worker_exits_total", reason="deadline") == 1
+    assert value(after, "firebox_worker_exits_total", reason="exited") == 0
+    assert value(after, "firebox_worker_restarts_total") == 1
+    assert value(before, "firebox_worker_restarts_total") == 0
+    assert total(after, "firebox_worker_up") == 2
