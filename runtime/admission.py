@@ -8,9 +8,11 @@ and for concurrency when it is delivered.
 
 The node runs at most `slots` invocations at once (workers x threads each): a call
 beyond them would only queue inside a worker past its own deadline, so it is throttled
-here instead. One function may hold at most `share` of them (all but a quarter, at
-least one slot, kept for the other functions), whatever its `concurrency` says, so a
-flood of one function leaves the others room to run.
+here instead. The last `reserve` free slots (a quarter, at least one) go only to
+functions running fewer than `light` calls (a quarter of the reserve, at least one):
+one function, or several flooding together, never take them, so a light function
+keeps room to run. One function's cap is at most `share` = slots - reserve, whatever
+its `concurrency` says.
 """
 
 from __future__ import annotations
@@ -42,13 +44,22 @@ class Admission:
         self.running = 0
         #: Invocations the node can run at once (its workers' guest threads).
         self.slots = max(1, slots)
-        #: The most one function may hold of them: the rest stays for the others.
-        self.share = self.slots - max(1, self.slots // 4) if self.slots > 1 else 1
+        #: The last free slots, kept for light functions (running fewer than `light` calls).
+        self.reserve = max(1, self.slots // 4) if self.slots > 1 else 0
+        #: The most one function may hold: the rest stays for the others.
+        self.share = self.slots - self.reserve
+        #: A function running fewer calls than this may take a reserved slot.
+        self.light = max(1, self.reserve // 4)
 
     def cap(self, name: str) -> int:
         """Return a function's concurrency cap: its $LATEST configuration's (for every
         version), within the node's share for one function."""
         return min(self.catalog.version(name, LATEST).spec.concurrency, self.share)
+
+    def _slot_free(self, running: int) -> bool:
+        """Whether a function running `running` calls now may take one more node slot."""
+        free = self.slots - self.running
+        return free > self.reserve or (free > 0 and running < self.light)
 
     @contextlib.contextmanager
     def admit(self, fn: Deployed, payload: bytes, request_id: str) -> Iterator[None]:
@@ -66,12 +77,14 @@ class Admission:
             rejection = exc
         if rejection is None and running >= cap:
             rejection = Throttled(fn.name, cap)
-        if rejection is None and self.running >= self.slots:
+        if rejection is None and not self._slot_free(running):
             rejection = Throttled(fn.name, cap)
             rejection.message = (
-                f"Rate exceeded: the node is running {self.slots} invocations, as many as it"
-                " has execution slots; retry later"
+                f"Rate exceeded: the node's {self.slots} execution slots are taken (its"
+                f" last {self.reserve} are kept for functions running fewer than {self.light}"
+                " calls); retry later"
             )
+            rejection.args = (rejection.message,)
         if rejection is not None:
             self.recorder.record_rejected(
                 fn.name, fn.version, request_id, rejection.code, rejection.message,

@@ -126,6 +126,7 @@ class Worker:
             self.drop(key)
             error = TimedOut(seconds)
             error.message = f"initialization did not finish within {seconds:.2f} seconds"
+            error.args = (error.message,)
             return {"id": msg.get("id"), "ok": False, "error": error.to_dict()}
 
         msg["_ticket"] = self.watchdog.watch(
