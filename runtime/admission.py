@@ -8,11 +8,12 @@ and for concurrency when it is delivered.
 
 The node runs at most `slots` invocations at once (workers x threads each): a call
 beyond them would only queue inside a worker past its own deadline, so it is throttled
-here instead. The last `reserve` free slots (a quarter, at least one) go only to
-functions running fewer than `light` calls (a quarter of the reserve, at least one):
-one function, or several flooding together, never take them, so a light function
-keeps room to run. One function's cap is at most `share` = slots - reserve, whatever
-its `concurrency` says.
+here instead. One function's cap is at most `share` = slots - `reserve` (a quarter
+kept back, at least one slot), whatever its `concurrency` says. Once no more than
+`reserve` slots are free (the node is contended), a slot goes only to a function
+running fewer calls than its fair part (slots / functions running now): a flood, or
+several together, cannot take back the slots their calls free, and a light function
+keeps finding room to run.
 """
 
 from __future__ import annotations
@@ -44,12 +45,10 @@ class Admission:
         self.running = 0
         #: Invocations the node can run at once (its workers' guest threads).
         self.slots = max(1, slots)
-        #: The last free slots, kept for light functions (running fewer than `light` calls).
+        #: Free slots at or below which the node is contended (fair parts apply).
         self.reserve = max(1, self.slots // 4) if self.slots > 1 else 0
         #: The most one function may hold: the rest stays for the others.
         self.share = self.slots - self.reserve
-        #: A function running fewer calls than this may take a reserved slot.
-        self.light = max(1, self.reserve // 4)
 
     def cap(self, name: str) -> int:
         """Return a function's concurrency cap: its $LATEST configuration's (for every
@@ -59,7 +58,12 @@ class Admission:
     def _slot_free(self, running: int) -> bool:
         """Whether a function running `running` calls now may take one more node slot."""
         free = self.slots - self.running
-        return free > self.reserve or (free > 0 and running < self.light)
+        if free > self.reserve:
+            return True
+        if free <= 0:
+            return False
+        active = sum(1 for n in self.inflight.values() if n > 0) + (0 if running else 1)
+        return running < max(1, self.slots // active)
 
     @contextlib.contextmanager
     def admit(self, fn: Deployed, payload: bytes, request_id: str) -> Iterator[None]:
@@ -80,9 +84,8 @@ class Admission:
         if rejection is None and not self._slot_free(running):
             rejection = Throttled(fn.name, cap)
             rejection.message = (
-                f"Rate exceeded: the node's {self.slots} execution slots are taken (its"
-                f" last {self.reserve} are kept for functions running fewer than {self.light}"
-                " calls); retry later"
+                f"Rate exceeded: the node's {self.slots} execution slots are taken, or this"
+                " function already runs its fair part of them; retry later"
             )
             rejection.args = (rejection.message,)
         if rejection is not None:

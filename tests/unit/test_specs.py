@@ -91,23 +91,25 @@ class WideCatalog:
         return Deployed(name, spec.key, spec, {}, "$LATEST")
 
 
-def test_admission_counts_real_slots_and_keeps_a_reserve_for_light_functions() -> None:
+def test_admission_counts_real_slots_and_shares_them_when_contended() -> None:
     admission = Admission(WideCatalog(), FakeRecorder(), slots=8)  # type: ignore[arg-type]
-    assert (admission.share, admission.reserve, admission.light) == (6, 2, 1)
+    assert (admission.share, admission.reserve) == (6, 2)
     flood, other, light = (Deployed(n, n, SPEC, {}, "1") for n in ("flood", "other", "light"))
     assert admission.cap("flood") == 6  # its concurrency is 1000: the node has 8 slots
     with contextlib.ExitStack() as held:
-        for i in range(6):
+        for i in range(5):
             held.enter_context(admission.admit(flood, b"{}", f"f{i}"))
-        with pytest.raises(Throttled, match="concurrency limit of 6"):
-            held.enter_context(admission.admit(flood, b"{}", "f6"))
-        # Another flooding function cannot take the reserve either, past one call ...
-        held.enter_context(admission.admit(other, b"{}", "o0"))
-        with pytest.raises(Throttled, match="execution slots are taken"):
+        with admission.admit(flood, b"{}", "f5"):
+            with pytest.raises(Throttled, match="concurrency limit of 6"):
+                held.enter_context(admission.admit(flood, b"{}", "f6"))
+            held.enter_context(admission.admit(other, b"{}", "o0"))
             held.enter_context(admission.admit(other, b"{}", "o1"))
-        # ... so a light function still runs.
-        held.enter_context(admission.admit(light, b"{}", "l0"))
+            with pytest.raises(Throttled, match="execution slots are taken"):
+                held.enter_context(admission.admit(light, b"{}", "l0"))
+        # One slot freed while contended: the flood (over its fair part) cannot take it
+        # back; the light function (under its part) can.
+        with pytest.raises(Throttled, match="fair part"):
+            held.enter_context(admission.admit(flood, b"{}", "f7"))
+        held.enter_context(admission.admit(light, b"{}", "l1"))
         assert admission.running == 8
-        with pytest.raises(Throttled, match="execution slots"):
-            held.enter_context(admission.admit(Deployed("x", "x", SPEC, {}, "1"), b"{}", "x"))
     assert admission.running == 0
