@@ -31,6 +31,8 @@ from firebox.runtime.wire import HEADER, pack, unpack
 log = logging.getLogger("firebox.supervisor")
 
 WORKER_START_TIMEOUT_S = 30.0
+#: The longest a draining worker (recycled for stuck threads) may finish its calls.
+DRAIN_S = 10.0
 
 
 class WorkerProcess:
@@ -44,11 +46,15 @@ class WorkerProcess:
         self.pid = 0
         self.alive = False
         self.inflight = 0
+        #: True once the worker asked to be recycled (too many threads stuck in host
+        #: calls): it gets no new calls, and is restarted once its calls are done.
+        self.draining = False
         self.loaded: set[str] = set()
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._drain_task: asyncio.Task[None] | None = None
         self.exited: asyncio.Event = asyncio.Event()
 
     async def start(self) -> None:
@@ -74,6 +80,7 @@ class WorkerProcess:
         self.pid = self.proc.pid
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         self.exited = asyncio.Event()
+        self.draining = False
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[0] = ready
         self._reader_task = asyncio.create_task(self._read(reader))
@@ -90,6 +97,10 @@ class WorkerProcess:
                 header = await reader.readexactly(HEADER.size)
                 (length,) = HEADER.unpack(header)
                 msg = unpack(await reader.readexactly(length))
+                if msg.get("op") == "recycle" and not self.draining:
+                    self.draining = True
+                    self._drain_task = asyncio.create_task(self._drain(msg.get("stuck") or {}))
+                    continue
                 future = self._pending.pop(int(msg.get("id") or 0), None)
                 if future is not None and not future.done():
                     future.set_result(msg)
@@ -111,6 +122,18 @@ class WorkerProcess:
                     self.proc.kill()
                 await asyncio.to_thread(self.proc.wait)
             self.exited.set()
+
+    async def _drain(self, stuck: dict[str, int]) -> None:
+        """Restart the worker once the calls it still runs are done (or `DRAIN_S` passed)."""
+        log.warning(
+            "worker %d (pid %d) has too many threads stuck in host calls (%s); draining it",
+            self.index, self.pid, ", ".join(f"{k}: {n}" for k, n in sorted(stuck.items())),
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_S
+        while self.inflight > 0 and loop.time() < deadline and self.alive:
+            await asyncio.sleep(0.05)
+        self.kill()
 
     def send(self, msg: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """Send a request and return the future of its reply."""
@@ -198,9 +221,10 @@ class Supervisor:
     def choose(self, key: str) -> WorkerProcess | None:
         """Return the worker to run the next call of `key`: home, unless another is less busy."""
         home = self.home(key)
-        best = home if home.alive else None
+        best = home if home.alive and not home.draining else None
         for worker in self.workers:
-            if worker.alive and (best is None or worker.inflight < best.inflight):
+            usable = worker.alive and not worker.draining
+            if usable and (best is None or worker.inflight < best.inflight):
                 best = worker
         return best
 

@@ -27,7 +27,7 @@ import psutil
 from firebox.runtime import config
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.engine import EngineSettings
-from firebox.runtime.errors import FireboxError, InvocationError, TimedOut
+from firebox.runtime.errors import FireboxError, InvocationError, Throttled, TimedOut
 from firebox.runtime.guest.engine import get_engine
 from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.loading import load_program
@@ -71,13 +71,27 @@ class Worker:
         self.executor = GuestThreads(threads)
         self.watchdog = Watchdog(
             self.send,
-            on_stuck=lambda _: self.executor.add(),
+            on_stuck=self._on_stuck,
             on_unstuck=lambda _: self.executor.retire(),
             max_stuck=2 * threads,
         )
+        #: Calls of one function stuck here past which its new calls are throttled.
+        self.stuck_per_function = max(1, threads // 4)
+        #: Stuck threads in all past which the worker asks the node to recycle it.
+        self.recycle_at = threads
+        self._recycling = False
         self.idle_shrink_s = idle_shrink_s
         self._send_lock = threading.Lock()
         self._load_lock = threading.Lock()
+
+    def _on_stuck(self, _ticket: Ticket) -> None:
+        self.executor.add()  # keep `threads` free threads
+        if not self._recycling and self.watchdog.total_stuck() >= self.recycle_at:
+            # The node stops sending calls here and restarts this process once the calls
+            # it still runs are done: stuck threads hold memory and slots for good.
+            self._recycling = True
+            with contextlib.suppress(OSError):
+                self.send({"id": None, "op": "recycle", "stuck": dict(self.watchdog.stuck)})
 
     def send(self, message: dict[str, Any]) -> None:
         """Send one frame to the node (thread-safe)."""
@@ -187,6 +201,15 @@ class Worker:
         )
         warm = False
         try:
+            stuck = self.watchdog.stuck.get(request.key, 0)
+            if stuck >= self.stuck_per_function:
+                error = Throttled(request.name, self.stuck_per_function)
+                error.message = (
+                    f"Rate exceeded: {stuck} calls of function {request.name} are stuck in"
+                    " host calls past their deadline on this worker; retry later"
+                )
+                error.args = (error.message,)
+                raise error
             pool = self.pool_for(request.key, request.spec)
             instance, warm = pool.lease()
             try:
