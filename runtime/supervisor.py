@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import zlib
 from dataclasses import asdict
 from typing import Any
@@ -282,6 +283,9 @@ class Supervisor:
         # Not loaded on this worker yet (a version without ready instances, or the home
         # worker is busy): the worker loads it from the spec on the way.
         msg = request.to_wire(with_spec=key not in worker.loaded)
+        # The worker keeps the same deadline (one monotonic clock for both processes):
+        # time the call waits in the worker counts, and its watchdog answers on time.
+        msg["deadline"] = time.monotonic() + timeout_s
         worker.inflight += 1
         try:
             future = worker.send(msg)

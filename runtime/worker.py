@@ -33,7 +33,7 @@ from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.loading import load_program
 from firebox.runtime.guest.protocol import CallContext
 from firebox.runtime.host.log import LogBuffer
-from firebox.runtime.limits import bound_error
+from firebox.runtime.limits import Limits, bound_error
 from firebox.runtime.pool import InstancePool, PoolFiller, ReadyBudget
 from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
 from firebox.runtime.threads import GuestThreads
@@ -177,19 +177,33 @@ class Worker:
             "threads": self.executor.live,
         }
 
-    def op_invoke(self, msg: dict[str, Any]) -> dict[str, Any]:
-        request = InvokeRequest.from_wire(msg)
-        limits = request.limits
-        log = LogBuffer(limits.max_log_bytes)
-        deadline = time.monotonic() + limits.timeout_s
+    def watch_invoke(self, msg: dict[str, Any]) -> None:
+        """Watch an invocation from its arrival: its deadline is the node's (sent with it,
+        one monotonic clock for both processes), so time queued here counts, and the
+        watchdog answers it on time even if no thread took it up yet."""
+        limits = msg.get("limits") or {}
+        timeout_s = float(limits.get("timeout_s", 0) or 0) or Limits().timeout_s
+        deadline = float(msg.get("deadline") or time.monotonic() + timeout_s)
+        log = LogBuffer(int(limits.get("max_log_bytes", 0) or 0) or Limits().max_log_bytes)
+        msg["_log"], msg["_deadline"] = log, deadline
 
         def overdue() -> dict[str, Any]:
-            reply = InvokeReply(ok=False, error=TimedOut(limits.timeout_s).to_dict())
+            reply = InvokeReply(ok=False, error=TimedOut(timeout_s).to_dict())
             return {**replace(reply, log=log.text()).to_wire(), "id": msg.get("id")}
 
         msg["_ticket"] = self.watchdog.watch(
-            msg.get("id"), request.key, deadline, "an invocation", overdue
-        )
+            msg.get("id"), str(msg.get("fn")), deadline, "an invocation", overdue,
+            started=False,
+        )  # fmt: skip
+
+    def op_invoke(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if "_ticket" not in msg:
+            self.watch_invoke(msg)
+        if not self.watchdog.start(msg["_ticket"]):
+            return {}  # it waited here past its deadline: the watchdog answered it
+        request = InvokeRequest.from_wire(msg)
+        log: LogBuffer = msg["_log"]
+        deadline: float = msg["_deadline"]
         ctx = CallContext(
             request_id=request.request_id,
             deadline=deadline,
@@ -254,6 +268,8 @@ class Worker:
             msg = recv_frame(self.sock)
             if msg is None:
                 break
+            if msg.get("op") == "invoke":
+                self.watch_invoke(msg)
             if msg.get("op") in ("invoke", "load"):
                 self.executor.submit(self.handle, msg)
             else:
