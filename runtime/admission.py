@@ -8,9 +8,12 @@ and for concurrency when it is delivered.
 
 The node runs at most `slots` invocations at once (workers x threads each): a call
 beyond them would only queue inside a worker past its own deadline, so it is throttled
-here instead. One function may hold at most `share` of them (all but a quarter, at
-least one slot, kept for the other functions), whatever its `concurrency` says, so a
-flood of one function leaves the others room to run.
+here instead. One function's cap is at most `share` = slots - `reserve` (a quarter
+kept back, at least one slot), whatever its `concurrency` says. Once no more than
+`reserve` slots are free (the node is contended), a slot goes only to a function
+running fewer calls than its fair part (slots / functions running now): a flood, or
+several together, cannot take back the slots their calls free, and a light function
+keeps finding room to run.
 """
 
 from __future__ import annotations
@@ -45,13 +48,25 @@ class Admission:
         self.running = 0
         #: Invocations the node can run at once (its workers' guest threads).
         self.slots = max(1, slots)
-        #: The most one function may hold of them: the rest stays for the others.
-        self.share = self.slots - max(1, self.slots // 4) if self.slots > 1 else 1
+        #: Free slots at or below which the node is contended (fair parts apply).
+        self.reserve = max(1, self.slots // 4) if self.slots > 1 else 0
+        #: The most one function may hold: the rest stays for the others.
+        self.share = self.slots - self.reserve
 
     def cap(self, name: str) -> int:
         """Return a function's concurrency cap: its $LATEST configuration's (for every
         version), within the node's share for one function."""
         return min(self.catalog.version(name, LATEST).spec.concurrency, self.share)
+
+    def _slot_free(self, running: int) -> bool:
+        """Whether a function running `running` calls now may take one more node slot."""
+        free = self.slots - self.running
+        if free > self.reserve:
+            return True
+        if free <= 0:
+            return False
+        active = sum(1 for n in self.inflight.values() if n > 0) + (0 if running else 1)
+        return running < max(1, self.slots // active)
 
     @contextlib.contextmanager
     def admit(self, fn: Deployed, payload: bytes, request_id: str) -> Iterator[None]:
@@ -69,12 +84,13 @@ class Admission:
             rejection = exc
         if rejection is None and running >= cap:
             rejection = Throttled(fn.name, cap)
-        if rejection is None and self.running >= self.slots:
+        if rejection is None and not self._slot_free(running):
             rejection = Throttled(fn.name, cap)
             rejection.message = (
-                f"Rate exceeded: the node is running {self.slots} invocations, as many as it"
-                " has execution slots; retry later"
+                f"Rate exceeded: the node's {self.slots} execution slots are taken, or this"
+                " function already runs its fair part of them; retry later"
             )
+            rejection.args = (rejection.message,)
         if rejection is None and self.cluster is not None:
             # The function's own cap counts for every node together (not this node's share).
             configured = self.catalog.version(fn.name, LATEST).spec.concurrency

@@ -7,11 +7,13 @@ the event loop: with PostgreSQL each one is a network round trip.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from typing import TYPE_CHECKING, Any
 
 from firebox.runtime.catalog import parse_qualified
+from firebox.runtime.compile_bounds import check_compile_cost
 from firebox.runtime.errors import (
     BadRequest,
     FireboxError,
@@ -107,6 +109,8 @@ class Functions:
     # --- deploy and update ------------------------------------------------------------
 
     async def _store_code(self, config: FunctionConfig, code: bytes) -> tuple[str, str | None]:
+        if config.kind != "python":
+            check_compile_cost(code)  # before anything compiles it
         if config.kind == "python":
             bundle = await self.run(self.prepare.bundle, code, config.handler)
             return await self.prepare.interpreter(), bundle
@@ -165,14 +169,22 @@ class Functions:
         """
         config = parse_manifest(manifest, self.node.config.max_memory_mb)
         self.node.routes.check(config)
-        async with self.node.lock:
-            digest, bundle = await self._store_code(config, code)
-        stored = config.to_dict()
-        candidate = FunctionRecord(config.name, config.kind, digest, bundle, stored)
-        self._in_flight.append({digest, bundle})
+        # Validated and compiled outside the node's lock (a big module takes seconds);
+        # GC keeps what `held` names, and a GC that ran between the store and `held`
+        # learning its digests is caught below and the code stored again, lock held.
+        held: set[str | None] = {hashlib.sha256(code).hexdigest()}
+        self._in_flight.append(held)
         committed = False
         trial: str | None = None
         try:
+            digest, bundle = await self._store_code(config, code)
+            held.update((digest, bundle))
+            async with self.node.lock:  # no GC runs meanwhile; it keeps `held` from now on
+                if not await self.run(self._stored, digest, bundle):
+                    digest, bundle = await self._store_code(config, code)
+                    held.update((digest, bundle))
+            stored = config.to_dict()
+            candidate = FunctionRecord(config.name, config.kind, digest, bundle, stored)
             # Outside the node's lock: both run user code (another deploy must not wait).
             await self._capture(candidate)
             trial = await self._try_init(candidate)
@@ -181,11 +193,15 @@ class Functions:
             committed = True
             return record
         finally:
-            self._in_flight.remove({digest, bundle})
+            self._in_flight.remove(held)
             if not committed:  # a failed deploy leaves no pool and no artifact behind
                 await self._drop_trial(trial)
                 async with self.node.lock:
-                    await self.collect_garbage({digest, bundle})
+                    await self.collect_garbage(held)
+
+    def _stored(self, *digests: str | None) -> bool:
+        """Whether every given artifact is (still) in the node's store."""
+        return all(self.node.artifacts.exists(d) for d in digests if d)
 
     async def _put_latest(
         self, config: FunctionConfig, candidate: FunctionRecord, tags: dict[str, str] | None

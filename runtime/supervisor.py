@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import zlib
 from dataclasses import asdict
 from typing import Any
@@ -32,6 +33,8 @@ from firebox.runtime.wire import HEADER, pack, unpack
 log = logging.getLogger("firebox.supervisor")
 
 WORKER_START_TIMEOUT_S = 30.0
+#: The longest a draining worker (recycled for stuck threads) may finish its calls.
+DRAIN_S = 10.0
 
 
 class WorkerProcess:
@@ -47,11 +50,15 @@ class WorkerProcess:
         self.inflight = 0
         #: Why the supervisor killed this process, until its exit is counted.
         self.kill_reason: str | None = None
+        #: True once the worker asked to be recycled (too many threads stuck in host
+        #: calls): it gets no new calls, and is restarted once its calls are done.
+        self.draining = False
         self.loaded: set[str] = set()
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._drain_task: asyncio.Task[None] | None = None
         self.exited: asyncio.Event = asyncio.Event()
 
     async def start(self) -> None:
@@ -79,6 +86,7 @@ class WorkerProcess:
         self.pid = self.proc.pid
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
         self.exited = asyncio.Event()
+        self.draining = False
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[0] = ready
         self._reader_task = asyncio.create_task(self._read(reader))
@@ -95,6 +103,10 @@ class WorkerProcess:
                 header = await reader.readexactly(HEADER.size)
                 (length,) = HEADER.unpack(header)
                 msg = unpack(await reader.readexactly(length))
+                if msg.get("op") == "recycle" and not self.draining:
+                    self.draining = True
+                    self._drain_task = asyncio.create_task(self._drain(msg.get("stuck") or {}))
+                    continue
                 future = self._pending.pop(int(msg.get("id") or 0), None)
                 if future is not None and not future.done():
                     future.set_result(msg)
@@ -116,6 +128,18 @@ class WorkerProcess:
                     self.proc.kill()
                 await asyncio.to_thread(self.proc.wait)
             self.exited.set()
+
+    async def _drain(self, stuck: dict[str, int]) -> None:
+        """Restart the worker once the calls it still runs are done (or `DRAIN_S` passed)."""
+        log.warning(
+            "worker %d (pid %d) has too many threads stuck in host calls (%s); draining it",
+            self.index, self.pid, ", ".join(f"{k}: {n}" for k, n in sorted(stuck.items())),
+        )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_S
+        while self.inflight > 0 and loop.time() < deadline and self.alive:
+            await asyncio.sleep(0.05)
+        self.kill()
 
     def send(self, msg: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """Send a request and return the future of its reply."""
@@ -207,9 +231,10 @@ class Supervisor:
     def choose(self, key: str) -> WorkerProcess | None:
         """Return the worker to run the next call of `key`: home, unless another is less busy."""
         home = self.home(key)
-        best = home if home.alive else None
+        best = home if home.alive and not home.draining else None
         for worker in self.workers:
-            if worker.alive and (best is None or worker.inflight < best.inflight):
+            usable = worker.alive and not worker.draining
+            if usable and (best is None or worker.inflight < best.inflight):
                 best = worker
         return best
 
@@ -267,6 +292,9 @@ class Supervisor:
         # Not loaded on this worker yet (a version without ready instances, or the home
         # worker is busy): the worker loads it from the spec on the way.
         msg = request.to_wire(with_spec=key not in worker.loaded)
+        # The worker keeps the same deadline (one monotonic clock for both processes):
+        # time the call waits in the worker counts, and its watchdog answers on time.
+        msg["deadline"] = time.monotonic() + timeout_s
         worker.inflight += 1
         try:
             future = worker.send(msg)

@@ -31,7 +31,7 @@ log = logging.getLogger("firebox.watchdog")
 class Ticket:
     """One watched request: its frame id, what it runs, its deadline and who answered."""
 
-    __slots__ = ("answered", "deadline", "frame_id", "key", "overdue", "what")
+    __slots__ = ("answered", "deadline", "frame_id", "key", "overdue", "started", "stuck", "what")
 
     def __init__(
         self,
@@ -48,6 +48,10 @@ class Ticket:
         self.overdue = overdue
         #: Who replied: None (nobody yet), "thread" or "watchdog".
         self.answered: str | None = None
+        #: Whether a thread runs it (a request still queued holds no thread).
+        self.started = True
+        #: Whether the watchdog counted its thread as stuck.
+        self.stuck = False
 
 
 class Watchdog:
@@ -79,15 +83,26 @@ class Watchdog:
 
     def watch(
         self, frame_id: Any, key: str, deadline: float, what: str,
-        overdue: Callable[[], dict[str, Any]],
+        overdue: Callable[[], dict[str, Any]], *, started: bool = True,
     ) -> Ticket:  # fmt: skip
-        """Start watching a request; `overdue()` builds the reply sent if it overstays."""
+        """Start watching a request; `overdue()` builds the reply sent if it overstays.
+
+        `started=False` for a request still queued for a thread: see `start`.
+        """
         ticket = Ticket(frame_id, key, deadline, what, overdue)
+        ticket.started = started
         with self._lock:
             heapq.heappush(self._heap, (deadline + self.grace_s, next(self._order), ticket))
             if self._heap[0][2] is ticket:
                 self._lock.notify()
         return ticket
+
+    def start(self, ticket: Ticket) -> bool:
+        """A thread takes up a queued request; False if the watchdog already answered it
+        (it waited past its deadline: do not run it)."""
+        with self._lock:
+            ticket.started = True
+            return ticket.answered is None
 
     def finish(self, ticket: Ticket) -> bool:
         """End a request; True if the caller should send its reply (nobody did yet)."""
@@ -95,7 +110,7 @@ class Watchdog:
             if ticket.answered is None:
                 ticket.answered = "thread"
                 return True
-            stuck = ticket.answered == "watchdog"
+            stuck = ticket.stuck
             if stuck:
                 left = self.stuck.get(ticket.key, 0) - 1
                 if left > 0:
@@ -122,14 +137,16 @@ class Watchdog:
                     _, _, ticket = heapq.heappop(self._heap)
                     if ticket.answered is not None:
                         continue
-                    if sum(self.stuck.values()) >= self.max_stuck:
+                    if ticket.started and sum(self.stuck.values()) >= self.max_stuck:
                         # Last resort: let the node kill and restart this worker.
                         log.error("%d threads stuck; not answering %s of %s (the node will"
                                   " restart this worker)", self.max_stuck, ticket.what,
                                   ticket.key)  # fmt: skip
                         continue
                     ticket.answered = "watchdog"
-                    self.stuck[ticket.key] = self.stuck.get(ticket.key, 0) + 1
+                    if ticket.started:  # its thread is stuck; a queued one holds none
+                        ticket.stuck = True
+                        self.stuck[ticket.key] = self.stuck.get(ticket.key, 0) + 1
                     self.answered += 1
                     due.append(ticket)
                 if not due:
@@ -137,10 +154,16 @@ class Watchdog:
                     self._lock.wait(wait)
                     continue
             for ticket in due:
-                log.warning("%s of %s is stuck in a host call past its deadline: answered"
-                            " TimedOut, its thread set aside", ticket.what, ticket.key)  # fmt: skip
+                if ticket.stuck:
+                    log.warning("%s of %s is stuck in a host call past its deadline:"
+                                " answered TimedOut, its thread set aside", ticket.what,
+                                ticket.key)  # fmt: skip
+                else:
+                    log.warning("%s of %s waited for a thread past its deadline: answered"
+                                " TimedOut", ticket.what, ticket.key)  # fmt: skip
                 try:
                     self._send(ticket.overdue())
                 except Exception:  # the node is gone: the main loop notices and exits
                     log.debug("could not send the overdue reply", exc_info=True)
-                self._on_stuck(ticket)
+                if ticket.stuck:
+                    self._on_stuck(ticket)

@@ -27,14 +27,14 @@ import psutil
 from firebox.runtime import config
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.engine import EngineSettings
-from firebox.runtime.errors import FireboxError, InvocationError, TimedOut
+from firebox.runtime.errors import FireboxError, InvocationError, Throttled, TimedOut
 from firebox.runtime.guest.engine import get_engine
 from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.loading import load_program
 from firebox.runtime.guest.protocol import CallContext
 from firebox.runtime.host import services
 from firebox.runtime.host.log import LogBuffer
-from firebox.runtime.limits import bound_error
+from firebox.runtime.limits import Limits, bound_error
 from firebox.runtime.pool import InstancePool, PoolFiller, ReadyBudget
 from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
 from firebox.runtime.threads import GuestThreads
@@ -72,13 +72,27 @@ class Worker:
         self.executor = GuestThreads(threads)
         self.watchdog = Watchdog(
             self.send,
-            on_stuck=lambda _: self.executor.add(),
+            on_stuck=self._on_stuck,
             on_unstuck=lambda _: self.executor.retire(),
             max_stuck=2 * threads,
         )
+        #: Calls of one function stuck here past which its new calls are throttled.
+        self.stuck_per_function = max(1, threads // 4)
+        #: Stuck threads in all past which the worker asks the node to recycle it.
+        self.recycle_at = threads
+        self._recycling = False
         self.idle_shrink_s = idle_shrink_s
         self._send_lock = threading.Lock()
         self._load_lock = threading.Lock()
+
+    def _on_stuck(self, _ticket: Ticket) -> None:
+        self.executor.add()  # keep `threads` free threads
+        if not self._recycling and self.watchdog.total_stuck() >= self.recycle_at:
+            # The node stops sending calls here and restarts this process once the calls
+            # it still runs are done: stuck threads hold memory and slots for good.
+            self._recycling = True
+            with contextlib.suppress(OSError):
+                self.send({"id": None, "op": "recycle", "stuck": dict(self.watchdog.stuck)})
 
     def send(self, message: dict[str, Any]) -> None:
         """Send one frame to the node (thread-safe)."""
@@ -127,6 +141,7 @@ class Worker:
             self.drop(key)
             error = TimedOut(seconds)
             error.message = f"initialization did not finish within {seconds:.2f} seconds"
+            error.args = (error.message,)
             return {"id": msg.get("id"), "ok": False, "error": error.to_dict()}
 
         msg["_ticket"] = self.watchdog.watch(
@@ -163,19 +178,33 @@ class Worker:
             "threads": self.executor.live,
         }
 
-    def op_invoke(self, msg: dict[str, Any]) -> dict[str, Any]:
-        request = InvokeRequest.from_wire(msg)
-        limits = request.limits
-        log = LogBuffer(limits.max_log_bytes)
-        deadline = time.monotonic() + limits.timeout_s
+    def watch_invoke(self, msg: dict[str, Any]) -> None:
+        """Watch an invocation from its arrival: its deadline is the node's (sent with it,
+        one monotonic clock for both processes), so time queued here counts, and the
+        watchdog answers it on time even if no thread took it up yet."""
+        limits = msg.get("limits") or {}
+        timeout_s = float(limits.get("timeout_s", 0) or 0) or Limits().timeout_s
+        deadline = float(msg.get("deadline") or time.monotonic() + timeout_s)
+        log = LogBuffer(int(limits.get("max_log_bytes", 0) or 0) or Limits().max_log_bytes)
+        msg["_log"], msg["_deadline"] = log, deadline
 
         def overdue() -> dict[str, Any]:
-            reply = InvokeReply(ok=False, error=TimedOut(limits.timeout_s).to_dict())
+            reply = InvokeReply(ok=False, error=TimedOut(timeout_s).to_dict())
             return {**replace(reply, log=log.text()).to_wire(), "id": msg.get("id")}
 
         msg["_ticket"] = self.watchdog.watch(
-            msg.get("id"), request.key, deadline, "an invocation", overdue
-        )
+            msg.get("id"), str(msg.get("fn")), deadline, "an invocation", overdue,
+            started=False,
+        )  # fmt: skip
+
+    def op_invoke(self, msg: dict[str, Any]) -> dict[str, Any]:
+        if "_ticket" not in msg:
+            self.watch_invoke(msg)
+        if not self.watchdog.start(msg["_ticket"]):
+            return {}  # it waited here past its deadline: the watchdog answered it
+        request = InvokeRequest.from_wire(msg)
+        log: LogBuffer = msg["_log"]
+        deadline: float = msg["_deadline"]
         ctx = CallContext(
             request_id=request.request_id,
             deadline=deadline,
@@ -187,6 +216,15 @@ class Worker:
         )
         warm = False
         try:
+            stuck = self.watchdog.stuck.get(request.key, 0)
+            if stuck >= self.stuck_per_function:
+                error = Throttled(request.name, self.stuck_per_function)
+                error.message = (
+                    f"Rate exceeded: {stuck} calls of function {request.name} are stuck in"
+                    " host calls past their deadline on this worker; retry later"
+                )
+                error.args = (error.message,)
+                raise error
             pool = self.pool_for(request.key, request.spec)
             instance, warm = pool.lease()
             try:
@@ -231,6 +269,8 @@ class Worker:
             msg = recv_frame(self.sock)
             if msg is None:
                 break
+            if msg.get("op") == "invoke":
+                self.watch_invoke(msg)
             if msg.get("op") in ("invoke", "load"):
                 self.executor.submit(self.handle, msg)
             else:

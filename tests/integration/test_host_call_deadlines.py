@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import wasmtime
 from firebox.runtime.errors import InvalidArtifact, TimedOut
 
 from tests.conftest import Server, guest_wasm
@@ -141,3 +142,44 @@ def test_a_huge_error_message_is_clipped(node: Server) -> None:
     assert len(response.content) < 300_000, len(response.content)
     message = response.json()["error"]["message"]
     assert message.startswith("Error: aaaa") and "truncated" in message
+
+
+def _many_functions(count: int) -> bytes:
+    funcs = "".join(f"(func (result i32) i32.const {i})" for i in range(count))
+    return bytes(
+        wasmtime.wat2wasm(
+            '(module (memory (export "memory") 1)'
+            ' (func (export "firebox_alloc") (param i32) (result i32) i32.const 0)'
+            f' (func (export "handle") (param i32 i32) (result i64) i64.const 0) {funcs})'
+        )
+    )
+
+
+def test_a_compile_bomb_is_refused_before_compiling(node: Server) -> None:
+    bomb = _many_functions(25_000)  # ~5 s of Cranelift here, twice
+    started = time.monotonic()
+    with node.client() as client, pytest.raises(InvalidArtifact, match="25002 functions"):
+        client.deploy({"name": "bomb"}, bomb)
+    assert time.monotonic() - started < 2.0
+
+
+def test_a_big_compile_does_not_hold_other_deploys(node: Server) -> None:
+    big = _many_functions(15_000)  # allowed: a few seconds to validate and compile
+    done = threading.Event()
+
+    def deploy_big() -> None:
+        with node.client() as client:
+            client.deploy({"name": "big"}, big)
+        done.set()
+
+    thread = threading.Thread(target=deploy_big)
+    thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    with node.client() as client:
+        client.deploy({"name": "small"}, guest_wasm("echo"))
+    quick = time.monotonic() - started
+    overlapped = not done.is_set()  # the big one was still compiling meanwhile
+    thread.join(60)
+    assert done.is_set() and overlapped
+    assert quick < 1.0, f"a small deploy waited {quick:.2f}s behind a big compile"

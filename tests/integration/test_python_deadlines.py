@@ -82,17 +82,20 @@ def test_sleep_in_a_handler_ends_at_its_deadline_and_the_neighbour_survives(
     thread.start()
     time.sleep(0.3)
     started = time.monotonic()
-    result = client.invoke("pysleeper", {"s": 30})
+    result = client.invoke("pysleeper", {"s": 5})
     elapsed = time.monotonic() - started
-    thread.join(10)
     assert isinstance(result.error, TimedOut), result.error
     assert elapsed < 2.5, f"answered after {elapsed:.2f}s"
+    stuck = {k: v for w in client.node()["workers"] for k, v in w["stuck"].items()}
+    assert [k for k in stuck if k.startswith("pysleeper:")], stuck  # set aside, named
+    thread.join(10)
     assert neighbour["result"].payload == {"n": 1}, neighbour["result"].error
     time.sleep(1.5)  # past the node's kill grace
     assert client.node()["restarts"] == restarts, "a worker was killed"
-    stuck = {k: v for w in client.node()["workers"] for k, v in w["stuck"].items()}
-    assert [k for k in stuck if k.startswith("pysleeper:")], stuck  # set aside, named
     assert client.invoke("pyquick", {"q": 1}).payload == {"q": 1}
+    deadline = time.monotonic() + 10  # the set-aside thread wakes up 5 s in and ends
+    while time.monotonic() < deadline and any(w["stuck"] for w in client.node()["workers"]):
+        time.sleep(0.2)
     assert client.invoke("pysleeper", {"s": 0}).payload == {"s": 0}
 
 
@@ -145,3 +148,40 @@ def test_refill_stuck_in_a_sleeping_import_does_not_stop_other_refills(
         warm.append(result.warm)
         time.sleep(0.4)  # time for the filler to replace the instance the call used
     assert sum(warm[1:]) >= 4, f"pyquick's refills stopped: warm={warm}"
+
+
+def test_threads_stuck_for_good_are_bounded_and_the_worker_recycled_gently(
+    node: Server, client: Client, tmp_path: Path
+) -> None:
+    # One worker of 4 threads: 1 stuck call per function at most, recycled at 4 stuck.
+    for i in range(4):
+        client.deploy_path(write_function(tmp_path, f"pyforever{i}", SLEEPER, timeout=1.0))
+    restarts = client.node()["restarts"]
+    assert isinstance(client.invoke("pyforever0", {"s": 10**9}).error, TimedOut)
+    with node.http() as http:
+        again = http.post("/v1/functions/pyforever0/invoke", json={"s": 10**9})
+    assert again.status_code == 429, again.text
+    assert "stuck in host calls" in again.json()["error"]["message"]
+    neighbour: dict[str, Any] = {}
+
+    def nap() -> None:
+        with node.client() as other:
+            neighbour["result"] = other.invoke("napper", {"n": 2})
+
+    thread = threading.Thread(target=nap)
+    thread.start()
+    time.sleep(0.3)
+    for i in (1, 2, 3):
+        assert isinstance(client.invoke(f"pyforever{i}", {"s": 10**9}).error, TimedOut)
+    thread.join(15)
+    assert neighbour["result"].payload == {"n": 2}, neighbour["result"].error  # drained
+    deadline = time.monotonic() + 30
+    while client.node()["restarts"] == restarts and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert client.node()["restarts"] == restarts + 1
+    deadline = time.monotonic() + 30
+    result = client.invoke("pyforever0", {"s": 0})
+    while result.error is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+        result = client.invoke("pyforever0", {"s": 0})
+    assert result.payload == {"s": 0}, result.error

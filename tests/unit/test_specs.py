@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import msgpack
@@ -82,3 +83,33 @@ def test_admission_caps_concurrency_and_records_rejections() -> None:
     check_payload(fn, 10)
     with pytest.raises(PayloadTooLarge):
         check_payload(fn, 11)
+
+
+class WideCatalog:
+    def version(self, name: str, version: str) -> Deployed:
+        spec = dataclasses.replace(SPEC, name=name, concurrency=1000)
+        return Deployed(name, spec.key, spec, {}, "$LATEST")
+
+
+def test_admission_counts_real_slots_and_shares_them_when_contended() -> None:
+    admission = Admission(WideCatalog(), FakeRecorder(), slots=8)  # type: ignore[arg-type]
+    assert (admission.share, admission.reserve) == (6, 2)
+    flood, other, light = (Deployed(n, n, SPEC, {}, "1") for n in ("flood", "other", "light"))
+    assert admission.cap("flood") == 6  # its concurrency is 1000: the node has 8 slots
+    with contextlib.ExitStack() as held:
+        for i in range(5):
+            held.enter_context(admission.admit(flood, b"{}", f"f{i}"))
+        with admission.admit(flood, b"{}", "f5"):
+            with pytest.raises(Throttled, match="concurrency limit of 6"):
+                held.enter_context(admission.admit(flood, b"{}", "f6"))
+            held.enter_context(admission.admit(other, b"{}", "o0"))
+            held.enter_context(admission.admit(other, b"{}", "o1"))
+            with pytest.raises(Throttled, match="execution slots are taken"):
+                held.enter_context(admission.admit(light, b"{}", "l0"))
+        # One slot freed while contended: the flood (over its fair part) cannot take it
+        # back; the light function (under its part) can.
+        with pytest.raises(Throttled, match="fair part"):
+            held.enter_context(admission.admit(flood, b"{}", "f7"))
+        held.enter_context(admission.admit(light, b"{}", "l1"))
+        assert admission.running == 8
+    assert admission.running == 0

@@ -77,3 +77,16 @@ def test_past_the_stuck_budget_nothing_is_answered() -> None:
     dog.watch(2, "fn:1", now + 0.01, "an invocation", lambda: {"id": 2})
     time.sleep(0.3)
     assert sent == [{"id": 1}] and dog.total_stuck() == 1
+
+
+def test_a_request_queued_past_its_deadline_is_answered_and_never_run() -> None:
+    threads = GuestThreads(1)
+    sent: list[dict[str, Any]] = []
+    dog = _watchdog(sent, threads)
+    queued = dog.watch(3, "fn:1", time.monotonic(), "an invocation", lambda: {"id": 3},
+                       started=False)  # fmt: skip
+    assert _wait(lambda: sent == [{"id": 3}])
+    assert dog.stuck == {} and threads.live == 1  # no thread was stuck: none added
+    assert not dog.start(queued)  # the thread that takes it up does not run it
+    assert not dog.finish(queued)
+    assert dog.stuck == {} and threads.live == 1
