@@ -113,6 +113,9 @@ EPOCH_TICK_S = 0.01
 TIMEOUT_GRACE_S = 0.15
 # How long a condemned worker may take to finish its other calls before it is killed.
 KILL_GRACE_S = 1.0
+# How long a starting node waits for its functions' pools to load before it serves (the
+# rest load in the background): the first invocations after a restart are then warm.
+STARTUP_LOAD_S = 5.0
 # A Python guest decodes an event of EVENT_PREPARE_BYTES or more (or one that may nest
 # deeply) in a call of its own (`prepare`), on a budget of its own, so that decoding does
 # not count against the handler's timeout: EVENT_DECODE_BASE_S plus
