@@ -31,7 +31,9 @@ from firebox.runtime.engine import EngineSettings
 from firebox.runtime.guest.component import PythonInstance, PythonProgram
 from firebox.runtime.guest.engine import EpochTicker, build_engine
 from firebox.runtime.guest.function_config import PythonFunctionConfig
+from firebox.runtime.guest.protocol import CallContext
 from firebox.runtime.guest.wasmtime_raw import winch_strategy
+from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.snapshot.capture import CaptureEngine
 from firebox.runtime.snapshot.store import (
     SnapshotBuilder,
@@ -80,6 +82,45 @@ def _fresh(make: Callable[[], PythonInstance], n: int) -> dict[str, float]:
         "fresh_instance_cpu_ms": _median_ms(cpus),
         "first_handle_ms": _median_ms(firsts),
     }
+
+
+def _floor_and_pooled(program: Any, n: int) -> dict[str, float]:
+    """Median ms of a call on one kept instance (floor) and of lease + call + release on
+    an InstancePool refilled outside the timing (pooled), with the worker's guest API."""
+    from firebox.runtime.guest.component import PythonGuestProgram
+    from firebox.runtime.limits import Limits
+    from firebox.runtime.pool import InstancePool
+
+    guests = PythonGuestProgram(program, Limits(fuel=10**9))
+    trash: list[Any] = []
+    pool = InstancePool(guests, min_ready=2, max_ready=4, reuse=False)
+    pool.reaper = trash.append
+    floor = guests.instantiate()
+    floors, pooled = [], []
+    try:
+        for i in range(n + 3):
+            ctx = CallContext("req", time.monotonic() + 5, LogBuffer(65536))
+            started = time.perf_counter()
+            floor.call("handle", b"{}", ctx)
+            if i >= 3:
+                floors.append(time.perf_counter() - started)
+            for inst in trash:
+                inst.close()
+            trash.clear()
+            while pool.deficit() > 0:
+                pool.fill_one()
+            started = time.perf_counter()
+            inst, warm = pool.lease()
+            inst.call("handle", b"{}", ctx)
+            pool.release(inst)
+            if i >= 3 and warm:
+                pooled.append(time.perf_counter() - started)
+    finally:
+        pool.close()
+        for inst in trash:
+            inst.close()
+        floor.close()
+    return {"floor_ms": _median_ms(floors), "pooled_ms": _median_ms(pooled)}
 
 
 def _uss_per_instance(make: Callable[[], PythonInstance], live: int) -> float:
@@ -145,6 +186,7 @@ def measure(n: int, live: int) -> dict[str, Any]:
                 "snapshot_cwasm_mb": round(compiled.stat().st_size / 1e6, 1),
                 "snapshot": {
                     **_fresh(program.instantiate, n),
+                    **_floor_and_pooled(program, n),
                     "uss_per_live_instance_mib": _uss_per_instance(program.instantiate, live),
                 },
                 "today_instantiate_load": {

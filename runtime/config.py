@@ -113,6 +113,30 @@ EPOCH_TICK_S = 0.01
 TIMEOUT_GRACE_S = 0.15
 # How long a condemned worker may take to finish its other calls before it is killed.
 KILL_GRACE_S = 1.0
+# How long a starting node waits for its functions' pools to load before it serves (the
+# rest load in the background): the first invocations after a restart are then warm.
+STARTUP_LOAD_S = 5.0
+# A Python guest decodes an event of EVENT_PREPARE_BYTES or more (or one that may nest
+# deeply) in a call of its own (`prepare`), on a budget of its own, so that decoding does
+# not count against the handler's timeout: EVENT_DECODE_BASE_S plus
+# EVENT_DECODE_S_PER_MIB per MiB of wall time (6 MiB of small JSON objects decode in
+# ~0.65 s here), and fuel alike. The node waits that much longer for a call's reply.
+EVENT_PREPARE_BYTES = 16 * 1024
+EVENT_DECODE_BASE_S = 0.1
+EVENT_DECODE_S_PER_MIB = 0.5
+EVENT_DECODE_FUEL_PER_MIB = 2_000_000_000
+
+
+def event_decode_allowance_s(size: int) -> float:
+    """Return the wall time a guest may spend decoding an event of `size` bytes on top of
+    the handler's timeout."""
+    return EVENT_DECODE_BASE_S + EVENT_DECODE_S_PER_MIB * size / MiB
+
+
+def event_decode_fuel(size: int) -> int:
+    """Return the fuel a guest may spend decoding an event of `size` bytes."""
+    return int(EVENT_DECODE_FUEL_PER_MIB * max(1.0, size / MiB))
+
 
 # What the Lambda-compatible API puts in ARNs and expects in SigV4 credential scopes;
 # the defaults are the ones local AWS emulators use, so existing tooling works unchanged.

@@ -23,7 +23,7 @@ from firebox.runtime.admission import Admission, check_payload
 from firebox.runtime.artifacts import ArtifactStore
 from firebox.runtime.catalog import Catalog
 from firebox.runtime.cluster_concurrency import open_cluster_concurrency
-from firebox.runtime.config import NodeConfig, arn
+from firebox.runtime.config import STARTUP_LOAD_S, NodeConfig, arn
 from firebox.runtime.credentials import load_or_create, make_private
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.events.async_invoke import AsyncInvoker
@@ -122,7 +122,11 @@ class Node:
         await self.scheduler.start()
         if self.config.prepare_python:
             self.prepare.start_interpreter()  # so the first Python deploy is fast
-        self._tasks = [asyncio.create_task(self._initial_sync()), asyncio.create_task(self._poll())]
+        sync = asyncio.create_task(self._initial_sync())
+        # Serve once the pools are loaded (bounded), so that the first invocations after a
+        # start find ready instances instead of loading their function on the way.
+        await asyncio.wait({sync}, timeout=STARTUP_LOAD_S)
+        self._tasks = [sync, asyncio.create_task(self._poll())]
         if self.listener is not None:
             self.listener.start()
 

@@ -18,7 +18,12 @@ import zlib
 from dataclasses import asdict
 from typing import Any
 
-from firebox.runtime.config import KILL_GRACE_S, TIMEOUT_GRACE_S, NodeConfig
+from firebox.runtime.config import (
+    KILL_GRACE_S,
+    TIMEOUT_GRACE_S,
+    NodeConfig,
+    event_decode_allowance_s,
+)
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import (
     FireboxError,
@@ -299,7 +304,9 @@ class Supervisor:
         try:
             future = worker.send(msg)
             request_id = msg["id"]
-            if not await _wait(future, timeout_s + TIMEOUT_GRACE_S):
+            # A Python guest decodes a large event on a budget of its own (config.py).
+            allowance = event_decode_allowance_s(len(request.payload))
+            if not await _wait(future, timeout_s + TIMEOUT_GRACE_S + allowance):
                 asyncio.get_running_loop().call_later(
                     KILL_GRACE_S, self._condemn, worker, request_id, key
                 )

@@ -27,7 +27,10 @@ def bind(host: str, port: int) -> socket.socket:
     a busy port fail at once, and no other process can take the port in between.
     """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets whose `proto` says TCP,
+    # and without it a response written in two parts waits ~40 ms for the client's
+    # delayed ACK (every request measured 44 ms instead of ~2).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -74,6 +74,21 @@ methods = ["POST"]
 export = "handle"
 """
 
+# The same echo after ~300 ms of module-level work (its snapshot holds the result).
+PYTHON_HEAVY_HANDLER = """\
+import hashlib, time
+_started = time.monotonic()
+TABLE = {}
+while time.monotonic() - _started < 0.3:
+    TABLE[len(TABLE)] = hashlib.sha256(str(len(TABLE)).encode()).hexdigest()
+
+def handler(event, context):
+    return {"wrapped": event, "by": "python"}
+"""
+PYTHON_HEAVY_MANIFEST = PYTHON_MANIFEST.replace('"echo-python"', '"echo-python-heavy"').replace(
+    '"/echo-py"', '"/echo-py-heavy"'
+)
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -369,6 +384,10 @@ def run(quick: bool) -> CaseResult:
         py_fn.mkdir()
         (py_fn / "app.py").write_text(PYTHON_HANDLER)
         (py_fn / "firebox.toml").write_text(PYTHON_MANIFEST)
+        heavy_fn = tmp / "echo-python-heavy"
+        heavy_fn.mkdir()
+        (heavy_fn / "app.py").write_text(PYTHON_HEAVY_HANDLER)
+        (heavy_fn / "firebox.toml").write_text(PYTHON_HEAVY_MANIFEST)
         fb_port, bare_port, proc_port = free_port(), free_port(), free_port()
         fb = Server(
             "firebox",
@@ -385,6 +404,8 @@ def run(quick: bool) -> CaseResult:
                 str(EXAMPLE),
                 "--deploy",
                 str(py_fn),
+                "--deploy",
+                str(heavy_fn),
             ],
             tmp / "firebox.log",
         )
@@ -402,6 +423,13 @@ def run(quick: bool) -> CaseResult:
             Target(
                 "firebox-py",
                 f"http://{HOST}:{fb_port}/echo-py",
+                _firebox_ok("python"),
+                fb,
+                PYTHON_START_TIMEOUT_S,
+            ),
+            Target(
+                "firebox-py-heavy",
+                f"http://{HOST}:{fb_port}/echo-py-heavy",
                 _firebox_ok("python"),
                 fb,
                 PYTHON_START_TIMEOUT_S,
@@ -456,6 +484,13 @@ def run(quick: bool) -> CaseResult:
             "route": "POST /echo-py (HTTP trigger, no auth)",
             "work": "as firebox-wat, on the shared Python interpreter component: "
             + PYTHON_HANDLER.strip().replace("\n", " "),
+            "function": "provisioned 1 (default), isolation fresh",
+        },
+        "firebox-py-heavy": {
+            "command": "the same node",
+            "route": "POST /echo-py-heavy (HTTP trigger, no auth)",
+            "work": "as firebox-py, after ~300 ms of module-level hashing at init (in the"
+            " version's snapshot)",
             "function": "provisioned 1 (default), isolation fresh",
         },
         "bare": {
@@ -529,6 +564,12 @@ async def _measure(targets: list[Target], plan: Plan, skipped: dict[str, str]) -
 
     add("latency firebox-wat/bare (c=1)", "firebox-wat", "bare", "median at c=1; 1.0 = the floor")
     add("latency firebox-py/bare (c=1)", "firebox-py", "bare", "median at c=1; 1.0 = the floor")
+    add(
+        "latency firebox-py-heavy/firebox-py (c=1)",
+        "firebox-py-heavy",
+        "firebox-py",
+        "median at c=1: 300 ms of module-level init against none; target <= 1.5",
+    )
     if "firebox-wat" in p99 and "bare" in p99:
         ratios["p99 firebox-wat/bare (c=1)"] = (
             ratio(p99["firebox-wat"], p99["bare"]),
@@ -553,7 +594,7 @@ async def _measure(targets: list[Target], plan: Plan, skipped: dict[str, str]) -
         "median at c=1; < 1 means firebox is faster",
     )
     for concurrency in CONCURRENCY:
-        for name in ("firebox-wat", "firebox-py"):
+        for name in ("firebox-wat", "firebox-py", "firebox-py-heavy"):
             ratios[f"throughput {name}/bare (c={concurrency})"] = (
                 ratio(per_c[(name, concurrency)], per_c[("bare", concurrency)]),
                 "requests/s; 1.0 would be the floor",

@@ -37,6 +37,7 @@ from firebox.runtime.prepare import Preparer
 from firebox.runtime.storage.registry import FunctionRecord
 from firebox.sdk.client import Client
 
+from bench import python_heavy, snapshot_measure
 from bench.cases import CaseResult
 from bench.measure import Row, interleave, ratio
 from bench.nodes import Node, persistent_compiled_dir, running, save_compiled, seed_compiled
@@ -68,6 +69,8 @@ ITERATIONS: dict[str, tuple[int, int]] = {
 }
 WARMUP = {"fresh": (20, 3), "pooled": (20, 3), "floor": (100, 10), "http": (30, 5)}
 ROUNDS = (3, 1)
+SNAPSHOT_N = (30, 10)  # fresh instances per route (bench.snapshot_measure)
+SNAPSHOT_LIVE = (40, 10)  # live instances for USS
 
 LABELS = {
     "bundle": "(1a) client bundling (build_function)",
@@ -162,6 +165,10 @@ def run(quick: bool) -> CaseResult:
         # (4)-(6) in this process.
         extra.update(_in_process(rows, built.manifest, built.code, tmp, pick))
 
+        # (8)-(10) heavy init and boto3 on another node; the snapshot rows in process.
+        heavy_rows, heavy_ratios, heavy_extra = python_heavy.measure(tmp, pick)
+        snapshots = snapshot_measure.measure(SNAPSHOT_N[pick], SNAPSHOT_LIVE[pick])
+
     if not RESTARTS_UNCACHED[pick]:
         del rows["healthz_uncached"], rows["first_uncached"]
     med = {key: row.summary()["median_us"] for key, row in rows.items()}
@@ -182,6 +189,17 @@ def run(quick: bool) -> CaseResult:
         "http warm/pooled": (ratio(med["http"], med["pooled"]), "median (7) / (5)"),
         "deploy ms": (med["deploy"] / 1000, "median (1b) in ms"),
     }
+    ratios.update(heavy_ratios)
+    snap = {k: snapshots[k]["snapshot"] for k in ("hello", "heavy")}
+    ratios["fresh instance heavy/hello (in process)"] = (
+        ratio(snap["heavy"]["fresh_instance_ms"], snap["hello"]["fresh_instance_ms"]),
+        "median wall of a fresh instance from each snapshot; target <= 1.5",
+    )
+    tables["heavy init and boto3: warm and cold replies"] = heavy_extra["table"]
+    tables["snapshots in process (bench.snapshot_measure): hello vs 300 ms init"] = [
+        _snapshot_row(name, numbers) for name, numbers in snapshots.items()
+        if isinstance(numbers, dict)
+    ]  # fmt: skip
     if "first_uncached" in med:
         ratios["first invocation uncached/cached"] = (
             ratio(med["first_uncached"], med["first_cached"]),
@@ -197,7 +215,7 @@ def run(quick: bool) -> CaseResult:
             " own engine, compiled cache, program loader and pool (interleaved in rounds)."
             " Every answer is checked."
         ),
-        rows=list(rows.values()),
+        rows=[*rows.values(), *heavy_rows],
         ratios=ratios,
         tables=tables,
         config={
@@ -227,6 +245,27 @@ def run(quick: bool) -> CaseResult:
             },
         },
     )
+
+
+def _snapshot_row(name: str, numbers: dict[str, Any]) -> dict[str, Any]:
+    snap, today = numbers["snapshot"], numbers["today_instantiate_load"]
+    return {
+        "handler": name,
+        "capture + compile s": numbers["deploy_s"],
+        "memory MiB": numbers["memory_mib"],
+        "snapshot MB (wasm / compiled)": (
+            f"{numbers['snapshot_wasm_mb']} / {numbers['snapshot_cwasm_mb']}"
+        ),
+        "fresh ms (wall / CPU)": f"{snap['fresh_instance_ms']} / {snap['fresh_instance_cpu_ms']}",
+        "first handle ms": snap["first_handle_ms"],
+        "pooled ms": snap["pooled_ms"],
+        "floor ms": snap["floor_ms"],
+        "USS MiB per ready instance": snap["uss_per_live_instance_mib"],
+        "without snapshot: fresh ms (wall / CPU)": (
+            f"{today['fresh_instance_ms']} / {today['fresh_instance_cpu_ms']}"
+        ),
+        "without snapshot: USS MiB": today["uss_per_live_instance_mib"],
+    }
 
 
 def _deploys(client: Client, rows: dict[str, Row], count: int) -> None:

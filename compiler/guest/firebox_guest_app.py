@@ -37,14 +37,17 @@ from wit_world.imports.types import FunctionConfig, InvocationContext
 Handler = Callable[[Any, Any], Any]
 
 
-def _error(error_type: str, message: str, stack: list[str], request_id: str = "") -> bytes:
+def _error(
+    error_type: str, message: str, stack: list[str], request_id: str = "", **extra: Any
+) -> str:
     payload = {
         "errorMessage": message,
         "errorType": error_type,
         "requestId": request_id,
         "stackTrace": stack,
+        **extra,
     }
-    return json.dumps(payload).encode()
+    return json.dumps(payload)
 
 
 # Frames kept in `stackTrace` (the innermost ones): formatting the ~1,000 frames of a
@@ -59,7 +62,7 @@ def _stack(exc: BaseException) -> list[str]:
     return traceback.format_list(frames)
 
 
-def _exception_error(exc: BaseException, request_id: str = "") -> bytes:
+def _exception_error(exc: BaseException, request_id: str = "") -> str:
     error_type, message = type(exc).__name__, ""
     try:
         message = str(exc)
@@ -88,6 +91,10 @@ class _State:
 
 
 _state: _State | None = None
+
+# The event `prepare` decoded, for the next `handle` (which then gets no event).
+_NOTHING = object()
+_prepared: Any = _NOTHING
 
 
 def _set_environment(config: FunctionConfig, handler: str) -> None:
@@ -216,21 +223,25 @@ class WitWorld(wit_world.WitWorld):
         _warm_up(state)
         _state = state
 
-    def handle(self, event: bytes, context: InvocationContext) -> bytes:
+    def prepare(self, event: str) -> None:
+        global _prepared
+        _prepared = _NOTHING
+        _prepared = _decode(event, "")
+
+    def handle(self, event: str | None, context: InvocationContext) -> str:
+        global _prepared
         state = _state
         if state is None:
             raise Err(_error("Runtime.NotLoaded", "no function was loaded", []))
         request_id = context.aws_request_id
         state.budget.reset(request_id)
         try:
-            try:
-                payload = json.loads(event) if event else None
-            except ValueError as exc:
-                raise Err(
-                    _error(
-                        "Runtime.UnmarshalError", f"Unable to parse event: {exc}", [], request_id
-                    )
-                ) from None
+            if event is None:
+                payload, _prepared = _prepared, _NOTHING
+                if payload is _NOTHING:
+                    raise Err(_error("Runtime.NotPrepared", "no event was prepared", []))
+            else:
+                payload = _decode(event, request_id)
             try:
                 result = state.handler(payload, LambdaContext(state.config, context))
             except SystemExit as exc:
@@ -248,7 +259,8 @@ class WitWorld(wit_world.WitWorld):
                 firebox_guest_context.log_error(error)  # `[ERROR] Type: message` + traceback
                 raise Err(error) from None
             try:
-                return json.dumps(result, default=_json_default).encode()
+                # ensure_ascii (the default): the text is ASCII, so its length is its size.
+                text = json.dumps(result, default=_json_default)
             except (TypeError, ValueError, OverflowError, RecursionError) as exc:
                 raise Err(
                     _error(
@@ -258,10 +270,32 @@ class WitWorld(wit_world.WitWorld):
                         request_id,
                     )
                 ) from None
+            if len(text) > context.max_response_bytes:
+                # Said before the text crosses the boundary; the host names its limit.
+                raise Err(
+                    _error(
+                        "Runtime.ResponseTooLarge",
+                        f"Response payload of {len(text)} bytes is above the limit",
+                        [],
+                        request_id,
+                        responseBytes=len(text),
+                    )
+                )
+            return text
         finally:
             for stream in state.streams:
                 stream.flush()
             sys.stdout.flush()
+
+
+def _decode(event: str, request_id: str) -> Any:
+    """Return the decoded JSON event (None for an empty one); `Runtime.UnmarshalError`."""
+    try:
+        return json.loads(event) if event else None
+    except (ValueError, RecursionError) as exc:
+        raise Err(
+            _error("Runtime.UnmarshalError", f"Unable to parse event: {exc}", [], request_id)
+        ) from None
 
 
 # Built into the snapshot (saves ~1 ms per load): stdout, stderr and the root logger go to

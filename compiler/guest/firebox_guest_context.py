@@ -208,7 +208,7 @@ def error_log_text(error: dict[str, Any]) -> str:
     return ERROR_LOG_LINE_TERMINATE.join(lines) + "\n"
 
 
-def log_error(payload: bytes) -> None:
+def log_error(payload: str | bytes) -> None:
     """Write a JSON error payload to the log (stderr) as Lambda's runtime does."""
     try:
         error = json.loads(payload)

@@ -78,6 +78,32 @@ def component_linker(engine: wasmtime.Engine) -> Linker:
     return linker
 
 
+#: The largest `max-response-bytes` the WIT record carries.
+U32_MAX = 2**32 - 1
+
+
+#: An event with more opening brackets than this may nest deeper than the guest's call
+#: stack allows: it is decoded in `prepare`, where running out of stack is the event's
+#: fault (the guest's decoder handles 2,000 levels; it traps somewhere below 5,000).
+DEEP_EVENT_BRACKETS = 1000
+
+
+def _may_nest_deeply(event: bytes) -> bool:
+    return event.count(b"[") + event.count(b"{") > DEEP_EVENT_BRACKETS
+
+
+def unmarshal_error(request_id: str, reason: str) -> HandlerError:
+    """Return the `Runtime.UnmarshalError` of an event the guest cannot decode."""
+    return HandlerError(
+        {
+            "errorMessage": f"Unable to parse event: {reason}",
+            "errorType": "Runtime.UnmarshalError",
+            "requestId": request_id,
+            "stackTrace": [],
+        }
+    )
+
+
 def handler_error(raw: Any) -> HandlerError:
     """Return the HandlerError for an `err` the guest returned (Lambda's error JSON bytes)."""
     if not isinstance(raw, bytes):
@@ -186,8 +212,9 @@ def start_instance(
             raise error from exc
         start = instance.get_func(store, init)
         handle = instance.get_func(store, "handle")
-        if start is None or handle is None:
-            raise InvalidArtifact(f"the component does not export firebox's {init}/handle")
+        prepare = instance.get_func(store, "prepare")
+        if start is None or handle is None or prepare is None:
+            raise InvalidArtifact(f"the component does not export firebox's {init}/prepare/handle")
         state.log_budget = config.max_log_bytes + LOG_SLACK_BYTES
         state.log = init_log = _InitLog()
         try:
@@ -206,7 +233,7 @@ def start_instance(
         store.close()
         raise
     state.log = NullSink()
-    ready = PythonInstance(store, key, state, handle, memory_limit, config.max_log_bytes)
+    ready = PythonInstance(store, key, state, (prepare, handle), memory_limit, config.max_log_bytes)
     ready.init_log = "".join(init_log.parts)
     return ready
 
@@ -219,7 +246,7 @@ class PythonInstance:
         store: wasmtime.Store,
         key: int | None,
         state: HostState,
-        handle: Func,
+        exports: tuple[Func, Func],
         memory_limit: int,
         max_log_bytes: int,
     ) -> None:
@@ -227,7 +254,7 @@ class PythonInstance:
         self._store: wasmtime.Store | None = store
         self._key = key
         self._state = state
-        self._handle = handle
+        self._prepare, self._handle = exports
         self._memory_limit = memory_limit
         #: False once the instance trapped (a trapped component cannot be entered again).
         self.reusable = True
@@ -251,25 +278,25 @@ class PythonInstance:
         """Run the handler on `event` (JSON bytes) and return its JSON-encoded result.
 
         `deadline` is a `time.monotonic()` instant; `invoked_arn` the ARN the caller used
-        (with its alias or version), `client_context`/`identity` Lambda's JSON. Raises `HandlerError` (the handler
-        raised, or its result is not JSON-serializable; also MemoryError/RecursionError),
-        `TimedOut`, `OutOfFuel`, `MemoryLimitExceeded`, `GuestTrap` (the instance is then
-        no longer reusable), or `GuestTrap` when called on a closed or trapped instance;
-        `ResponseTooLarge` when wasmtime refuses to lift a result that big (given
-        `max_response_bytes`, the limit the message names).
+        (with its alias or version), `client_context`/`identity` Lambda's JSON. An event
+        of `EVENT_PREPARE_BYTES` or more is decoded first in a call of its own, on its
+        own budget (`event_decode_allowance_s`), and `deadline` moves by the time that
+        took: decoding does not count against the handler's timeout. Raises
+        `HandlerError` (the handler raised, the event is not UTF-8 JSON, or the result is
+        not JSON-serializable; also MemoryError/RecursionError), `TimedOut`, `OutOfFuel`,
+        `MemoryLimitExceeded`, `GuestTrap` (the instance is then no longer reusable), or
+        `GuestTrap` when called on a closed or trapped instance; `ResponseTooLarge` when
+        the result is above `max_response_bytes`, the limit the message names.
         """
         store = self._store
         if store is None or not self.reusable:
             raise GuestTrap("instance is closed or trapped and cannot be called again")
-        timeout_s = max(0.0, deadline - time.monotonic())
-        arm(store, fuel=fuel, seconds=timeout_s)
-        context = wit_record(
-            aws_request_id=request_id,
-            deadline_ms=int(deadline * 1000),
-            invoked_function_arn=invoked_arn,
-            client_context=client_context,
-            identity=identity,
-        )
+        try:
+            decoded = event.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise unmarshal_error(
+                request_id, f"the event is not UTF-8 text ({exc.reason})"
+            ) from None
         if self.init_log:
             log.write(self.init_log)
             self.init_log = ""
@@ -278,8 +305,64 @@ class PythonInstance:
         self._state.deadline = deadline  # host calls (HTTP, storage) end by it
         self._state.expired = False
         try:
-            result = self._handle(store, event, context)
-            self._handle.post_return(store)
+            if len(event) >= config.EVENT_PREPARE_BYTES or _may_nest_deeply(event):
+                started = time.monotonic()
+                error = self._decode(decoded, request_id, len(event))
+                if error is not None:  # result<_, string> comes back untagged
+                    raise handler_error(error)
+                deadline += time.monotonic() - started
+                text: str | None = None  # the guest holds the decoded event
+            else:
+                text = decoded
+            timeout_s = max(0.0, deadline - time.monotonic())
+            context = wit_record(
+                aws_request_id=request_id,
+                deadline_ms=int(deadline * 1000),
+                invoked_function_arn=invoked_arn,
+                client_context=client_context,
+                identity=identity,
+                max_response_bytes=min(max_response_bytes or U32_MAX, U32_MAX),
+            )
+            result = self._run(self._handle, (text, context), fuel, timeout_s, max_response_bytes)
+        finally:
+            self._state.log = NullSink()
+        if isinstance(result, str):
+            return result.encode()
+        self.reusable = False
+        raise GuestTrap(f"handle returned {type(result).__name__}, not a string")
+
+    def _decode(self, text: str, request_id: str, size: int) -> Any:
+        """Have the guest decode an event on the decoding budget; return its err, if any.
+
+        json's C decoder recurses once per level of nesting, and the guest's call stack
+        runs out between 2,000 and 5,000 levels: that trap is the event's fault, so it is
+        the `Runtime.UnmarshalError` a bad event gets (the instance is discarded).
+        """
+        try:
+            return self._run(
+                self._prepare, (text,), config.event_decode_fuel(size),
+                config.event_decode_allowance_s(size), None,
+            )  # fmt: skip
+        except GuestTrap as exc:
+            if "call stack exhausted" not in str(exc):
+                raise
+            raise unmarshal_error(request_id, "the event nests too deeply") from exc
+
+    def _run(
+        self,
+        func: Func,
+        args: tuple[Any, ...],
+        fuel: int,
+        timeout_s: float,
+        max_response_bytes: int | None,
+    ) -> Any:
+        """Call `func` on a fresh budget; return its ok value, raise its err as an error."""
+        store = self._store
+        assert store is not None
+        arm(store, fuel=fuel, seconds=timeout_s)
+        try:
+            result = func(store, *args)
+            func.post_return(store)
         except wasmtime.WasmtimeError as exc:
             self.reusable = False
             self.last_fuel_used = fuel
@@ -290,8 +373,6 @@ class PythonInstance:
                 memory_limit=self._memory_limit,
                 max_response_bytes=max_response_bytes,
             ) from exc
-        finally:
-            self._state.log = NullSink()
         self.last_fuel_used = fuel - store.get_fuel()
         if self._state.expired:  # a host call ran into the deadline: the call timed out
             raise TimedOut(timeout_s)
@@ -302,11 +383,13 @@ class PythonInstance:
             raise
         if isinstance(result, Variant):
             if result.tag == "err":
-                raise handler_error(result.payload)
-            result = result.payload
-        if not isinstance(result, bytes):
-            self.reusable = False
-            raise GuestTrap(f"handle returned {type(result).__name__}, not bytes")
+                error = handler_error(result.payload)
+                size = error.payload.get("responseBytes")
+                if error.payload.get("errorType") == "Runtime.ResponseTooLarge":
+                    limit = max_response_bytes if max_response_bytes is not None else U32_MAX
+                    raise ResponseTooLarge(size if isinstance(size, int) else None, limit)
+                raise error
+            return result.payload
         return result
 
     def close(self) -> None:

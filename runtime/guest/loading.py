@@ -11,6 +11,7 @@ from firebox.runtime.guest.component import PythonGuestProgram, PythonInstances,
 from firebox.runtime.guest.core import CoreProgram
 from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.protocol import GuestProgram
+from firebox.runtime.snapshot.store import SnapshotIndex, load_snapshot_program
 from firebox.runtime.specs import FunctionSpec
 
 log = logging.getLogger("firebox.loading")
@@ -48,13 +49,12 @@ def _python_program(
     config = python_config(spec)
     assert spec.bundle_digest is not None  # load_program refused a Python spec without one
     if spec.snapshot is not None:
-        from firebox.runtime.snapshot.store import SnapshotIndex, load_snapshot_program
-
         ref = SnapshotIndex(artifacts.root.parent).get(spec.snapshot)
         if ref is not None:
             return load_snapshot_program(
-                engine, artifacts, cache, ref.split, ref.digest, config, spec.bundle_digest
-            )
+                engine, artifacts, cache, ref.split, ref.digest, config, spec.bundle_digest,
+                ref.memory_bytes,
+            )  # fmt: skip
         log.warning(
             "%s:%s has no snapshot on this node: instances run its init", spec.name, spec.version
         )

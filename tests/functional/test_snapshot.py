@@ -22,8 +22,9 @@ from firebox.compiler.interpreter_split import (
 )
 from firebox.compiler.python import bundle_python_function
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
+from firebox.runtime.config import MiB
 from firebox.runtime.engine import EngineSettings
-from firebox.runtime.errors import HandlerError, MemoryLimitExceeded
+from firebox.runtime.errors import HandlerError, MemoryLimitExceeded, ResponseTooLarge
 from firebox.runtime.guest.component import PythonInstance
 from firebox.runtime.guest.engine import EpochTicker, build_engine
 from firebox.runtime.guest.function_config import PythonFunctionConfig
@@ -300,6 +301,56 @@ def test_restored_instances_use_the_filesystem(deploy: Deploy, tmp_path: Path) -
             assert listing == ["data.txt", "main.py"]
         finally:
             instance.close()
+
+
+@pytest.mark.slow
+def test_six_megabyte_events_and_results_cross_and_the_limit_is_the_one_named(
+    deploy: Deploy,
+) -> None:
+    program = deploy(
+        """
+        def handler(event, context):
+            if isinstance(event, dict):
+                return "y" * event["n"]
+            return [len(event), event[:3] if isinstance(event, str) else event[0],
+                    context.get_remaining_time_in_millis()]
+        """
+    )
+    instance = program.instantiate()
+    limit = 6 * MiB
+    try:
+        text = "x" * (6 * 10**6)
+        raw = instance.call(json.dumps(text).encode(), "r", time.monotonic() + 5, FUEL, Sink())
+        assert json.loads(raw)[:2] == [6 * 10**6, "xxx"]
+        # Decoding ~6 MB of small objects takes longer than this handler's 0.3 s timeout
+        # here; it runs on a budget of its own, and the handler gets its whole timeout.
+        items = [{"id": i, "name": "abcdefgh", "ok": True} for i in range(150_000)]
+        event = json.dumps(items).encode()
+        assert len(event) > 5 * MiB
+        raw = instance.call(event, "r", time.monotonic() + 0.3, FUEL, Sink(), limit)
+        size, first, remaining = json.loads(raw)
+        assert (size, first) == (150_000, items[0])
+        assert 200 < remaining <= 300
+        # A result of the limit's size passes; one byte more fails naming that limit.
+        result = instance.call(
+            json.dumps({"n": limit - 2}).encode(), "r", time.monotonic() + 5, FUEL, Sink(), limit
+        )
+        assert len(result) == limit
+        with pytest.raises(ResponseTooLarge, match=f"of {limit + 1} bytes exceeds the limit of"
+                           f" {limit} bytes"):  # fmt: skip
+            instance.call(
+                json.dumps({"n": limit - 1}).encode(), "r", time.monotonic() + 5, FUEL, Sink(),
+                limit,
+            )  # fmt: skip
+        assert instance.reusable  # a refused result is the function's error, not a trap
+        with pytest.raises(HandlerError) as info:
+            instance.call(b'"\xff\xfe"', "r", time.monotonic() + 5, FUEL, Sink(), limit)
+        assert info.value.payload["errorType"] == "Runtime.UnmarshalError"
+        with pytest.raises(HandlerError) as info:  # a large event that is not JSON
+            instance.call(b"[" * (64 * 1024), "r", time.monotonic() + 5, FUEL, Sink(), limit)
+        assert info.value.payload["errorType"] == "Runtime.UnmarshalError"
+    finally:
+        instance.close()
 
 
 @pytest.mark.slow
