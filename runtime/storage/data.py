@@ -21,6 +21,8 @@ from firebox.runtime.storage.kv import KvStore
 
 DATA_DB = "data.db"
 BUCKETS_DIR = "buckets"
+#: Longest one PostgreSQL statement of a host call or API request may run.
+STATEMENT_TIMEOUT_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,13 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _statement_timeout(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    cursor.close()
+    dbapi_conn.commit()
+
+
 def open_data_stores(database_url: str | None, data_dir: Path) -> DataStores:
     """Open the data stores: PostgreSQL when `database_url` names it, else SQLite
     (`data.db`) and object files (`buckets/`) in `data_dir`."""
@@ -66,6 +75,9 @@ def open_data_stores(database_url: str | None, data_dir: Path) -> DataStores:
         max_overflow=8,
         pool_timeout=5,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": 5, "options": "-c statement_timeout=10000"},
+        connect_args={"connect_timeout": 5},
     )
+    # Set per connection, not in connect_args: `options` there would replace the URL's own
+    # (a search_path, say).
+    sa.event.listen(engine, "connect", _statement_timeout)
     return DataStores(engine, KvStore(engine), BucketStore(engine, SqlContents(engine)))

@@ -5,6 +5,8 @@ upstream, and `firebox.kv` / `firebox.blobs` seeded and inspected through the SD
 from __future__ import annotations
 
 import http.server
+import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -243,3 +245,49 @@ def test_tables_and_buckets_seeded_by_the_sdk_are_read_and_written_by_a_function
 def test_a_function_without_the_grant_is_refused(client: Client) -> None:
     result = client.invoke("data-denied", {})
     assert "table capability for inventory (read)" in result.payload["denied"]
+
+
+def test_grants_follow_the_configuration_and_published_versions_keep_theirs(
+    client: Client,
+) -> None:
+    client.tables.put("inventory", "seed", {"count": 1})
+    version = client.publish("data-denied").version
+    client.update_config("data-denied", capabilities={"tables": {"inventory": "read"}})
+    assert client.invoke("data-denied", {}).payload == "read"
+    frozen = client.invoke("data-denied", {}, qualifier=version).payload
+    assert "table capability for inventory (read)" in frozen["denied"]
+
+
+def _cli(
+    node: Server, *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    env = {**os.environ, "FIREBOX_ENDPOINT": node.url, "FIREBOX_DATA_DIR": str(node.data_dir)}
+    env.pop("FIREBOX_ACCESS_KEY_ID", None)
+    env.pop("FIREBOX_SECRET_ACCESS_KEY", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "firebox.sdk.cli", *args],
+        env=env, input=stdin, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_the_cli_seeds_and_inspects_tables_and_buckets(node: Server, tmp_path: Path) -> None:
+    _cli(node, "tables", "put", "cli-table", "k1", '{"n": 1}')
+    _cli(node, "tables", "put", "cli-table", "k2", "plain-word", "--ttl", "60")
+    assert json.loads(_cli(node, "tables", "get", "cli-table", "k1").stdout) == {"n": 1}
+    page = json.loads(_cli(node, "--json", "tables", "query", "cli-table", "k").stdout)
+    assert [(i["key"], i["value"]) for i in page["items"]] == [
+        ("k1", {"n": 1}),
+        ("k2", "plain-word"),
+    ]
+    _cli(node, "buckets", "put", "cli-bucket", "dir/data.bin", "-", stdin=b"\x00\x01binary")
+    assert _cli(node, "buckets", "get", "cli-bucket", "dir/data.bin").stdout == b"\x00\x01binary"
+    target = tmp_path / "copy.bin"
+    _cli(node, "buckets", "get", "cli-bucket", "dir/data.bin", str(target))
+    assert target.read_bytes() == b"\x00\x01binary"
+    listed = json.loads(_cli(node, "--json", "buckets", "objects", "cli-bucket", "dir/").stdout)
+    assert [o["key"] for o in listed["objects"]] == ["dir/data.bin"]
+    _cli(node, "buckets", "rm", "cli-bucket", "dir/data.bin")
+    _cli(node, "tables", "rm", "cli-table", "k1")
+    assert b"cli-table  1 items" in _cli(node, "tables", "ls").stdout
