@@ -1,5 +1,5 @@
-"""`firebox tables ... | buckets ...`: seed and inspect the data functions are granted
-(SDK layer)."""
+"""`firebox tables ... | buckets ... | secrets ...`: seed and inspect the data functions
+are granted (SDK layer)."""
 
 from __future__ import annotations
 
@@ -93,6 +93,22 @@ def cmd_buckets(args: argparse.Namespace) -> int:
         return output(args, {"deleted": args.key}, f"deleted {args.bucket}/{args.key}")
 
 
+def cmd_secrets(args: argparse.Namespace) -> int:
+    with client(args) as c:
+        s = c.secrets
+        if args.action == "ls":
+            found = s.list()
+            return output(args, found, "\n".join(f"{x['name']}  v{x['version']}" for x in found))
+        _need(args, "name")
+        if args.action == "set":
+            # From stdin by default, so the value stays out of shell history and `ps`.
+            value = args.value if args.value is not None else sys.stdin.read().rstrip("\n")
+            info = s.set(args.name, value)
+            return output(args, info, f"set secret {args.name} (version {info['version']})")
+        s.delete(args.name)
+        return output(args, {"deleted": args.name}, f"deleted secret {args.name}")
+
+
 def _command(sub: Any, common: argparse.ArgumentParser, name: str, help: str, epilog: str) -> Any:
     return sub.add_parser(
         name, parents=[common], help=help, description=help[0].upper() + help[1:] + ".",
@@ -127,3 +143,11 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="objects per page (objects; default 100)")
     p.add_argument("--cursor", help="resume after this key (objects)")
     p.set_defaults(fn=cmd_buckets)
+
+    p = _command(sub, common, "secrets", "secrets: ls | set | rm (values are never shown)",
+                 "  echo -n sk_live_... | firebox secrets set STRIPE_KEY\n"
+                 "  firebox secrets ls\n  firebox secrets rm STRIPE_KEY")  # fmt: skip
+    p.add_argument("action", choices=["ls", "set", "rm"], help="what to do")
+    p.add_argument("name", nargs="?", help="the secret")
+    p.add_argument("value", nargs="?", help="the value (set; default: read from stdin)")
+    p.set_defaults(fn=cmd_secrets)

@@ -22,6 +22,7 @@ from firebox.runtime.http import (
     native,
     queues_api,
     schedules_api,
+    secrets_api,
     streams_api,
     tables_api,
 )
@@ -93,6 +94,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             *schedules_api.routes(),
             *tables_api.routes(),
             *buckets_api.routes(),
+            *secrets_api.routes(),
             *auth.routes(),
             *lambda_api.routes(),
             *lambda_settings.routes(),

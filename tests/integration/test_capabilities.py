@@ -108,6 +108,17 @@ def handler(event, context):
     return {"seed": seeded, "picture": len(picture), "head": picture[:4].hex()}
 """
 
+SECRET_APP = """
+import firebox
+
+def handler(event, context):
+    try:
+        value = firebox.secrets.get("API_TOKEN")
+    except firebox.CapabilityDenied as exc:
+        return {"denied": str(exc)}
+    return {"length": len(value or ""), "suffix": (value or "")[-4:]}
+"""
+
 DENIED_APP = """
 import firebox
 
@@ -162,6 +173,8 @@ def node(tmp_path_factory: pytest.TempPathFactory, upstream: str) -> Iterator[Se
         client.deploy_path(
             _function(src, "data-denied", DENIED_APP, 'tables = { other = "read" }\n')
         )
+        client.deploy_path(_function(src, "secret-reader", SECRET_APP, 'secrets = ["API_TOKEN"]\n'))
+        client.deploy_path(_function(src, "secret-other", SECRET_APP, 'secrets = ["OTHER"]\n'))
     yield server
     server.stop()
 
@@ -291,3 +304,28 @@ def test_the_cli_seeds_and_inspects_tables_and_buckets(node: Server, tmp_path: P
     _cli(node, "buckets", "rm", "cli-bucket", "dir/data.bin")
     _cli(node, "tables", "rm", "cli-table", "k1")
     assert b"cli-table  1 items" in _cli(node, "tables", "ls").stdout
+
+
+SECRET = "tok-9f8e7d6c5b4a-wxyz"
+
+
+def test_a_secret_is_read_by_the_granted_function_only_and_never_shown(
+    client: Client, node: Server
+) -> None:
+    info = client.secrets.set("API_TOKEN", SECRET)
+    assert SECRET not in json.dumps(info)
+    result = client.invoke("secret-reader", {}, tail=True)
+    assert result.payload == {"length": len(SECRET), "suffix": "wxyz"}
+    denied = client.invoke("secret-other", {}).payload
+    assert "secret capability for API_TOKEN" in denied["denied"]
+    # Rotated without a redeploy: the next read sees the new value.
+    client.secrets.set("API_TOKEN", SECRET + "-2")
+    assert client.invoke("secret-reader", {}).payload["suffix"] == "yz-2"
+    listed = client.secrets.list()
+    assert [s["name"] for s in listed] == ["API_TOKEN"] and listed[0]["version"] == 2
+    assert SECRET not in json.dumps(listed) + json.dumps(client.secrets.info("API_TOKEN"))
+    logs = client.logs("secret-reader")
+    assert logs and all(SECRET not in entry.text for entry in logs)
+    assert SECRET not in node.log_text()
+    for path in node.data_dir.glob("data.db*"):  # encrypted at rest (the WAL too)
+        assert SECRET.encode() not in path.read_bytes()
