@@ -119,6 +119,16 @@ def handler(event, context):
     return {"length": len(value or ""), "suffix": (value or "")[-4:]}
 """
 
+QUEUE_APP = """
+import firebox
+
+def handler(event, context):
+    try:
+        return {"id": firebox.queues.send(event["queue"], {"order": 7}, attributes={"kind": "order"})}
+    except firebox.CapabilityDenied as exc:
+        return {"denied": str(exc)}
+"""
+
 DENIED_APP = """
 import firebox
 
@@ -175,6 +185,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, upstream: str) -> Iterator[Se
         )
         client.deploy_path(_function(src, "secret-reader", SECRET_APP, 'secrets = ["API_TOKEN"]\n'))
         client.deploy_path(_function(src, "secret-other", SECRET_APP, 'secrets = ["OTHER"]\n'))
+        client.deploy_path(_function(src, "queue-sender", QUEUE_APP, 'queues = ["outbox"]\n'))
     yield server
     server.stop()
 
@@ -329,3 +340,17 @@ def test_a_secret_is_read_by_the_granted_function_only_and_never_shown(
     assert SECRET not in node.log_text()
     for path in node.data_dir.glob("data.db*"):  # encrypted at rest (the WAL too)
         assert SECRET.encode() not in path.read_bytes()
+
+
+def test_a_function_sends_to_a_granted_queue_only(client: Client) -> None:
+    client.queues.create("outbox")
+    client.queues.create("elsewhere")
+    sent = client.invoke("queue-sender", {"queue": "outbox"}).payload
+    assert "id" in sent, sent
+    messages = client.queues.receive("outbox", 10, None, 5)
+    assert [json.loads(m.body) for m in messages] == [{"order": 7}]
+    assert messages[0].id == sent["id"] and messages[0].attributes == {"kind": "order"}
+    denied = client.invoke("queue-sender", {"queue": "elsewhere"}).payload
+    assert "queue capability for elsewhere" in denied["denied"]
+    internal = client.invoke("queue-sender", {"queue": "firebox-async"})
+    assert "internal to the node" in json.dumps(internal.payload or internal.error.message)
