@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 UPDATABLE = {
     "description", "memory", "timeout", "fuel", "max_request_bytes", "max_response_bytes",
     "max_log_bytes", "environment", "triggers", "provisioned", "concurrency", "isolation",
-    "metadata",
+    "metadata", "capabilities",
 }  # fmt: skip
 log = logging.getLogger("firebox.functions")
 ALIAS_RE = re.compile(r"^(?!^[0-9]+$)[A-Za-z0-9_-]{1,128}$")

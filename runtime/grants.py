@@ -19,6 +19,7 @@ from firebox.runtime.errors import CapabilityDenied, InvalidManifest
 #: Grant modes of tables and buckets.
 MODES = ("read", "write", "readwrite")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")  # SQS's alphabet, as firebox queues
 SECRET_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 HOST_RE = re.compile(r"^(\*|\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*$|^\*$")
 RULE_RE = re.compile(
@@ -192,6 +193,14 @@ def _modes(value: Any, key: str) -> dict[str, str]:
     return dict(value)
 
 
+def _queues(value: Any) -> tuple[str, ...]:
+    names = _names(value, "queues", QUEUE_RE)
+    internal = [name for name in names if name.startswith("firebox-")]
+    if internal:
+        raise InvalidManifest(f"capabilities.queues: {internal[0]!r} is internal to the node")
+    return names
+
+
 def parse_grants(data: Any) -> Grants:
     """Validate the manifest's `capabilities` table; raises InvalidManifest."""
     if data is None:
@@ -210,6 +219,6 @@ def parse_grants(data: Any) -> Grants:
         http=tuple(dict.fromkeys(parse_rule(rule) for rule in http)),
         tables=_modes(data.get("tables", {}), "tables"),
         buckets=_modes(data.get("buckets", {}), "buckets"),
-        queues=_names(data.get("queues", []), "queues", NAME_RE),
+        queues=_queues(data.get("queues", [])),
         secrets=_names(data.get("secrets", []), "secrets", SECRET_RE),
     )

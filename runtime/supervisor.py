@@ -85,6 +85,8 @@ class WorkerProcess:
             str(self.config.idle_shrink_s),
             "--database-url",
             self.config.database_url or "",
+            "--queue-url",
+            self.config.queue_url or "",
         ]
         self.proc = subprocess.Popen(cmd, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()

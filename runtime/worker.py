@@ -290,9 +290,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=16)
     parser.add_argument("--idle-shrink-s", type=float, default=60.0)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--queue-url", default="")
     args = parser.parse_args(argv)
-    # Host capabilities (tables, buckets) read and write the node's stores from here.
-    services.configure(args.data_dir, args.database_url or None)
+    # Host capabilities (tables, buckets, secrets, queue sends) reach the node's stores.
+    services.configure(args.data_dir, args.database_url or None, args.queue_url or None)
     sock = socket.socket(fileno=args.fd)
     settings = EngineSettings(**json.loads(args.settings))
     worker = Worker(sock, args.data_dir, settings, args.threads, args.idle_shrink_s)

@@ -18,6 +18,7 @@ import httpx
 from firebox.compiler.errors import CompileError
 from firebox.runtime.errors import FireboxError
 from firebox.sdk import (
+    cli_data,
     cli_dev,
     cli_errors,
     cli_events,
@@ -151,6 +152,7 @@ def parser() -> argparse.ArgumentParser:
     cli_logs.add_parsers(sub, common)
     event_samples.add_parser(sub, common)
     cli_events.add_parsers(sub, common)
+    cli_data.add_parsers(sub, common)
     _add_keys_parser(sub, common)
     _add_bench_parser(sub)
     return p

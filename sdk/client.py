@@ -25,7 +25,7 @@ from firebox.runtime.credentials import (
     read_file,
 )
 from firebox.runtime.errors import Unauthorized
-from firebox.sdk.data import Buckets, Tables, attach_data
+from firebox.sdk.data import Buckets, Secrets, Tables, attach_data
 from firebox.sdk.events import Events, Mappings, Queues, Schedules, Streams, attach
 from firebox.sdk.operations import (
     AccessKey,
@@ -91,6 +91,7 @@ class Client:
     events: Events
     tables: Tables
     buckets: Buckets
+    secrets: Secrets
 
     def __init__(
         self,
@@ -108,7 +109,7 @@ class Client:
         )
         self._ops = Operations(self._http, use_msgpack)
         attach(self)  # .queues, .streams, .mappings, .schedules, .events
-        attach_data(self)  # .tables, .buckets
+        attach_data(self)  # .tables, .buckets, .secrets
 
     def _run(self, op: Op) -> Any:
         request = next(op)
@@ -317,6 +318,7 @@ class AsyncClient:
     events: Events
     tables: Tables
     buckets: Buckets
+    secrets: Secrets
 
     def __init__(
         self,
@@ -334,7 +336,7 @@ class AsyncClient:
         )
         self._ops = Operations(self._http, use_msgpack)
         attach(self)  # .queues, .streams, .mappings, .schedules, .events
-        attach_data(self)  # .tables, .buckets
+        attach_data(self)  # .tables, .buckets, .secrets
 
     async def _run(self, op: Op) -> Any:
         request = next(op)

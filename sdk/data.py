@@ -1,9 +1,10 @@
-"""SDK sub-clients for the data functions are granted: key-value tables and blob buckets
-(SDK layer).
+"""SDK sub-clients for the data functions are granted: key-value tables, blob buckets and
+secrets (SDK layer).
 
-Reached as `client.tables` and `client.buckets` on both `Client` and `AsyncClient`
-(each method returns its result, or an awaitable of it on the async client), so data
-can be seeded before a function runs and inspected after. Object bodies are bytes.
+Reached as `client.tables`, `client.buckets` and `client.secrets` on both `Client` and
+`AsyncClient` (each method returns its result, or an awaitable of it on the async
+client), so data can be seeded before a function runs and inspected after. Object
+bodies are bytes.
 """
 
 from __future__ import annotations
@@ -141,10 +142,31 @@ class Buckets(_Part):
         return self._call("GET", f"/v1/buckets/{bucket}/objects", params=params)
 
 
+class Secrets(_Part):
+    """Secrets: set (or rotate) and delete values, list their names; values never come back."""
+
+    def set(self, name: str, value: str) -> Any:
+        """Set or rotate secret `name`; return {name, version, updated_at}."""
+        return self._call("PUT", f"/v1/secrets/{_key(name)}", {"value": value})
+
+    def list(self) -> Any:
+        """Return every secret's {name, version, updated_at}."""
+        return self._then(self._ops.call("GET", "/v1/secrets"), lambda d: d["secrets"])
+
+    def info(self, name: str) -> Any:
+        """Return {name, version, updated_at}; raises ItemNotFound."""
+        return self._call("GET", f"/v1/secrets/{_key(name)}")
+
+    def delete(self, name: str) -> Any:
+        """Remove secret `name`; raises ItemNotFound."""
+        return self._call("DELETE", f"/v1/secrets/{_key(name)}")
+
+
 def attach_data(client: Any) -> None:
-    """Give a Client or AsyncClient its `tables` and `buckets` sub-clients."""
+    """Give a Client or AsyncClient its `tables`, `buckets` and `secrets` sub-clients."""
     client.tables = Tables(client._run, client._ops)
     client.buckets = Buckets(client._run, client._ops)
+    client.secrets = Secrets(client._run, client._ops)
 
 
-__all__ = ["Buckets", "Tables", "attach_data"]
+__all__ = ["Buckets", "Secrets", "Tables", "attach_data"]

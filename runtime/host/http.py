@@ -18,6 +18,7 @@ import binascii
 import concurrent.futures
 import ipaddress
 import socket
+import ssl
 import threading
 import time
 from typing import Any
@@ -47,12 +48,14 @@ _client: httpx.Client | None = None
 
 
 def client() -> httpx.Client:
-    """Return this process's HTTP client (TLS verified; no proxies from the environment)."""
+    """Return this process's HTTP client (TLS verified against the system's CAs or
+    FIREBOX_HTTP_CA_BUNDLE; no proxies from the environment)."""
     global _client
     with _client_lock:
         if _client is None:
+            bundle = config.FIREBOX_HTTP_CA_BUNDLE.get()
             _client = httpx.Client(
-                verify=True,
+                verify=ssl.create_default_context(cafile=bundle) if bundle else True,
                 trust_env=False,
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=256, max_keepalive_connections=32),

@@ -107,3 +107,31 @@ def test_buckets_refuse_objects_past_the_cap(
     monkeypatch.setenv("FIREBOX_BLOB_MAX_OBJECT_BYTES", "100")
     with pytest.raises(PayloadTooLarge, match="an object of 101 bytes"):
         data.buckets.put("m", "k", b"x" * 101)
+
+
+def test_secrets_are_encrypted_at_rest_and_need_the_same_key(
+    data: DataStores, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+    from cryptography.fernet import Fernet
+    from firebox.runtime.errors import HostCallFailed, InvalidSetting
+    from firebox.runtime.storage.secrets import SecretStore, load_key
+
+    info = data.secrets.put("API_TOKEN", "s3cr3t-value")
+    assert info.version == 1 and data.secrets.get("API_TOKEN") == "s3cr3t-value"
+    assert data.secrets.put("API_TOKEN", "rotated").version == 2
+    assert data.secrets.get("API_TOKEN") == "rotated"
+    with data.engine.connect() as conn:
+        raw = b"".join(
+            bytes(r[0]) for r in conn.execute(sa.text("SELECT ciphertext FROM fb_secrets"))
+        )
+    assert b"rotated" not in raw and b"s3cr3t" not in raw
+    assert (tmp_path / "secrets.key").stat().st_mode & 0o777 == 0o600
+    assert [s.name for s in data.secrets.list_all()] == ["API_TOKEN"]
+    other = SecretStore(data.engine, Fernet.generate_key())
+    with pytest.raises(HostCallFailed, match="FIREBOX_SECRETS_KEY"):
+        other.get("API_TOKEN")
+    monkeypatch.setenv("FIREBOX_SECRETS_KEY", "not-a-key")
+    with pytest.raises(InvalidSetting, match="FIREBOX_SECRETS_KEY"):
+        load_key(tmp_path)
+    assert data.secrets.delete("API_TOKEN") and data.secrets.get("API_TOKEN") is None
