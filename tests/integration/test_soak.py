@@ -22,7 +22,7 @@ from tests.conftest import Server, guest_wasm
 pytestmark = pytest.mark.slow
 
 SOAK_S = 40.0
-ENV = {"FIREBOX_WORKER_THREADS": "16", "FIREBOX_HEADER_TIMEOUT_S": "2",
+ENV = {"FIREBOX_WORKER_THREADS": "16", "FIREBOX_HEADER_TIMEOUT_S": "2", "FIREBOX_POOL_SLOTS": "256",
        "FIREBOX_MAX_CONNECTIONS": "400"}  # fmt: skip
 
 
