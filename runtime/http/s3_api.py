@@ -37,7 +37,7 @@ from firebox.runtime.storage.object_meta import ObjectMetaStore
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("firebox.s3")
 
@@ -140,6 +140,15 @@ def address(scope: Scope, node: Node) -> tuple[str, str]:
     return bucket, key
 
 
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value != b"0"
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
 class _Template:
     """What the metrics middleware reads from `scope["route"]`: the S3 operation."""
 
@@ -159,12 +168,24 @@ class S3Middleware:
             await self.app(scope, receive, send)
             return
         method = str(scope["method"])
+        finished = False
+
+        async def tracked() -> Message:
+            nonlocal finished
+            message = await receive()
+            finished = finished or not message.get("more_body", False)
+            return message
+
         try:
-            response = await self._serve(scope, receive)
+            response = await self._serve(scope, tracked)
         except Exception as exc:
             if not isinstance(exc, S3Error):
                 log.warning("S3 %s %s failed", method, scope["path"], exc_info=True)
             response = error_response(exc, method)
+        if not finished and _has_body(scope):
+            # Answered before reading the body (a refusal; a client waiting on `Expect:
+            # 100-continue` never sends it): the connection cannot carry another request.
+            response.headers["connection"] = "close"
         await response(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive) -> Response:
