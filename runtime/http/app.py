@@ -33,6 +33,7 @@ from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.body_limits import BodyLimitMiddleware
 from firebox.runtime.http.errors import error_response, unavailable
 from firebox.runtime.http.metrics import MetricsMiddleware
+from firebox.runtime.http.s3_api import S3Middleware
 from firebox.runtime.http.triggers import trigger
 from firebox.runtime.metrics import NodeMetrics
 from firebox.runtime.node import Node
@@ -129,6 +130,9 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
     app.add_middleware(AuthMiddleware, authenticator=app.state.authenticator)
     # A body is bounded before authentication reads it.
     app.add_middleware(BodyLimitMiddleware)
+    # Requests signed for S3 are the S3 API's (runtime/http/s3_auth.py), whatever their
+    # path; it bounds and streams their bodies itself.
+    app.add_middleware(S3Middleware, authenticator=app.state.authenticator)
     # Outermost: every request is counted, refused ones included.
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

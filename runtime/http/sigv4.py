@@ -30,7 +30,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl
 
-from botocore.auth import SIGV4_TIMESTAMP, UNSIGNED_PAYLOAD, SigV4Auth
+from botocore.auth import SIGV4_TIMESTAMP, UNSIGNED_PAYLOAD, S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.compat import HTTPHeaders
 from botocore.credentials import Credentials
@@ -125,6 +125,7 @@ def verify(
     service: str = "lambda",
     now: datetime | None = None,
     max_skew: timedelta = timedelta(minutes=5),
+    payload_hash: str | None = None,
 ) -> str:
     """Check the request's SigV4 signature and return the access key id that signed it.
 
@@ -132,6 +133,10 @@ def verify(
     `region` None accepts any region in the credential scope; a naive `now` is UTC. Raises SigV4Error with code
     UnrecognizedClientException (no auth, unknown key), IncompleteSignatureException
     (malformed auth) or InvalidSignatureException (wrong signature, scope, date or body).
+
+    `payload_hash` given (the S3 API, which streams bodies) is the payload hash signed, taken
+    as-is: the caller checks the body against it while reading. Service `s3` signs its path
+    as sent, without botocore's normalization and second encoding.
     """
     headers: dict[str, list[str]] = {}
     for name, value in request.headers:
@@ -159,7 +164,8 @@ def verify(
     if secret is None:
         raise SigV4Error(UNRECOGNIZED, "The security token included in the request is invalid.")
 
-    signer = SigV4Auth(Credentials(claim.access_key, secret), claim.service, claim.region)
+    signer_class = S3SigV4Auth if service == "s3" else SigV4Auth
+    signer = signer_class(Credentials(claim.access_key, secret), claim.service, claim.region)
     signed = HTTPHeaders()  # keeps repeated headers; canonical_headers joins them with ","
     for name in claim.signed_headers:
         if name not in headers:
@@ -169,7 +175,7 @@ def verify(
     fixed = [
         signer.canonical_headers(signed) + "\n",
         signer.signed_headers(signed),
-        _payload_hash(request, headers),
+        payload_hash if payload_hash is not None else _payload_hash(request, headers),
     ]
     path = signer._normalize_url_path(request.raw_path)
     # string_to_sign and signature read the timestamp from a request's context, as in add_auth.

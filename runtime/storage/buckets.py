@@ -12,12 +12,13 @@ once. Buckets spring into being on their first put; a grant names them.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 from firebox.runtime import config
@@ -92,6 +93,22 @@ class FileContents:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def put_file(self, digest: str, source: Path) -> None:
+        """Move the file `source` (whose sha256 is `digest`) into the store (idempotent)."""
+        path = self._path(digest)
+        if path.is_file():
+            source.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(exist_ok=True)
+        os.replace(source, path)
+
+    def open(self, digest: str) -> BinaryIO | None:
+        """Return the content under `digest` opened for reading, or None."""
+        try:
+            return self._path(digest).open("rb")
+        except FileNotFoundError:
+            return None
 
     def get(self, digest: str) -> bytes | None:
         """Return the bytes under `digest`, or None."""
@@ -218,6 +235,50 @@ class BucketStore:
         if first < 0 or first > last or (first >= info.size and info.size > 0):
             raise BadRequest(f"range {start}-{end} is outside the object's {info.size} bytes")
         return info, data[first:last]
+
+    def put_file(
+        self, bucket: str, key: str, source: Path, digest: str, content_type: str | None = None
+    ) -> ObjectInfo:
+        """Store the file `source` (sha256 `digest`) as `bucket/key`, moving it into a file
+        content store (read into memory for the database one); return its metadata.
+
+        The streaming path of the S3 API: the caller bounds the size. Raises BadRequest for
+        a bad key.
+        """
+        check_object_key(key)
+        size = source.stat().st_size
+        content_type = (content_type or DEFAULT_CONTENT_TYPE)[:255]
+        if isinstance(self.content, FileContents):
+            self.content.put_file(digest, source)
+        else:
+            self.content.put(digest, source.read_bytes())
+            source.unlink(missing_ok=True)
+        now = time.time()
+        where = sa.and_(objects.c.bucket == bucket, objects.c.key == key)
+        values = {"size": size, "digest": digest, "content_type": content_type}
+        old = None
+        for _ in range(3):
+            try:
+                with self.engine.begin() as conn:
+                    old = conn.execute(sa.select(objects.c.digest).where(where)).first()
+                    conn.execute(objects.delete().where(where))
+                    conn.execute(
+                        objects.insert().values(bucket=bucket, key=key, updated_at=now, **values)
+                    )
+                break
+            except sa.exc.IntegrityError:
+                continue
+        if old is not None and old.digest != digest:
+            self._release(old.digest)
+        return ObjectInfo(key, size, digest, content_type, now)
+
+    def open_content(self, info: ObjectInfo) -> BinaryIO | None:
+        """Return the content of the object `info` describes opened for reading (a file for
+        the file content store), or None when it is gone."""
+        if isinstance(self.content, FileContents):
+            return self.content.open(info.etag)
+        data = self.content.get(info.etag)
+        return io.BytesIO(data) if data is not None else None
 
     def delete(self, bucket: str, key: str) -> bool:
         """Remove `bucket/key`; return True if it existed."""
