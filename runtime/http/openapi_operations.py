@@ -215,6 +215,44 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("GET", F + "/event-invoke-config"): Operation("events", params=(QUALIFIER,)),
     ("GET", "/v1/events/metrics"): Operation("events"),
+    ("GET", "/v1/tables"): Operation("data"),
+    ("GET", "/v1/tables/{table}/items"): Operation(
+        "data",
+        params=(Param("prefix", STRING), Param("limit", integer(1, 1000)), Param("cursor", STRING)),
+    ),
+    ("GET", "/v1/tables/{table}/items/{key:path}"): Operation("data"),
+    ("PUT", "/v1/tables/{table}/items/{key:path}"): Operation(
+        "data",
+        body=obj(
+            "value",
+            value={},
+            ttl={"type": "number"},
+            if_absent={"type": "boolean"},
+            if_version={"type": "integer"},
+        ),
+        body_required=True,
+    ),
+    ("DELETE", "/v1/tables/{table}/items/{key:path}"): Operation(
+        "data", ok=204, result=None, params=(Param("if_version", {"type": "integer"}),)
+    ),
+    ("GET", "/v1/buckets"): Operation("data"),
+    ("GET", "/v1/buckets/{bucket}/objects"): Operation(
+        "data",
+        params=(Param("prefix", STRING), Param("limit", integer(1, 1000)), Param("cursor", STRING)),
+    ),
+    ("GET", "/v1/buckets/{bucket}/objects/{key:path}"): Operation(
+        "data",
+        result={"type": "string", "contentEncoding": "binary"},
+        media_type="application/octet-stream",
+    ),
+    ("PUT", "/v1/buckets/{bucket}/objects/{key:path}"): Operation("data", ok=201, raw_body=True),
+    ("DELETE", "/v1/buckets/{bucket}/objects/{key:path}"): Operation("data", ok=204, result=None),
+    ("GET", "/v1/secrets"): Operation("data"),
+    ("PUT", "/v1/secrets/{name}"): Operation(
+        "data", body=obj("value", value=STRING), body_required=True
+    ),
+    ("GET", "/v1/secrets/{name}"): Operation("data"),
+    ("DELETE", "/v1/secrets/{name}"): Operation("data", ok=204, result=None),
     ("POST", "/v1/queues"): Operation(
         "queues", ok=201, body=obj("name", name=NAME, **QUEUE_ATTRIBUTES), body_required=True
     ),

@@ -143,7 +143,7 @@ def address(scope: Scope, node: Node) -> tuple[str, str]:
 def _has_body(scope: Scope) -> bool:
     for name, value in scope["headers"]:
         if name == b"content-length":
-            return value != b"0"
+            return bool(value != b"0")
         if name == b"transfer-encoding":
             return True
     return False
