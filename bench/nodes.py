@@ -95,6 +95,9 @@ class Node:
         """Spawn the node (FIREBOX_COMPILED_CACHE is dropped unless `env` sets it)."""
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if k != "FIREBOX_COMPILED_CACHE"}
+        # Enough execution slots that one function may run the 64 connections of the
+        # http case at once (admission gives one function three quarters of the slots).
+        env.setdefault("FIREBOX_WORKER_THREADS", "48")
         env.update(self.env)
         cmd = [*firebox_cmd(), "serve", "--host", HOST, "--port", str(self.port)]
         with self.log.open("ab") as out:
