@@ -282,7 +282,7 @@ async def serve_url(request: Request) -> Response:
     if doc["AuthType"] == "AWS_IAM":
         try:
             signed = sigv4.from_asgi(request.scope, body)
-            caller = request.app.state.authenticator.signed(signed, "lambda")
+            caller, _ = request.app.state.authenticator.signed(signed, "lambda")
         except sigv4.SigV4Error:
             return _forbidden()
     elif not allows_public_url(await statements(node, row.function, row.qualifier or None)):

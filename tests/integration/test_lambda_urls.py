@@ -156,7 +156,8 @@ def test_an_aws_iam_url_requires_sigv4(lam: Any, server: Server) -> None:
     assert "authorization" not in event["headers"] and "x-amz-date" not in event["headers"]
     assert signed_get(url + "x", creds.access_key_id, "wrong-secret").status_code == 403
     assert (
-        signed_get(url + "x", creds.access_key_id, creds.secret_access_key, "s3").status_code == 403
+        signed_get(url + "x", creds.access_key_id, creds.secret_access_key, "s3").status_code
+        in (400, 403)  # signed for s3: the S3 API claims it and refuses it, never the URL
     )
 
 

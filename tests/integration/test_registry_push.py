@@ -63,7 +63,11 @@ def lags_of(a: Server, b: Server) -> tuple[list[float], list[float]]:
 
 
 def test_poll_only_is_the_fallback(server_factory: ServerFactory, pg_schema_url: str) -> None:
-    env = {"FIREBOX_DATABASE_URL": pg_schema_url, "FIREBOX_REGISTRY_PUSH": "0"}
+    env = {
+        "FIREBOX_DATABASE_URL": pg_schema_url,
+        "FIREBOX_REGISTRY_PUSH": "0",
+        "FIREBOX_KEY_ENCRYPTION_KEY": "cluster",
+    }
     a, b = server_factory(env=env).start(), server_factory(env=env).start()
     lags, revocations = lags_of(a, b)
     assert max(lags) < 5 and max(revocations) < 5  # the 0.5 s poll, the 2 s key cache
@@ -73,7 +77,11 @@ def test_poll_only_is_the_fallback(server_factory: ServerFactory, pg_schema_url:
 def test_writes_and_revocations_reach_other_nodes_at_once(
     server_factory: ServerFactory, pg_schema_url: str
 ) -> None:
-    env = {"FIREBOX_DATABASE_URL": pg_schema_url, "FIREBOX_REGISTRY_POLL_S": "30"}
+    env = {
+        "FIREBOX_DATABASE_URL": pg_schema_url,
+        "FIREBOX_REGISTRY_POLL_S": "30",
+        "FIREBOX_KEY_ENCRYPTION_KEY": "cluster",
+    }
     a, b = server_factory(env=env).start(), server_factory(env=env).start()
     lags, revocations = lags_of(a, b)
     assert max(lags) < 5  # the 30 s poll never had its turn
