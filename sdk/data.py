@@ -20,6 +20,16 @@ def _key(key: str) -> str:
     return quote(key, safe="")
 
 
+def _page(prefix: str, limit: int | None, cursor: str | None) -> dict[str, Any]:
+    """The query of one page of a listing: a key prefix, at most `limit`, after `cursor`."""
+    params: dict[str, Any] = {"prefix": prefix}
+    if limit is not None:
+        params["limit"] = limit
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+
 class Tables(_Part):
     """Key-value tables: get, put (conditional, TTL), delete, and pages of items."""
 
@@ -57,12 +67,7 @@ class Tables(_Part):
         self, table: str, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
     ) -> Any:
         """Return one page {items, cursor} of items whose key starts with `prefix`."""
-        params: dict[str, Any] = {"prefix": prefix}
-        if limit is not None:
-            params["limit"] = limit
-        if cursor:
-            params["cursor"] = cursor
-        return self._call("GET", f"/v1/tables/{table}/items", params=params)
+        return self._call("GET", f"/v1/tables/{table}/items", params=_page(prefix, limit, cursor))
 
 
 class Buckets(_Part):
@@ -134,12 +139,9 @@ class Buckets(_Part):
         self, bucket: str, prefix: str = "", *, limit: int | None = None, cursor: str | None = None
     ) -> Any:
         """Return one page {objects, cursor} of objects whose key starts with `prefix`."""
-        params: dict[str, Any] = {"prefix": prefix}
-        if limit is not None:
-            params["limit"] = limit
-        if cursor:
-            params["cursor"] = cursor
-        return self._call("GET", f"/v1/buckets/{bucket}/objects", params=params)
+        return self._call(
+            "GET", f"/v1/buckets/{bucket}/objects", params=_page(prefix, limit, cursor)
+        )
 
 
 class Secrets(_Part):
