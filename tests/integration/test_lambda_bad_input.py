@@ -59,7 +59,7 @@ CASES: list[tuple[str, str, Any]] = [
     ("DELETE", FN + "?Qualifier=41", None),
     ("POST", "/2021-11-15/functions/target/response-streaming-invocations", b"not json"),
     ("POST", "/2014-11-13/functions/nope/invoke-async", {}),
-    ("PUT", "/2024-08-31/functions/target/recursion-config", {"RecursiveLoop": "Terminate"}),
+    ("PUT", "/2024-08-31/functions/target/recursion-config", {"RecursiveLoop": "Allow"}),
 ]  # fmt: skip
 
 
