@@ -169,10 +169,11 @@ class StateCollector(Collector):
         )
         exits = CounterMetricFamily(
             "firebox_worker_exits",
-            "Worker exits by reason: deadline (killed, stuck past a deadline), exited (on its own).",
+            "Worker exits by reason: deadline (killed, not answering past a deadline),"
+            " stuck (recycled: too many threads stuck in host calls), exited (on its own).",
             labels=["reason"],
         )
-        for reason in sorted({"deadline", "exited", *s.exits}):
+        for reason in sorted({"deadline", "stuck", "exited", *s.exits}):
             exits.add_metric([reason], s.exits.get(reason, 0))
         yield exits
         yield CounterMetricFamily(

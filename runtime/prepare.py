@@ -198,7 +198,7 @@ class Preparer:
             from firebox.compiler.errors import CompileError
             from firebox.compiler.interpreter import default_cache_dir
             from firebox.compiler.interpreter_split import split_interpreter
-            from firebox.runtime.snapshot.capture import CaptureEngine
+            from firebox.runtime.snapshot.capture_process import CaptureProcess
             from firebox.runtime.snapshot.store import SnapshotBuilder, SnapshotIndex
 
             builder: SnapshotBuilder | None = None
@@ -207,8 +207,8 @@ class Preparer:
                 # depend on the interpreter and wasmtime only, not on this node.
                 machine = default_cache_dir()
                 split = split_interpreter(self.artifacts.path(interpreter), machine)
-                with file_lock(machine / ".capture-compile.lock"):
-                    capture = CaptureEngine(split, machine)
+                capture = CaptureProcess(split, machine)  # inits that block get killed
+                capture.start()  # compiles the split for the capture engine, first time
                 builder = SnapshotBuilder(
                     capture, self._components(), self.settings.fingerprint(),
                     self.artifacts, self.cache, SnapshotIndex(self.data_dir),

@@ -146,6 +146,7 @@ class WorkerProcess:
         deadline = loop.time() + DRAIN_S
         while self.inflight > 0 and loop.time() < deadline and self.alive:
             await asyncio.sleep(0.05)
+        self.kill_reason = "stuck"
         self.kill()
 
     def send(self, msg: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
@@ -187,7 +188,8 @@ class Supervisor:
         self.workers = [WorkerProcess(i, config, settings) for i in range(config.workers)]
         self.specs: dict[str, FunctionSpec] = {}
         self.restarts = 0
-        #: Worker exits by reason: "deadline" (killed, stuck past one), "exited" (on its own).
+        #: Worker exits by reason: "deadline" (killed, not answering past one), "stuck"
+        #: (recycled: too many threads stuck in host calls), "exited" (on its own).
         self.exits: collections.Counter[str] = collections.Counter()
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False

@@ -117,7 +117,9 @@ def _explain_sockets() -> None:
 
     # The class socket.py defines, even when the host HTTP layer's subclass already
     # replaced `socket.socket` (the import order of the guest modules is not fixed).
-    cls = next(c for c in socket.socket.__mro__ if c.__module__ == "socket" and c.__name__ == "socket")
+    cls = next(
+        c for c in socket.socket.__mro__ if c.__module__ == "socket" and c.__name__ == "socket"
+    )
     original_init = cls.__init__
     dropping: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 

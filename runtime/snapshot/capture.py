@@ -17,6 +17,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,13 @@ class CaptureEngine:
         _write(cached, bytes(module.serialize()))
         return module
 
-    def capture(self, bundle: bytes, handler: str, config: PythonFunctionConfig) -> Capture:
+    def capture(
+        self,
+        bundle: bytes,
+        handler: str,
+        config: PythonFunctionConfig,
+        on_initialized: Callable[[], None] | None = None,
+    ) -> Capture:
         """Initialize the function once and return its snapshot module.
 
         Raises HandlerError for the function's init errors (import error, missing handler,
@@ -152,6 +159,8 @@ class CaptureEngine:
                 started = time.perf_counter()
                 _call(store, instance, export, args, memory_limit, config)
                 seconds[export] = time.perf_counter() - started
+            if on_initialized is not None:  # the function's code is done: only ours is left
+                on_initialized()
             started = time.perf_counter()
             memory = created[0].read()
             seconds["read_memory"] = time.perf_counter() - started

@@ -15,18 +15,27 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import wasmtime
 from firebox.compiler.interpreter_split import MAIN_IMPORT, SplitInterpreter
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.errors import InvalidArtifact
 from firebox.runtime.guest.function_config import PythonFunctionConfig
-from firebox.runtime.snapshot.capture import Capture, CaptureEngine
+from firebox.runtime.snapshot.capture import Capture
 from firebox.runtime.snapshot.key import config_fields, snapshot_key
 from firebox.runtime.snapshot.restore import SnapshotProgram
 from wasmtime.component import Component
 
 PAGE = 65536
+
+
+class CaptureRunner(Protocol):
+    """What captures: `CaptureEngine` in process, or `CaptureProcess` in a child."""
+
+    split: SplitInterpreter
+
+    def capture(self, bundle: bytes, handler: str, config: PythonFunctionConfig) -> Capture: ...
 
 
 @dataclass(frozen=True)
@@ -111,7 +120,7 @@ class SnapshotBuilder:
 
     def __init__(
         self,
-        capture_engine: CaptureEngine,
+        capture_engine: CaptureRunner,
         serving_engine: wasmtime.Engine,
         engine_fingerprint: str,
         artifacts: ArtifactStore,

@@ -6,6 +6,7 @@ import concurrent.futures
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Server, ServerFactory, guest_wasm
+from tests.integration.test_python_deadlines import SLEEPER
+from tests.integration.test_python_server import write_function
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -196,24 +199,26 @@ def test_metrics_without_auth_when_configured(server_factory: ServerFactory) -> 
     assert httpx.get(node.url + "/v1/node").status_code == 401
 
 
-def test_a_worker_killed_past_a_deadline_is_counted_with_its_reason(
-    server_factory: ServerFactory,
+def test_a_worker_recycled_for_stuck_threads_is_counted_with_its_reason(
+    server_factory: ServerFactory, tmp_path: Path
 ) -> None:
-    # Its own node: a killed worker must not disturb the other tests' pools.
-    node = server_factory().start()
+    # Its own node (a recycled worker must not disturb the other tests' pools), with one
+    # thread per worker: one Python call stuck in `time.sleep` past its timeout recycles it.
+    node = server_factory(env={"FIREBOX_WORKER_THREADS": "1"}).start()
     with node.client() as client:
-        client.deploy({"name": "m-nap", "timeout": 0.5}, guest_wasm("nap"))
+        client.deploy_path(write_function(tmp_path, "m-sleeper", SLEEPER, timeout=0.5))
     with node.http() as http:
         before = scrape(http)
-        r = http.post("/v1/functions/m-nap/invoke", json={})
-        assert r.json()["error"]["type"] == "TimedOut"  # the guest naps 3 s in a host call
+        r = http.post("/v1/functions/m-sleeper/invoke", json={"s": 10**9})
+        assert r.json()["error"]["type"] == "TimedOut"  # answered by the worker's watchdog
 
         def replaced() -> Samples | None:
             s = scrape(http)
             return s if value(s, "firebox_worker_restarts_total") > 0 else None
 
-        after = wait_for(replaced, what="the stuck worker to be killed and replaced")
-    assert value(after, "firebox_worker_exits_total", reason="deadline") == 1
+        after = wait_for(replaced, what="the worker with a stuck thread to be recycled")
+    assert value(after, "firebox_worker_exits_total", reason="stuck") == 1
+    assert value(after, "firebox_worker_exits_total", reason="deadline") == 0
     assert value(after, "firebox_worker_exits_total", reason="exited") == 0
     assert value(after, "firebox_worker_restarts_total") == 1
     assert value(before, "firebox_worker_restarts_total") == 0
