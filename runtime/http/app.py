@@ -31,7 +31,7 @@ from firebox.runtime.http import (
 )
 from firebox.runtime.http.auth import Authenticator, AuthMiddleware
 from firebox.runtime.http.body_limits import BodyLimitMiddleware
-from firebox.runtime.http.errors import error_response, unavailable
+from firebox.runtime.http.errors import error_response, unavailable, unreachable_types
 from firebox.runtime.http.metrics import MetricsMiddleware
 from firebox.runtime.http.s3_api import S3Middleware
 from firebox.runtime.http.triggers import trigger
@@ -119,6 +119,9 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
         exception_handlers={
             FireboxError: firebox_error,
             HTTPException: http_error,
+            # Answered here, not by the catch-all: Starlette re-raises what reaches that
+            # one, and the server then drops the client's keep-alive connection.
+            **{cls: unexpected_error for cls in unreachable_types()},
             Exception: unexpected_error,
         },
         lifespan=lifespan,

@@ -140,6 +140,22 @@ UNREACHABLE = {
 RETRY_AFTER_S = 1
 
 
+def unreachable_types() -> list[type[BaseException]]:
+    """Return the installed exception classes UNREACHABLE names (to register as handlers
+    where a catch-all would log and drop the connection)."""
+    import importlib
+
+    found: list[type[BaseException]] = []
+    for package, names in UNREACHABLE.items():
+        module_name = {"sqlalchemy": "sqlalchemy.exc", "redis": "redis.exceptions"}[package]
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        found += [getattr(module, name) for name in names if hasattr(module, name)]
+    return found
+
+
 def unavailable(exc: BaseException) -> ServiceUnavailable | None:
     """Return the 503 of an exception raised because PostgreSQL, SQLite or Redis cannot
     be reached (or is busy) right now, else None."""
