@@ -408,6 +408,9 @@ def run(quick: bool) -> CaseResult:
                 str(heavy_fn),
             ],
             tmp / "firebox.log",
+            # Execution slots for the 64-connection phase: admission counts real slots
+            # (workers x threads), and one function may take three quarters of them.
+            {"FIREBOX_WORKER_THREADS": os.environ.get("FIREBOX_WORKER_THREADS", "48")},
         )
         bare = Server(
             "bare", _uvicorn("bench.peers.bare_starlette:app", bare_port), tmp / "bare.log"
@@ -477,6 +480,7 @@ def run(quick: bool) -> CaseResult:
             "work": "build the Lambda function-URL event, dispatch to a worker process,"
             ' guest wraps the event as {"wrapped": <event>, "by": "wat"}',
             "workers": os.environ.get("FIREBOX_WORKERS", f"{os.cpu_count()} (cpu count)"),
+            "worker_threads": os.environ.get("FIREBOX_WORKER_THREADS", "48"),
             "uvicorn": "uvicorn.run(app, log_level='warning'), default loop and HTTP parser",
         },
         "firebox-py": {

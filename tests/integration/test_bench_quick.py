@@ -54,7 +54,8 @@ def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
     http = results["cases"]["http"]
     names = {row["key"] for row in http["rows"]}
     assert {"firebox-wat", "firebox-py", "bare", "process"} <= names
-    assert names <= {"firebox-wat", "firebox-py", "bare", "process", "wasmtime-serve"}
+    known = {"firebox-wat", "firebox-py", "firebox-py-heavy", "bare", "process", "wasmtime-serve"}
+    assert names <= known
     if "wasmtime-serve" not in names:
         assert http["config"]["not_run"]["wasmtime-serve"]  # the reason is recorded
     for row in http["rows"]:
@@ -63,7 +64,7 @@ def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
     assert {(r["server"], r["concurrency"]) for r in table} >= {
         (n, c) for n in ("firebox-wat", "bare", "process") for c in (1, 8, 64)
     }
-    assert all(r["errors"] == 0 for r in table)
+    assert all(r["errors"] == 0 for r in table), [r for r in table if r["errors"]]
     assert "latency process/firebox-py (c=1)" in http["ratios"]
 
     plots = results["plots"]
@@ -98,6 +99,14 @@ PYTHON_ROWS = {
     "floor",
     "http",
     "http_b2b",
+    # The snapshot rows: deploys with their capture, warm calls, boto3 against native.
+    "deploy_hello",
+    "deploy_heavy",
+    "warm_hello",
+    "warm_heavy",
+    "b2b_heavy",
+    "boto3",
+    "native",
 }
 
 
