@@ -157,6 +157,9 @@ DEFAULT_IDLE_SHRINK_S = 60.0
 # Often enough that another node's deploy shows here within a human's reaction time.
 DEFAULT_REGISTRY_POLL_S = 0.5
 DEFAULT_LOG_RETENTION_S = 7 * 86400.0
+# Stored log text, per function and for the whole node (oldest lines go first past it).
+DEFAULT_LOG_STORAGE_PER_FUNCTION_MB = 64
+DEFAULT_LOG_STORAGE_MB = 1024
 DEFAULT_ASYNC_CONCURRENCY = 8
 # Loading a Python function's code (its module-level imports) in a new instance: like
 # Lambda's 10 s init phase, with fuel to match.
@@ -204,6 +207,10 @@ FIREBOX_DATABASE_URL = optional_text("FIREBOX_DATABASE_URL")
 FIREBOX_REGISTRY_POLL_S = number("FIREBOX_REGISTRY_POLL_S", DEFAULT_REGISTRY_POLL_S)
 FIREBOX_REGISTRY_PUSH = flag("FIREBOX_REGISTRY_PUSH", True)
 FIREBOX_LOG_RETENTION_S = number("FIREBOX_LOG_RETENTION_S", DEFAULT_LOG_RETENTION_S)
+FIREBOX_LOG_STORAGE_PER_FUNCTION_MB = integer(
+    "FIREBOX_LOG_STORAGE_PER_FUNCTION_MB", DEFAULT_LOG_STORAGE_PER_FUNCTION_MB
+)
+FIREBOX_LOG_STORAGE_MB = integer("FIREBOX_LOG_STORAGE_MB", DEFAULT_LOG_STORAGE_MB)
 FIREBOX_COMPILED_CACHE = optional_text("FIREBOX_COMPILED_CACHE")
 FIREBOX_PREPARE_PYTHON = flag("FIREBOX_PREPARE_PYTHON", True)
 FIREBOX_PYTHON_LOAD_FUEL = integer("FIREBOX_PYTHON_LOAD_FUEL", DEFAULT_PYTHON_LOAD_FUEL)
@@ -307,6 +314,11 @@ class NodeConfig:
     queue_url: str | None = field(default_factory=FIREBOX_QUEUE_URL.get)
     registry_poll_s: float = field(default_factory=FIREBOX_REGISTRY_POLL_S.get)
     log_retention_s: float = field(default_factory=FIREBOX_LOG_RETENTION_S.get)
+    # Most stored log text per function and per node, in MiB (older lines deleted first).
+    log_storage_per_function_mb: int = field(
+        default_factory=FIREBOX_LOG_STORAGE_PER_FUNCTION_MB.get
+    )
+    log_storage_mb: int = field(default_factory=FIREBOX_LOG_STORAGE_MB.get)
     async_concurrency: int = field(default_factory=FIREBOX_ASYNC_CONCURRENCY.get)
     prepare_python: bool = field(default_factory=FIREBOX_PREPARE_PYTHON.get)
     # Python versions restore every instance from a post-init snapshot (docs/snapshots.md).

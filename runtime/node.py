@@ -23,7 +23,7 @@ from firebox.runtime.admission import Admission, check_payload
 from firebox.runtime.artifacts import ArtifactStore
 from firebox.runtime.catalog import Catalog
 from firebox.runtime.cluster_concurrency import open_cluster_concurrency
-from firebox.runtime.config import STARTUP_LOAD_S, NodeConfig, arn
+from firebox.runtime.config import STARTUP_LOAD_S, MiB, NodeConfig, arn
 from firebox.runtime.credentials import load_or_create, make_private
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.events.async_invoke import AsyncInvoker
@@ -80,7 +80,12 @@ class Node:
         self.supervisor = Supervisor(served, self.settings)
         self.invoker = Invoker(self.supervisor)
         self.telemetry = self.stores.telemetry
-        self.recorder = Recorder(self.telemetry, config.log_retention_s)
+        self.recorder = Recorder(
+            self.telemetry,
+            config.log_retention_s,
+            per_function_bytes=config.log_storage_per_function_mb * MiB,
+            total_bytes=config.log_storage_mb * MiB,
+        )
         self.admission = Admission(
             self.catalog, self.recorder, config.workers * config.worker_threads
         )

@@ -17,6 +17,8 @@ from firebox.runtime.storage.telemetry import LogRecord, TelemetryStore, UsageRe
 log = logging.getLogger("firebox.telemetry")
 
 FLUSH_PERIOD_S = 0.2
+#: Retention and the stored-log caps apply at least this often (sooner after much output).
+PRUNE_PERIOD_S = 60.0
 MAX_BUFFERED = 50_000
 
 
@@ -74,10 +76,21 @@ class Recorder:
     """
 
     def __init__(
-        self, store: TelemetryStore, retention_s: float, clock: Callable[[], float] = time.time
+        self,
+        store: TelemetryStore,
+        retention_s: float,
+        clock: Callable[[], float] = time.time,
+        *,
+        per_function_bytes: int | None = None,
+        total_bytes: int | None = None,
     ) -> None:
         self.store = store
         self.retention_s = retention_s
+        #: Caps on stored log text (None: none), enforced by the prune.
+        self.per_function_bytes = per_function_bytes
+        self.total_bytes = total_bytes
+        #: Log text written since the last prune: past a quarter of a cap, prune at once.
+        self._written_since_prune = 0
         self.clock = clock
         self._logs: list[LogRecord] = []
         self._usage: list[UsageRecord] = []
@@ -125,15 +138,9 @@ class Recorder:
         if len(self._logs) >= MAX_BUFFERED:
             self.dropped += 1
             return
-        self._logs.append(
-            LogRecord(
-                function,
-                version,
-                result.request_id,
-                now,
-                framed_log(result, version, memory_mb, duration_ms),
-            )
-        )
+        text = framed_log(result, version, memory_mb, duration_ms)
+        self._written_since_prune += len(text)
+        self._logs.append(LogRecord(function, version, result.request_id, now, text))
         self._usage.append(record)
 
     def record_rejected(
@@ -205,7 +212,22 @@ class Recorder:
             await asyncio.sleep(FLUSH_PERIOD_S)
             await self.flush()
             now = self.clock()
-            if now - self._last_prune > 60:
-                self._last_prune = now
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.store.prune, now - self.retention_s)
+            caps = [c for c in (self.per_function_bytes, self.total_bytes) if c is not None]
+            soon = bool(caps) and self._written_since_prune > min(caps) // 4
+            if soon or now - self._last_prune > PRUNE_PERIOD_S:
+                await self.prune(now)
+
+    async def prune(self, now: float | None = None) -> None:
+        """Apply retention and the stored-log caps now (logged, never raised)."""
+        now = self.clock() if now is None else now
+        self._last_prune = now
+        self._written_since_prune = 0
+        try:
+            await asyncio.to_thread(
+                self.store.prune,
+                now - self.retention_s,
+                self.per_function_bytes,
+                self.total_bytes,
+            )
+        except Exception as exc:
+            log.warning("could not prune stored logs (%s); will retry", exc)

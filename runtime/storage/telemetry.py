@@ -169,9 +169,59 @@ class TelemetryStore:
             }
         return out
 
-    def prune(self, older_than: float, keep_per_function: int | None = None) -> int:
-        """Delete logs older than `older_than` (a timestamp); return how many rows went."""
+    def prune(
+        self,
+        older_than: float,
+        per_function_bytes: int | None = None,
+        total_bytes: int | None = None,
+    ) -> int:
+        """Delete logs older than `older_than` (a timestamp), then the oldest lines of each
+        function storing more than `per_function_bytes` of log text and the oldest of the
+        node past `total_bytes`; return how many log rows went."""
         with self.engine.begin() as conn:
             result = conn.execute(logs.delete().where(logs.c.ts < older_than))
             conn.execute(usage.delete().where(usage.c.ts < older_than))
+        deleted = int(result.rowcount or 0)
+        size = sa.func.length(logs.c.text)
+        if per_function_bytes is not None:
+            with self.engine.connect() as conn:
+                over = [
+                    str(row[0])
+                    for row in conn.execute(
+                        sa.select(logs.c.function)
+                        .group_by(logs.c.function)
+                        .having(sa.func.sum(size) > per_function_bytes)
+                    )
+                ]
+            for function in over:
+                deleted += self._trim(logs.c.function == function, per_function_bytes)
+        if total_bytes is not None:
+            with self.engine.connect() as conn:
+                stored = int(
+                    conn.execute(sa.select(sa.func.coalesce(sa.func.sum(size), 0))).scalar_one()
+                )
+            if stored > total_bytes:
+                deleted += self._trim(sa.true(), total_bytes)
+        return deleted
+
+    def _trim(self, where: sa.ColumnElement[bool], keep_bytes: int) -> int:
+        """Delete the oldest rows matching `where` beyond the newest `keep_bytes` of text."""
+        cut: int | None = None
+        kept = 0
+        with self.engine.connect() as conn:
+            rows = conn.execution_options(stream_results=True, yield_per=2000).execute(
+                sa.select(logs.c.id, sa.func.length(logs.c.text))
+                .where(where)
+                .order_by(logs.c.id.desc())
+            )
+            for row_id, length in rows:
+                kept += int(length or 0)
+                if kept > keep_bytes:
+                    cut = int(row_id)
+                    break
+            rows.close()
+        if cut is None:
+            return 0
+        with self.engine.begin() as conn:
+            result = conn.execute(logs.delete().where(where, logs.c.id <= cut))
         return int(result.rowcount or 0)
