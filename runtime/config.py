@@ -312,6 +312,9 @@ class NodeConfig:
     # Where the node's registry and its queues and streams live (None: in the data dir).
     database_url: str | None = field(default_factory=FIREBOX_DATABASE_URL.get)
     queue_url: str | None = field(default_factory=FIREBOX_QUEUE_URL.get)
+    # Where this node's API answers its own workers (set by `firebox serve`): boto3 in a
+    # function reaches the node's S3, SQS and Lambda APIs through it (host/aws.py).
+    api_url: str | None = None
     registry_poll_s: float = field(default_factory=FIREBOX_REGISTRY_POLL_S.get)
     log_retention_s: float = field(default_factory=FIREBOX_LOG_RETENTION_S.get)
     # Most stored log text per function and per node, in MiB (older lines deleted first).

@@ -116,6 +116,13 @@ class Forbidden(FireboxError):
     code = "Forbidden"
 
 
+class AccessDenied(Forbidden):
+    """Valid credentials that may not make this call (a function's execution role
+    calling an API its role does not cover)."""
+
+    code = "AccessDenied"
+
+
 # --- invocation errors -----------------------------------------------------------
 
 

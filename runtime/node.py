@@ -77,7 +77,7 @@ class Node:
         )  # fmt: skip
         # Workers open the data capabilities' stores (tables, buckets) at the same database.
         served = dataclasses.replace(config, database_url=database_url or config.database_url)
-        self.supervisor = Supervisor(served, self.settings)
+        self.supervisor = Supervisor(served, self.settings, self.role_key)
         self.invoker = Invoker(self.supervisor)
         self.telemetry = self.stores.telemetry
         self.recorder = Recorder(

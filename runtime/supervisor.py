@@ -45,10 +45,14 @@ DRAIN_S = 10.0
 class WorkerProcess:
     """One worker process and the socket the node talks to it over."""
 
-    def __init__(self, index: int, config: NodeConfig, settings: EngineSettings) -> None:
+    def __init__(
+        self, index: int, config: NodeConfig, settings: EngineSettings, role_key: bytes = b""
+    ) -> None:
         self.index = index
         self.config = config
         self.settings = settings
+        #: The key role credentials are signed with (the worker issues its functions' own).
+        self.role_key = role_key
         self.proc: subprocess.Popen[bytes] | None = None
         self.pid = 0
         self.alive = False
@@ -87,11 +91,15 @@ class WorkerProcess:
             self.config.database_url or "",
             "--queue-url",
             self.config.queue_url or "",
+            "--api-url",
+            self.config.api_url or "",
         ]
         self.proc = subprocess.Popen(cmd, pass_fds=[child.fileno()], stdin=subprocess.DEVNULL)
         child.close()
         self.pid = self.proc.pid
         reader, self._writer = await asyncio.open_unix_connection(sock=parent)
+        # The first frame: secrets the worker must not get on its command line (`ps`).
+        self._writer.write(pack({"role_key": self.role_key}))
         self.exited = asyncio.Event()
         self.draining = False
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -182,10 +190,10 @@ class WorkerProcess:
 class Supervisor:
     """Owns the node's worker processes and dispatches invocations to them."""
 
-    def __init__(self, config: NodeConfig, settings: EngineSettings) -> None:
+    def __init__(self, config: NodeConfig, settings: EngineSettings, role_key: bytes = b"") -> None:
         self.config = config
         self.settings = settings
-        self.workers = [WorkerProcess(i, config, settings) for i in range(config.workers)]
+        self.workers = [WorkerProcess(i, config, settings, role_key) for i in range(config.workers)]
         self.specs: dict[str, FunctionSpec] = {}
         self.restarts = 0
         #: Worker exits by reason: "deadline" (killed, not answering past one), "stuck"

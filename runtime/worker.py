@@ -32,7 +32,7 @@ from firebox.runtime.guest.engine import get_engine
 from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.loading import load_program
 from firebox.runtime.guest.protocol import CallContext
-from firebox.runtime.host import services
+from firebox.runtime.host import aws, services
 from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.limits import Limits, bound_error
 from firebox.runtime.pool import InstancePool, PoolFiller, ReadyBudget
@@ -291,10 +291,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--idle-shrink-s", type=float, default=60.0)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--queue-url", default="")
+    parser.add_argument("--api-url", default="")
     args = parser.parse_args(argv)
     # Host capabilities (tables, buckets, secrets, queue sends) reach the node's stores.
     services.configure(args.data_dir, args.database_url or None, args.queue_url or None)
     sock = socket.socket(fileno=args.fd)
+    # The node's first frame: the key execution-role credentials are signed with, so
+    # boto3 in a function reaches the node's AWS APIs with its own role (host/aws.py).
+    hello = recv_frame(sock) or {}
+    aws.configure(args.api_url or None, bytes(hello.get("role_key") or b""))
     settings = EngineSettings(**json.loads(args.settings))
     worker = Worker(sock, args.data_dir, settings, args.threads, args.idle_shrink_s)
     worker.serve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 import socket
@@ -85,6 +86,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the ready check's own requests
     config = NodeConfig.from_env(args.data_dir)
+    # The node's own API, as its workers reach it (boto3 in functions: host/aws.py).
+    port = sock.getsockname()[1]
+    local = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
+    local = "[::1]" if local == "::" else (f"[{local}]" if ":" in local else local)
+    config = dataclasses.replace(config, api_url=f"http://{local}:{port}")
     node = Node(config)
     where = (
         "the environment"

@@ -28,12 +28,14 @@ LD_LIBRARY_PATH = (
     "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
 )
 
-#: Credentials a function sees until the host grants it real ones: boto3 signs with them
-#: (so clients build and sign), and any real AWS endpoint refuses them.
-NO_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "ASIAFIREBOXNOCREDS00",
-    "AWS_SECRET_ACCESS_KEY": "firebox-functions-have-no-aws-credentials",
-    "AWS_SESSION_TOKEN": "firebox-functions-have-no-aws-credentials",
+#: The function's execution role, as Lambda serves it to SnapStart functions: botocore's
+#: container provider fetches the role's short-lived credentials from this address (the
+#: host answers it, for this function only) and refreshes them before they expire; every
+#: client goes to the node's own S3, SQS and Lambda APIs (runtime/host/aws.py). A
+#: function's own environment variables override both.
+ROLE_ENVIRONMENT = {
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://169.254.170.2/v1/credentials",
+    "AWS_ENDPOINT_URL": "http://aws.firebox.internal",
 }
 
 ERROR_LOG_LINE_TERMINATE = "\r"
@@ -66,7 +68,7 @@ def environment(config: FunctionConfig, handler: str, stream: str) -> dict[str, 
         "AWS_LAMBDA_LOG_GROUP_NAME": config.log_group_name,
         "AWS_LAMBDA_LOG_STREAM_NAME": stream,
         "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        **NO_CREDENTIALS,
+        **ROLE_ENVIRONMENT,
         "LAMBDA_TASK_ROOT": TASK_ROOT,
         "LAMBDA_RUNTIME_DIR": "/var/runtime",
         "LANG": "en_US.UTF-8",

@@ -200,6 +200,7 @@ def start_instance(
     key = store_key(store)
     # Set-up output is dropped (the sink is a NullSink); grants are the version's.
     state = HostState(log_budget=0, grants=config.grants)
+    state.function = (config.function_name, config.function_version)
     state.deadline = time.monotonic() + timeout_s  # host calls during `init` end by it
     STATES[key] = state
     try:

@@ -42,7 +42,7 @@ class HostState:
     None: a host function that can block waits no longer than that.
     """
 
-    __slots__ = ("calls", "deadline", "expired", "grants", "log", "log_budget")
+    __slots__ = ("calls", "deadline", "expired", "function", "grants", "log", "log_budget")
 
     def __init__(
         self, log: LogSink | None = None, log_budget: int | None = None, grants: Any = None
@@ -51,6 +51,8 @@ class HostState:
         self.log_budget = log_budget
         #: What the function version was granted (a `firebox.runtime.grants.Grants`).
         self.grants = grants
+        #: The (function, version) running in the Store, whose execution role it has.
+        self.function: tuple[str, str] | None = None
         #: The running call's deadline (`time.monotonic()`); host calls end by it.
         self.deadline: float | None = None
         #: True once a host call was cut off by `deadline`: the call then ends in TimedOut

@@ -28,6 +28,7 @@ import httpx
 from firebox.runtime import config
 from firebox.runtime.errors import BadRequest, CapabilityDenied, HostCallFailed
 from firebox.runtime.grants import DEFAULT_PORTS, HostRule
+from firebox.runtime.host import aws
 from firebox.runtime.host.api import HostState
 from firebox.runtime.host.capabilities import Operation, count, grants_of, remaining_s
 
@@ -124,7 +125,13 @@ def _request(state: HostState, request: dict[str, Any]) -> dict[str, Any]:
         port = parts.port or DEFAULT_PORTS[scheme]
     except ValueError:
         raise BadRequest(f"bad port in {url!r}") from None
-    rule = grants_of(state).http_rule(scheme, host, port)
+    if aws.claims(host):  # the role's credentials, the node's own AWS APIs
+        if host == aws.CREDENTIALS_HOST:
+            count(state, "aws.credentials")
+            return aws.credentials(state, method, url)
+        count(state, "aws.api")
+    else:
+        rule = grants_of(state).http_rule(scheme, host, port)
     try:
         body = base64.b64decode(request.get("body") or "", validate=True)
     except (binascii.Error, TypeError, ValueError):
@@ -138,6 +145,9 @@ def _request(state: HostState, request: dict[str, Any]) -> dict[str, Any]:
     if isinstance(wanted, (int, float)) and not isinstance(wanted, bool) and wanted > 0:
         budget = min(budget, float(wanted))
     deadline = time.monotonic() + budget
+    if aws.claims(host):
+        headers.append(("Host", host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"))
+        return _send(state, method, aws.forward_target(url), headers, body, deadline, {}, url)
     addresses = resolve(host, port, budget)
     allowed = [a for a in addresses if address_allowed(a, rule)]
     if not allowed:

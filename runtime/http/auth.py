@@ -21,6 +21,7 @@ from urllib.parse import unquote
 from firebox.runtime import roles
 from firebox.runtime.credentials import verify_bearer
 from firebox.runtime.errors import (
+    AccessDenied,
     BadRequest,
     FireboxError,
     Forbidden,
@@ -183,7 +184,7 @@ class AuthMiddleware:
                 key_id, role = self.auth.signed(signed, service)
                 if role is not None:
                     if service not in ROLE_SERVICES:
-                        raise Forbidden(
+                        raise AccessDenied(
                             f"execution-role credentials of {role.function} may call only"
                             f" {', '.join(sorted(ROLE_SERVICES))} APIs, not this one"
                         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from firebox.runtime.errors import (
+    AccessDenied,
     BadRequest,
     CapabilityDenied,
     ConditionFailed,
@@ -82,6 +83,7 @@ ERRORS: dict[type[FireboxError], ErrorShape] = {
     InvalidReceiptHandle: ErrorShape(400, *_INVALID),
     Unauthorized: ErrorShape(401, "UnrecognizedClientException", 403),
     Forbidden: ErrorShape(403, "InvalidSignatureException", 403),
+    AccessDenied: ErrorShape(403, "AccessDeniedException", 403),
     CapabilityDenied: ErrorShape(403, "AccessDeniedException", 403),
     FunctionNotFound: ErrorShape(404, *_NOT_FOUND),
     KeyNotFound: ErrorShape(404, *_NOT_FOUND),

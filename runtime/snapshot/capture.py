@@ -33,6 +33,7 @@ from firebox.runtime.guest.engine import EpochTicker
 from firebox.runtime.guest.function_config import PythonFunctionConfig
 from firebox.runtime.guest.store import arm, limit_memory
 from firebox.runtime.guest.traps import trap_error
+from firebox.runtime.host import aws
 from firebox.runtime.host.log import monotonic_ms
 from firebox.runtime.snapshot.image import snapshot_module
 from firebox.runtime.snapshot.memory import HostMemoryCreator
@@ -202,7 +203,17 @@ CAPABILITIES_INSTANCE = "firebox:function/capabilities@1.0.0"
 
 
 def _no_capabilities_at_init(store: wasmtime.StoreContext, op: str, request: str) -> str:
-    """Refuse a capability call made by module-level code (the guest raises it)."""
+    """Refuse a capability call made by module-level code (the guest raises it); only
+    botocore's credentials fetch (a client made at module level) is answered, with
+    credentials already expired, so real ones are fetched at the first call that signs."""
+    if op == "http.request":
+        try:
+            url = str(json.loads(request).get("url") or "")
+        except (ValueError, AttributeError):
+            url = ""
+        if aws.is_credentials_url(url):
+            document = json.dumps(aws.expired_document()).encode()
+            return json.dumps({"ok": aws.reply(200, document)})
     error = BadRequest(
         f"{op} was called while the function initializes (module-level code runs once, at"
         " deploy, before the snapshot every instance starts from): make capability calls"

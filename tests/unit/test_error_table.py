@@ -38,6 +38,7 @@ EXPECTED = [
     (e.Throttled, 429, ("TooManyRequestsException", 429), "Runtime.Unknown"),
     (e.Unauthorized, 401, ("UnrecognizedClientException", 403), "Runtime.Unknown"),
     (e.Forbidden, 403, ("InvalidSignatureException", 403), "Runtime.Unknown"),
+    (e.AccessDenied, 403, ("AccessDeniedException", 403), "Runtime.Unknown"),
     (e.InvocationError, 502, ("ServiceException", 500), "Runtime.ExitError"),
     (e.TimedOut, 504, ("ServiceException", 500), "Sandbox.Timedout"),
     (e.OutOfFuel, 502, ("ServiceException", 500), "Runtime.OutOfFuel"),

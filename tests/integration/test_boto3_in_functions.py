@@ -1,0 +1,117 @@
+"""boto3 inside a function, unchanged: its execution role's credentials come from the
+container-credentials endpoint the host serves, its clients reach the node's own SQS API,
+and what the role may do is the function's grant (AccessDenied outside it)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+boto3 = pytest.importorskip("boto3")
+from botocore.config import Config  # noqa: E402
+
+from tests.conftest import Server  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+# Lambda code as people write it: the client made at module level (so at snapshot
+# capture), used in the handler.
+SENDER = """
+import os
+import boto3
+from botocore.exceptions import ClientError
+
+sqs = boto3.client("sqs")
+
+def handler(event, context):
+    try:
+        url = sqs.get_queue_url(QueueName=event["queue"])["QueueUrl"]
+        sent = sqs.send_message(QueueUrl=url, MessageBody=event["body"])
+    except ClientError as exc:
+        return {"error": exc.response["Error"]["Code"], "message": exc.response["Error"]["Message"]}
+    creds = sqs._request_signer._credentials.get_frozen_credentials()
+    return {"id": sent["MessageId"], "key": creds.access_key,
+            "endpoint": os.environ["AWS_ENDPOINT_URL"]}
+"""
+
+LISTER = """
+import boto3
+from botocore.exceptions import ClientError
+
+def handler(event, context):
+    try:
+        boto3.client("lambda").list_functions()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] + ": " + exc.response["Error"]["Message"]
+    return "listed"
+"""
+
+
+def write(root: Path, name: str, source: str, queues: list[str]) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "app.py").write_text(textwrap.dedent(source))
+    (folder / "firebox.toml").write_text(
+        f'name = "{name}"\nruntime = "python3.14"\nhandler = "app.handler"\ntimeout = 20\n'
+        f"[capabilities]\nqueues = {json.dumps(queues)}\n"
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("boto3fn") / "data")
+    server.data_dir.mkdir(parents=True)
+    server.start()
+    src = tmp_path_factory.mktemp("src")
+    with server.client() as client:
+        client.deploy_path(write(src, "sender", SENDER, ["orders"]))
+        client.deploy_path(write(src, "lister", LISTER, []))
+    yield server
+    server.stop()
+
+
+def admin_sqs(server: Server) -> Any:
+    creds = server.credentials
+    return boto3.client(
+        "sqs",
+        endpoint_url=server.url,
+        region_name="us-east-1",
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+
+
+def test_a_function_sends_to_its_granted_queue_with_its_role(node: Server) -> None:
+    sqs = admin_sqs(node)
+    url = sqs.create_queue(QueueName="orders")["QueueUrl"]
+    sqs.create_queue(QueueName="payroll")
+    with node.client() as client:
+        result = client.invoke("sender", {"queue": "orders", "body": "order 42"})
+        assert result.error is None, result.error
+        sent = result.payload
+        assert sent["key"].startswith("ASIA")  # the role's temporary key, fetched at the call
+        assert sent["endpoint"] == "http://aws.firebox.internal"
+        got = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2)["Messages"]
+        assert [(m["MessageId"], m["Body"]) for m in got] == [(sent["id"], "order 42")]
+        # Outside its grant: refused in SQS's shape, nothing sent.
+        denied = client.invoke("sender", {"queue": "payroll", "body": "raise"}).payload
+        assert denied["error"] == "AccessDenied", denied
+        assert "payroll" in denied["message"]
+        payroll = sqs.get_queue_url(QueueName="payroll")["QueueUrl"]
+        assert "Messages" not in sqs.receive_message(QueueUrl=payroll, WaitTimeSeconds=0)
+
+
+def test_role_credentials_do_not_reach_the_rest_of_the_api(node: Server) -> None:
+    with node.client() as client:
+        result = client.invoke("lister", {})
+    assert result.error is None, result.error
+    code, _, message = result.payload.partition(": ")
+    assert code == "AccessDeniedException", result.payload
+    assert "lister" in message and "sqs" in message
