@@ -20,6 +20,7 @@ import firebox_guest_ssl  # noqa: F401 - the `ssl` stand-in, whose wrap_socket i
 # isort: on
 
 import base64
+import select as _select_module
 import socket as _socket_module
 import sys
 from typing import Any
@@ -252,10 +253,86 @@ def _wrap_socket(original: Any) -> Any:
     return wrap_socket
 
 
+def _ready(sock: HostSocket) -> bool:
+    """Whether a read on `sock` would return at once (an answer buffered, or the end)."""
+    return sock.pending() > 0 or sock._eof
+
+
+def _wrap_select(original: Any) -> Any:
+    """`select.select` that also takes HostSockets (no descriptor): writable at once,
+    readable once their answer is buffered. urllib3 (and botocore's `Expect:
+    100-continue` wait before an S3 upload) select on a socket before they read it."""
+
+    def select(rlist: Any, wlist: Any, xlist: Any, timeout: Any = None) -> Any:
+        rlist, wlist, xlist = list(rlist), list(wlist), list(xlist)
+        hosted = [s for s in rlist + wlist if isinstance(s, HostSocket)]
+        if not hosted:
+            return original(rlist, wlist, xlist, timeout)
+        readable = [s for s in rlist if isinstance(s, HostSocket) and _ready(s)]
+        writable = [s for s in wlist if isinstance(s, HostSocket)]
+        rest_r = [s for s in rlist if not isinstance(s, HostSocket)]
+        rest_w = [s for s in wlist if not isinstance(s, HostSocket)]
+        if rest_r or rest_w or xlist:
+            wait = 0 if (readable or writable) else timeout
+            more_r, more_w, more_x = original(rest_r, rest_w, xlist, wait)
+            return readable + list(more_r), writable + list(more_w), list(more_x)
+        return readable, writable, []
+
+    select._firebox = True  # type: ignore[attr-defined]
+    return select
+
+
+class _Poll:
+    """`select.poll()` that also registers HostSockets (see `_wrap_select`)."""
+
+    def __init__(self, original: Any) -> None:
+        self._real = original() if original is not None else None
+        self._hosted: dict[int, tuple[HostSocket, int]] = {}
+        self._real_count = 0
+
+    def register(self, fd: Any, eventmask: int = 7) -> None:
+        if isinstance(fd, HostSocket):
+            self._hosted[id(fd)] = (fd, eventmask)
+            return
+        if self._real is None:
+            raise OSError("poll is not available")
+        self._real.register(fd, eventmask)
+        self._real_count += 1
+
+    def modify(self, fd: Any, eventmask: int) -> None:
+        if isinstance(fd, HostSocket):
+            self._hosted[id(fd)] = (fd, eventmask)
+        elif self._real is not None:
+            self._real.modify(fd, eventmask)
+
+    def unregister(self, fd: Any) -> None:
+        if isinstance(fd, HostSocket):
+            self._hosted.pop(id(fd), None)
+        elif self._real is not None:
+            self._real.unregister(fd)
+            self._real_count -= 1
+
+    def poll(self, timeout: Any = None) -> list[tuple[int, int]]:
+        pollin = getattr(_select_module, "POLLIN", 1)
+        pollout = getattr(_select_module, "POLLOUT", 4)
+        events = []
+        for sock, mask in self._hosted.values():
+            ready = (mask & pollout) | (mask & pollin if _ready(sock) else 0)
+            if ready:
+                events.append((-1, ready))
+        if self._real is not None and self._real_count:
+            events += list(self._real.poll(0 if events else timeout))
+        return events
+
+
 def install() -> None:
     """Route TCP sockets through the host (idempotent)."""
     if _socket_module.socket is HostSocket:
         return
+    if not getattr(_select_module.select, "_firebox", False):
+        _select_module.select = _wrap_select(_select_module.select)
+        original_poll = getattr(_select_module, "poll", None)
+        _select_module.poll = lambda: _Poll(original_poll)  # type: ignore[attr-defined]
     _socket_module.socket = HostSocket  # type: ignore[misc]
     _socket_module.getaddrinfo = _getaddrinfo  # type: ignore[assignment]
     ssl = sys.modules.get("ssl")

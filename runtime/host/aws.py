@@ -51,7 +51,8 @@ def configure(node_url: str | None, role_key: bytes | None) -> None:
 
 def claims(host: str) -> bool:
     """Return True when a request to `host` is one of these endpoints'."""
-    return host in (CREDENTIALS_HOST, ENDPOINT_HOST)
+    # S3 clients address buckets virtual-host style: `<bucket>.aws.firebox.internal`.
+    return host in (CREDENTIALS_HOST, ENDPOINT_HOST) or host.endswith("." + ENDPOINT_HOST)
 
 
 def is_credentials_url(url: str) -> bool:

@@ -12,6 +12,7 @@ implement answer `NotImplemented` naming the operation. docs/s3-api.md lists the
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import shutil
@@ -21,11 +22,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
-from firebox.runtime import config
+from firebox.runtime import config, roles
+from firebox.runtime.errors import CapabilityDenied, FunctionNotFound
 from firebox.runtime.grants import NAME_RE
-from firebox.runtime.http import s3_auth
+from firebox.runtime.host import aws
+from firebox.runtime.http import s3_auth, sigv4
 from firebox.runtime.http.data_stores import data_of
 from firebox.runtime.http.s3_auth import Caller
 from firebox.runtime.http.s3_errors import S3Error, error_response, not_implemented
@@ -116,7 +119,7 @@ Operation = Callable[[S3Request], Awaitable[Response]]
 
 
 def _virtual_domains(node: Node) -> set[str]:
-    domains = {"localhost"}
+    domains = {"localhost", aws.ENDPOINT_HOST}  # the name functions' boto3 uses
     host = urlsplit(config.FIREBOX_ENDPOINT.get()).hostname
     if host:
         try:
@@ -190,7 +193,21 @@ class S3Middleware:
 
     async def _serve(self, scope: Scope, receive: Receive) -> Response:
         node: Node = scope["app"].state.node
-        caller = s3_auth.verify(scope, self.auth.secret, node.config.region)
+        found: list[roles.RoleIdentity] = []
+
+        def secret_of(key_id: str) -> str | None:
+            if not roles.is_role_key(key_id):
+                return self.auth.secret(key_id)  # type: ignore[no-any-return]
+            try:
+                identity, secret = roles.verify(node.role_key, key_id, _session_token(scope))
+            except roles.RoleError as exc:
+                raise sigv4.SigV4Error(sigv4.UNRECOGNIZED, str(exc)) from None
+            found.append(identity)
+            return secret
+
+        caller = s3_auth.verify(scope, secret_of, node.config.region)
+        if found:
+            caller = dataclasses.replace(caller, role=found[0])
         request = Request(scope, receive)
         bucket, key = address(scope, node)
         query = dict(parse_qsl(request.url.query, keep_blank_values=True))
@@ -200,10 +217,62 @@ class S3Middleware:
             raise S3Error(
                 "InvalidBucketName", "The specified bucket is not valid.", 400, bucket[:80]
             )
+        if caller.role is not None:
+            _check_role(node, caller.role, name, bucket, scope)
         stores = stores_of(request)
         return await operation(
             S3Request(scope, receive, request, caller, stores, bucket, key, query)
         )
+
+
+#: What a function's execution role may do in S3: object reads and writes in the buckets
+#: its grant names (`buckets = { name = "read" | "write" | "readwrite" }`), nothing else.
+ROLE_READS = frozenset({
+    "GetObject", "HeadObject", "ListObjects", "ListObjectsV2", "HeadBucket",
+    "GetBucketLocation", "ListMultipartUploads", "ListParts",
+})  # fmt: skip
+ROLE_WRITES = frozenset({
+    "PutObject", "DeleteObject", "DeleteObjects", "CopyObject", "CreateMultipartUpload",
+    "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
+})  # fmt: skip
+
+
+def _session_token(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"x-amz-security-token":
+            return str(value.decode("latin-1"))
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+        if name == "X-Amz-Security-Token":
+            return str(value)
+    return None
+
+
+def _check_role(
+    node: Node, role: roles.RoleIdentity, operation: str, bucket: str, scope: Scope
+) -> None:
+    """Refuse what a function's execution role was not granted (AccessDenied, S3's shape)."""
+    if operation not in ROLE_READS | ROLE_WRITES:
+        raise S3Error(
+            "AccessDenied",
+            f"the execution role of function {role.function} may not call {operation}:"
+            " functions read and write objects in the buckets they were granted",
+            403,
+        )
+    try:
+        grants = node.catalog.version(role.function, role.version).spec.grants
+    except FunctionNotFound:
+        raise S3Error(
+            "AccessDenied", f"function {role.function}:{role.version} no longer exists", 403
+        ) from None
+    needs = [(bucket, operation in ROLE_WRITES)]
+    if operation in ("CopyObject", "UploadPartCopy"):
+        source = next((v for k, v in scope["headers"] if k == b"x-amz-copy-source"), b"")
+        needs.append((unquote(source.decode("latin-1")).lstrip("/").partition("/")[0], False))
+    for name, write in needs:
+        try:
+            grants.bucket(name, write)
+        except CapabilityDenied as exc:
+            raise S3Error("AccessDenied", exc.message, 403) from None
 
 
 # Subresources S3 has and firebox does not serve, by the operation name they make.

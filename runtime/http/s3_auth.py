@@ -49,6 +49,8 @@ class Caller:
     key_id: str
     payload: str  # a SHA-256 in hex, or UNSIGNED-PAYLOAD
     presigned: bool
+    #: The function version it speaks for, when signed with execution-role credentials.
+    role: Any = None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -52,13 +52,39 @@ def handler(event, context):
 """
 
 
-def write(root: Path, name: str, source: str, queues: list[str]) -> Path:
+ARCHIVER = """
+import boto3
+from botocore.exceptions import ClientError
+
+s3 = boto3.client("s3")
+
+def handler(event, context):
+    s3.put_object(Bucket="reports", Key=event["key"], Body=event["body"].encode(),
+                  ContentType="text/plain")
+    got = s3.get_object(Bucket="reports", Key=event["key"])["Body"].read().decode()
+    listed = [o["Key"] for o in s3.list_objects_v2(Bucket="reports")["Contents"]]
+    public = s3.get_object(Bucket="public", Key="notice.txt")["Body"].read().decode()
+    refused = []
+    for call in (lambda: s3.put_object(Bucket="public", Key="x", Body=b"no"),
+                 lambda: s3.get_object(Bucket="private", Key="secret.txt"),
+                 lambda: s3.create_bucket(Bucket="mine")):
+        try:
+            call()
+            refused.append("allowed")
+        except ClientError as exc:
+            refused.append(exc.response["Error"]["Code"])
+    return {"got": got, "listed": listed, "public": public, "refused": refused}
+"""
+
+
+def write(root: Path, name: str, source: str, queues: list[str], buckets: str = "") -> Path:
     folder = root / name
     folder.mkdir(parents=True)
     (folder / "app.py").write_text(textwrap.dedent(source))
     (folder / "firebox.toml").write_text(
         f'name = "{name}"\nruntime = "python3.14"\nhandler = "app.handler"\ntimeout = 20\n'
         f"[capabilities]\nqueues = {json.dumps(queues)}\n"
+        + (f"buckets = {buckets}\n" if buckets else "")
     )
     return folder
 
@@ -72,6 +98,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with server.client() as client:
         client.deploy_path(write(src, "sender", SENDER, ["orders"]))
         client.deploy_path(write(src, "lister", LISTER, []))
+        client.deploy_path(
+            write(src, "archiver", ARCHIVER, [], '{ reports = "readwrite", public = "read" }')
+        )
     yield server
     server.stop()
 
@@ -115,3 +144,31 @@ def test_role_credentials_do_not_reach_the_rest_of_the_api(node: Server) -> None
     code, _, message = result.payload.partition(": ")
     assert code == "AccessDeniedException", result.payload
     assert "lister" in message and "sqs" in message
+
+
+def test_a_function_reads_and_writes_its_granted_buckets_through_s3(node: Server) -> None:
+    creds = node.credentials
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=node.url,
+        region_name="us-east-1",
+        aws_access_key_id=creds.access_key_id,
+        aws_secret_access_key=creds.secret_access_key,
+        config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}),
+    )
+    for bucket in ("reports", "public", "private"):
+        s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket="public", Key="notice.txt", Body=b"read me")
+    s3.put_object(Bucket="private", Key="secret.txt", Body=b"not for functions")
+    with node.client() as client:
+        result = client.invoke("archiver", {"key": "2026/q4.txt", "body": "revenue up"})
+    assert result.error is None, result.error
+    assert result.payload == {
+        "got": "revenue up",
+        "listed": ["2026/q4.txt"],
+        "public": "read me",
+        "refused": ["AccessDenied", "AccessDenied", "AccessDenied"],
+    }
+    stored = s3.get_object(Bucket="reports", Key="2026/q4.txt")
+    assert stored["Body"].read() == b"revenue up" and stored["ContentType"] == "text/plain"
+    assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["private", "public", "reports"]
