@@ -28,7 +28,9 @@ RULE_RE = re.compile(
 DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Most entries per capability kind in one manifest (every call checks them in order).
 MAX_RULES = 100
-KEYS = {"http", "tables", "buckets", "queues", "secrets"}
+KEYS = {"http", "tables", "buckets", "queues", "secrets", "functions"}
+#: A function a role may invoke: a name, or `name:qualifier` for one version or alias.
+FUNCTION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9_$-]{1,128})?$")
 MANIFEST_HINT = "add it to [capabilities] in firebox.toml (or PATCH the configuration)"
 
 
@@ -107,9 +109,14 @@ class Grants:
     buckets: dict[str, str] = field(default_factory=dict)
     queues: tuple[str, ...] = ()
     secrets: tuple[str, ...] = ()
+    #: Functions the version's execution role may invoke through the Lambda API.
+    functions: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.http or self.tables or self.buckets or self.queues or self.secrets)
+        return bool(
+            self.http or self.tables or self.buckets or self.queues or self.secrets
+            or self.functions
+        )  # fmt: skip
 
     # --- checks (each raises CapabilityDenied naming the grant that is missing) ---------
 
@@ -135,6 +142,15 @@ class Grants:
         if name not in self.queues:
             raise CapabilityDenied("queue", name, f'queues = ["{name}"]')
 
+    def function(self, name: str, qualifier: str | None) -> None:
+        """Allow invoking function `name` (at `qualifier`): a grant of the bare name
+        covers every version and alias, `name:qualifier` only that one; raises
+        CapabilityDenied."""
+        if name in self.functions or (qualifier and f"{name}:{qualifier}" in self.functions):
+            return
+        target = f"{name}:{qualifier}" if qualifier else name
+        raise CapabilityDenied("function", target, f'functions = ["{name}"]')
+
     def secret(self, name: str) -> None:
         """Allow reading secret `name`; raises CapabilityDenied."""
         if name not in self.secrets:
@@ -155,6 +171,8 @@ class Grants:
             data["queues"] = list(self.queues)
         if self.secrets:
             data["secrets"] = list(self.secrets)
+        if self.functions:
+            data["functions"] = list(self.functions)
         return data
 
 
@@ -221,4 +239,5 @@ def parse_grants(data: Any) -> Grants:
         buckets=_modes(data.get("buckets", {}), "buckets"),
         queues=_queues(data.get("queues", [])),
         secrets=_names(data.get("secrets", []), "secrets", SECRET_RE),
+        functions=_names(data.get("functions", []), "functions", FUNCTION_RE),
     )

@@ -245,6 +245,12 @@ class PoolFiller:
         self._lane = _Lane()
         self._thread = threading.Thread(target=self._run, name="firebox-pool-filler", daemon=True)
         self._thread.start()
+        # Used instances are closed on a thread of their own, as soon as they are
+        # discarded: their allocator slots must come back even while the filler waits
+        # on a slow instantiation (a lane waits up to a pool's init timeout).
+        self._trash_wake = threading.Event()
+        self._reaper = threading.Thread(target=self._reap_loop, name="firebox-reaper", daemon=True)
+        self._reaper.start()
 
     def add(self, key: str, pool: InstancePool) -> None:
         """Start keeping `pool` filled (and closing what it discards), and fill it now."""
@@ -257,6 +263,13 @@ class PoolFiller:
         """Close `instance` on the filler thread at its next wake-up (see `poke`)."""
         with self._lock:
             self._trash.append(instance)
+        self._trash_wake.set()
+
+    def _reap_loop(self) -> None:
+        while not self._stop:
+            self._trash_wake.wait(self._period)
+            self._trash_wake.clear()
+            self._empty_trash()
 
     def _empty_trash(self) -> None:
         with self._lock:
@@ -341,23 +354,26 @@ class PoolFiller:
         """Stop the filler thread."""
         self._stop = True
         self._wake.set()
+        self._trash_wake.set()
 
     def _run(self) -> None:
         pools: list[tuple[str, InstancePool]] = []
         while not self._stop:
             self._wake.wait(self._period)
             self._wake.clear()
+            # Close what calls used before refilling: their allocator slots are what the
+            # replacements need when the worker is short of them (the spare ready
+            # instance of a fresh pool covers the next request meanwhile).
+            self._empty_trash()
             worked = True
             while worked and not self._stop:
                 worked = False
                 with self._lock:
                     pools = list(self._pools.items())
+                self._empty_trash()
                 for key, pool in pools:
                     if self._fill(key, pool):  # a pool that cannot instantiate stays empty
                         worked = True
-                # Replacements first, then close what calls used: the next request
-                # should find a ready instance, not wait behind a Store's teardown.
-                self._empty_trash()
             for _, pool in pools:
                 pool.shrink()
 

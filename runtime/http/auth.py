@@ -15,16 +15,19 @@ through `/v1/keys` that are not revoked. Only the admin key may manage keys.
 
 from __future__ import annotations
 
+import re
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from firebox.runtime import roles
 from firebox.runtime.credentials import verify_bearer
 from firebox.runtime.errors import (
     AccessDenied,
     BadRequest,
+    CapabilityDenied,
     FireboxError,
     Forbidden,
+    FunctionNotFound,
     PayloadTooLarge,
     Unauthorized,
 )
@@ -111,6 +114,53 @@ class Authenticator:
         return key_id, (found[0] if found else None)
 
 
+#: The Lambda API's invoke paths (sync, async, streaming): the one call of that API a
+#: function's execution role may make, on the functions its grant names.
+INVOKE_PATH = re.compile(
+    r"^/(?:2015-03-31/functions/([^/]+)/invocations"
+    r"|2021-11-15/functions/([^/]+)/response-streaming-invocations"
+    r"|2014-11-13/functions/([^/]+)/invoke-async/?)$"
+)
+
+
+def _invoked(scope: Scope) -> tuple[str, str | None] | None:
+    """Return the (function, qualifier) an invoke request names, or None for another path."""
+    if scope["method"] != "POST":
+        return None
+    match = INVOKE_PATH.match(scope["path"])
+    if match is None:
+        return None
+    target = unquote(next(g for g in match.groups() if g))
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    qualifier = query.get("Qualifier") or None
+    if target.startswith("arn:"):  # arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]
+        parts = target.split(":")
+        target = parts[6] if len(parts) > 6 else ""
+        qualifier = qualifier or (parts[7] if len(parts) > 7 else None)
+    elif ":" in target:  # NAME:QUALIFIER or ACCOUNT:function:NAME
+        parts = target.split(":")
+        if len(parts) >= 3 and parts[1] == "function":
+            target, qualifier = parts[2], qualifier or (parts[3] if len(parts) > 3 else None)
+        else:
+            target, qualifier = parts[0], qualifier or parts[1]
+    return target, qualifier
+
+
+def _check_invoke(scope: Scope, role: roles.RoleIdentity) -> None:
+    """Refuse an invoke the role's function was not granted (AccessDenied)."""
+    invoked = _invoked(scope)
+    assert invoked is not None
+    node = scope["app"].state.node
+    try:
+        grants = node.catalog.version(role.function, role.version).spec.grants
+    except FunctionNotFound:
+        raise AccessDenied(f"function {role.function}:{role.version} no longer exists") from None
+    try:
+        grants.function(*invoked)
+    except CapabilityDenied as exc:
+        raise AccessDenied(exc.message) from None
+
+
 def _session_token(request: sigv4.SignedRequest) -> str | None:
     for name, value in request.headers:
         if name == "x-amz-security-token":
@@ -183,7 +233,9 @@ class AuthMiddleware:
                 service = "sqs" if sqs else "lambda" if lambda_api else "firebox"
                 key_id, role = self.auth.signed(signed, service)
                 if role is not None:
-                    if service not in ROLE_SERVICES:
+                    if service == "lambda" and _invoked(scope) is not None:
+                        _check_invoke(scope, role)  # Invoke is a role's, when granted
+                    elif service not in ROLE_SERVICES:
                         raise AccessDenied(
                             f"execution-role credentials of {role.function} may call only"
                             f" {', '.join(sorted(ROLE_SERVICES))} APIs, not this one"

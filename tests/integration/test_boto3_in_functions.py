@@ -77,7 +77,33 @@ def handler(event, context):
 """
 
 
-def write(root: Path, name: str, source: str, queues: list[str], buckets: str = "") -> Path:
+ADDER = """
+def handler(event, context):
+    return {"sum": event["a"] + event["b"], "by": context.function_name}
+"""
+
+CALLER = """
+import json
+import boto3
+from botocore.exceptions import ClientError
+
+lam = boto3.client("lambda")
+
+def handler(event, context):
+    out = lam.invoke(FunctionName="adder", Payload=json.dumps({"a": 2, "b": 40}))
+    result = json.loads(out["Payload"].read())
+    try:
+        lam.invoke(FunctionName="lister", Payload=b"{}")
+        other = "allowed"
+    except ClientError as exc:
+        other = exc.response["Error"]["Code"]
+    return {"status": out["StatusCode"], "result": result, "other": other}
+"""
+
+
+def write(
+    root: Path, name: str, source: str, queues: list[str], buckets: str = "", extra: str = ""
+) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
     (folder / "app.py").write_text(textwrap.dedent(source))
@@ -85,6 +111,7 @@ def write(root: Path, name: str, source: str, queues: list[str], buckets: str = 
         f'name = "{name}"\nruntime = "python3.14"\nhandler = "app.handler"\ntimeout = 20\n'
         f"[capabilities]\nqueues = {json.dumps(queues)}\n"
         + (f"buckets = {buckets}\n" if buckets else "")
+        + extra
     )
     return folder
 
@@ -98,6 +125,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with server.client() as client:
         client.deploy_path(write(src, "sender", SENDER, ["orders"]))
         client.deploy_path(write(src, "lister", LISTER, []))
+        client.deploy_path(write(src, "adder", ADDER, []))
+        client.deploy_path(write(src, "caller", CALLER, [], extra='functions = ["adder"]\n'))
         client.deploy_path(
             write(src, "archiver", ARCHIVER, [], '{ reports = "readwrite", public = "read" }')
         )
@@ -172,3 +201,14 @@ def test_a_function_reads_and_writes_its_granted_buckets_through_s3(node: Server
     stored = s3.get_object(Bucket="reports", Key="2026/q4.txt")
     assert stored["Body"].read() == b"revenue up" and stored["ContentType"] == "text/plain"
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["private", "public", "reports"]
+
+
+def test_a_function_invokes_the_functions_it_was_granted(node: Server) -> None:
+    with node.client() as client:
+        result = client.invoke("caller", {})
+    assert result.error is None, result.error
+    assert result.payload == {
+        "status": 200,
+        "result": {"sum": 42, "by": "adder"},
+        "other": "AccessDeniedException",
+    }

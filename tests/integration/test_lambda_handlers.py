@@ -325,7 +325,8 @@ def test_boto3_client_built_at_module_level(lam: Any) -> None:
     deploy(lam, "with-boto3", "app.handler", package({"app.py": BOTO3}))
     result, _, _ = invoke(lam, "with-boto3", {})
     assert result["region"] == REGION and result["table"] == "orders"
-    assert result["url_host"] == "reports.s3.amazonaws.com" and result["signed"] is True
+    # Clients go to the node's own S3 API, as functions see it (AWS_ENDPOINT_URL).
+    assert result["url_host"] == "aws.firebox.internal" and result["signed"] is True
     assert result["boto3"] == boto3.__version__  # the runtime's own, from the layer
 
 
@@ -464,7 +465,9 @@ LAMBDA_VARIABLES = (
     "_HANDLER", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
     "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
     "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "LANG", "PATH",
+    # Credentials as Lambda gives SnapStart functions: a container-credentials endpoint
+    # (runtime/host/aws.py), not AWS_ACCESS_KEY_ID / _SECRET_ACCESS_KEY / _SESSION_TOKEN.
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "LANG", "PATH",
     "LD_LIBRARY_PATH", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR", "PYTHONPATH", "TZ",
 )  # fmt: skip
 
