@@ -134,20 +134,21 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-def admin_sqs(server: Server) -> Any:
+def admin(server: Server, service: str, **config: Any) -> Any:
+    """A boto3 client of the node's admin (outside any function)."""
     creds = server.credentials
     return boto3.client(
-        "sqs",
+        service,
         endpoint_url=server.url,
         region_name="us-east-1",
         aws_access_key_id=creds.access_key_id,
         aws_secret_access_key=creds.secret_access_key,
-        config=Config(retries={"total_max_attempts": 1}),
+        config=Config(retries={"total_max_attempts": 1}, **config),
     )
 
 
 def test_a_function_sends_to_its_granted_queue_with_its_role(node: Server) -> None:
-    sqs = admin_sqs(node)
+    sqs = admin(node, "sqs")
     url = sqs.create_queue(QueueName="orders")["QueueUrl"]
     sqs.create_queue(QueueName="payroll")
     with node.client() as client:
@@ -176,15 +177,7 @@ def test_role_credentials_do_not_reach_the_rest_of_the_api(node: Server) -> None
 
 
 def test_a_function_reads_and_writes_its_granted_buckets_through_s3(node: Server) -> None:
-    creds = node.credentials
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=node.url,
-        region_name="us-east-1",
-        aws_access_key_id=creds.access_key_id,
-        aws_secret_access_key=creds.secret_access_key,
-        config=Config(retries={"total_max_attempts": 1}, s3={"addressing_style": "path"}),
-    )
+    s3 = admin(node, "s3", s3={"addressing_style": "path"})
     for bucket in ("reports", "public", "private"):
         s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket="public", Key="notice.txt", Body=b"read me")
