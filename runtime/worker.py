@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import socket
 import sys
 import threading
@@ -281,8 +282,27 @@ class Worker:
             pool.close()
 
 
+def die_with_parent() -> None:
+    """On Linux, have the kernel SIGKILL this worker when the node dies (SIGKILL and
+    OOM included): a dead node's invocations must not run on unseen after its
+    concurrency slots and leases expired and another node took them."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the node died before the signal was set
+        os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of a worker process (`python -m firebox.runtime.worker`)."""
+    die_with_parent()
     parser = argparse.ArgumentParser(prog="firebox-worker")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
