@@ -23,6 +23,7 @@ running in the Store; the node's other addresses stay refused by the SSRF rule.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
@@ -73,8 +74,6 @@ def credentials_document(state: HostState, now: float | None = None) -> dict[str
 
 def reply(status: int, body: bytes, content_type: str = "application/json") -> dict[str, Any]:
     """Return an `http.request` reply the guest's socket layer turns into a response."""
-    import base64
-
     return {
         "status": status,
         "reason": "OK" if status == 200 else "",

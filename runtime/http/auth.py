@@ -16,6 +16,7 @@ through `/v1/keys` that are not revoked. Only the admin key may manage keys.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -92,6 +93,25 @@ class Authenticator:
             or self.secret(key_id) is not None
         )
 
+    def role_aware(
+        self, token: str | None, found: list[roles.RoleIdentity]
+    ) -> Callable[[str], str | None]:
+        """Return the secret lookup SigV4 verification calls: issued keys by id, and
+        execution-role keys from their session `token` (whose identity goes in `found`).
+        Role errors raise sigv4.SigV4Error."""
+
+        def lookup(key_id: str) -> str | None:
+            if not roles.is_role_key(key_id):
+                return self.secret(key_id)
+            try:
+                identity, secret = roles.verify(self.node.role_key, key_id, token)
+            except roles.RoleError as exc:
+                raise sigv4.SigV4Error(sigv4.UNRECOGNIZED, str(exc)) from None
+            found.append(identity)
+            return secret
+
+        return lookup
+
     def signed(
         self, request: sigv4.SignedRequest, service: str
     ) -> tuple[str, roles.RoleIdentity | None]:
@@ -99,17 +119,7 @@ class Authenticator:
         speaks for when it was signed with execution-role credentials. Raises
         sigv4.SigV4Error."""
         found: list[roles.RoleIdentity] = []
-
-        def lookup(key_id: str) -> str | None:
-            if not roles.is_role_key(key_id):
-                return self.secret(key_id)
-            try:
-                identity, secret = roles.verify(self.node.role_key, key_id, _session_token(request))
-            except roles.RoleError as exc:
-                raise sigv4.SigV4Error(sigv4.UNRECOGNIZED, str(exc)) from None
-            found.append(identity)
-            return secret
-
+        lookup = self.role_aware(session_token(request), found)
         key_id = sigv4.verify(request, lookup, region=self.node.config.region, service=service)
         return key_id, (found[0] if found else None)
 
@@ -161,7 +171,8 @@ def _check_invoke(scope: Scope, role: roles.RoleIdentity) -> None:
         raise AccessDenied(exc.message) from None
 
 
-def _session_token(request: sigv4.SignedRequest) -> str | None:
+def session_token(request: sigv4.SignedRequest) -> str | None:
+    """Return the session token a signed request carries (header or presigned query)."""
     for name, value in request.headers:
         if name == "x-amz-security-token":
             return value

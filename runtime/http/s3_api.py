@@ -29,6 +29,7 @@ from firebox.runtime.errors import CapabilityDenied, FunctionNotFound
 from firebox.runtime.grants import NAME_RE
 from firebox.runtime.host import aws
 from firebox.runtime.http import s3_auth, sigv4
+from firebox.runtime.http.auth import session_token
 from firebox.runtime.http.data_stores import data_of
 from firebox.runtime.http.s3_auth import Caller
 from firebox.runtime.http.s3_errors import S3Error, error_response, not_implemented
@@ -194,17 +195,8 @@ class S3Middleware:
     async def _serve(self, scope: Scope, receive: Receive) -> Response:
         node: Node = scope["app"].state.node
         found: list[roles.RoleIdentity] = []
-
-        def secret_of(key_id: str) -> str | None:
-            if not roles.is_role_key(key_id):
-                return self.auth.secret(key_id)  # type: ignore[no-any-return]
-            try:
-                identity, secret = roles.verify(node.role_key, key_id, _session_token(scope))
-            except roles.RoleError as exc:
-                raise sigv4.SigV4Error(sigv4.UNRECOGNIZED, str(exc)) from None
-            found.append(identity)
-            return secret
-
+        token = session_token(sigv4.from_asgi(scope, b""))
+        secret_of = self.auth.role_aware(token, found)
         caller = s3_auth.verify(scope, secret_of, node.config.region)
         if found:
             caller = dataclasses.replace(caller, role=found[0])
@@ -235,16 +227,6 @@ ROLE_WRITES = frozenset({
     "PutObject", "DeleteObject", "DeleteObjects", "CopyObject", "CreateMultipartUpload",
     "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload",
 })  # fmt: skip
-
-
-def _session_token(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"x-amz-security-token":
-            return str(value.decode("latin-1"))
-    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
-        if name == "X-Amz-Security-Token":
-            return str(value)
-    return None
 
 
 def _check_role(
