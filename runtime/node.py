@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from firebox.runtime.config import STARTUP_LOAD_S, MiB, NodeConfig, arn
 from firebox.runtime.credentials import load_or_create, make_private
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.events.async_invoke import AsyncInvoker
+from firebox.runtime.events.changes import ChangeDispatcher
 from firebox.runtime.events.mappings import MappingManager
 from firebox.runtime.events.scheduler import Scheduler
 from firebox.runtime.functions import Functions
@@ -35,6 +37,7 @@ from firebox.runtime.prepare import Preparer
 from firebox.runtime.roles import role_key
 from firebox.runtime.routing import Route, RouteTable
 from firebox.runtime.specs import LATEST, FunctionSpec, InvocationResult, Resolved
+from firebox.runtime.storage.data import DataStores, open_data_stores
 from firebox.runtime.storage.registry import FunctionRecord
 from firebox.runtime.storage.registry_notify import open_registry_listener
 from firebox.runtime.storage.stores import open_stores
@@ -103,10 +106,21 @@ class Node:
         self.async_invoker = AsyncInvoker(self, self.queues, config.async_concurrency)
         self.scheduler = Scheduler(self, self.stores.schedules)
         self.mappings = MappingManager(self, self.queues, self.streams, self.stores.mappings)
+        self.changes = ChangeDispatcher(self)
+        self._data: DataStores | None = None
+        self._data_lock = threading.Lock()
         self.functions = Functions(self)
         self.lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self.poll_s = config.registry_poll_s
+
+    def data(self) -> DataStores:
+        """Return the data stores (tables, buckets, secrets, change capture) on the same
+        database the workers' host calls use, opened on first use (blocking)."""
+        with self._data_lock:
+            if self._data is None:
+                self._data = open_data_stores(self.registry.url, self.config.data_dir)
+            return self._data
 
     async def run_blocking(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking call (SQL, files, compiles) on the node's threads; return its result."""
@@ -125,6 +139,7 @@ class Node:
         await self.async_invoker.start()
         await self.mappings.start()
         await self.scheduler.start()
+        await self.changes.start()
         if self.config.prepare_python:
             self.prepare.start_interpreter()  # so the first Python deploy is fast
         sync = asyncio.create_task(self._initial_sync())
@@ -144,6 +159,7 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.changes.stop()
         await self.scheduler.stop()
         await self.mappings.stop()
         await self.async_invoker.stop()
@@ -155,6 +171,8 @@ class Node:
         await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
         self.queues.close()
         self.streams.close()
+        if self._data is not None:
+            self._data.close()
         self.registry.close()
 
     async def _initial_sync(self) -> None:
@@ -368,6 +386,7 @@ class Node:
                          "generation": self.catalog.generation},
             "telemetry_dropped": self.recorder.dropped,
             "snapshots": dataclasses.asdict(self.prepare.snapshot_stats),
+            "changes": self.changes.describe(),
         }  # fmt: skip
 
 

@@ -69,6 +69,19 @@ class Tables(_Part):
         """Return one page {items, cursor} of items whose key starts with `prefix`."""
         return self._call("GET", f"/v1/tables/{table}/items", params=_page(prefix, limit, cursor))
 
+    def stream(self, table: str) -> Any:
+        """Return the table's change stream {table, enabled, view_type?, stream_arn?, source?}."""
+        return self._call("GET", f"/v1/tables/{table}/stream")
+
+    def enable_stream(self, table: str, view_type: str = "NEW_AND_OLD_IMAGES") -> Any:
+        """Turn on the table's change stream (DynamoDB Streams records; a mapping from
+        `table:NAME` consumes it); return it."""
+        return self._call("PUT", f"/v1/tables/{table}/stream", {"view_type": view_type})
+
+    def disable_stream(self, table: str) -> Any:
+        """Turn the table's change stream off."""
+        return self._call("DELETE", f"/v1/tables/{table}/stream")
+
 
 class Buckets(_Part):
     """Blob buckets: put, get (with a byte range), head, delete, and pages of objects."""
@@ -142,6 +155,21 @@ class Buckets(_Part):
         return self._call(
             "GET", f"/v1/buckets/{bucket}/objects", params=_page(prefix, limit, cursor)
         )
+
+    def notifications(self, bucket: str) -> Any:
+        """Return the bucket's notifications {functions: [...], queues: [...]}."""
+        return self._call("GET", f"/v1/buckets/{bucket}/notifications")
+
+    def set_notifications(
+        self,
+        bucket: str,
+        functions: list[dict[str, Any]] | None = None,
+        queues: list[dict[str, Any]] | None = None,
+    ) -> Any:
+        """Replace the bucket's notifications: entries {function|queue, events?, prefix?,
+        suffix?, id?} (S3's event notifications); none removes them. Returns them."""
+        body = {"functions": functions or [], "queues": queues or []}
+        return self._call("PUT", f"/v1/buckets/{bucket}/notifications", body)
 
 
 class Secrets(_Part):

@@ -19,6 +19,7 @@ from firebox.runtime.config import account_id, arn, region
 from firebox.runtime.events.mapping_config import source_arn
 from firebox.runtime.events.queue import Message, typed_attributes
 from firebox.runtime.events.stream import Record
+from firebox.runtime.storage.changes import decode_record
 from firebox.runtime.storage.mappings import MappingRecord
 
 
@@ -69,6 +70,18 @@ def kinesis_event(stream: str, shard: str, records: Sequence[Record]) -> dict[st
     } for r in records]}  # fmt: skip
 
 
+def dynamodb_event(table: str, shard: str, records: Sequence[Record]) -> dict[str, Any]:
+    """Return Lambda's DynamoDB Streams event for a batch of a table's change records (the
+    stream's sequence numbers fill `SequenceNumber` and `eventID`)."""
+    out = []
+    for r in records:
+        record = decode_record(r.data)
+        record["eventID"] = hashlib.md5(f"{shard}:{r.sequence_number}".encode()).hexdigest()
+        record["dynamodb"] = {**record["dynamodb"], "SequenceNumber": r.sequence_number}
+        out.append(record)
+    return {"Records": out}
+
+
 def failed_items(output: bytes, known: Sequence[str]) -> set[str] | None:
     """Return the item identifiers a ReportBatchItemFailures response names as failed.
 
@@ -103,7 +116,7 @@ def kinesis_failure_record(
     version: str | None,
     now: float,
 ) -> dict[str, Any]:
-    """Return Lambda's on-failure record for stream records given up on (`condition` is
+    """Return Lambda's on-failure record for stream (or table stream) records given up on (`condition` is
     RetryAttemptsExhausted or RecordAgeExceeded; no error code means Unhandled)."""
     return {
         "requestContext": {"requestId": str(uuid.uuid4()),
@@ -113,11 +126,12 @@ def kinesis_failure_record(
                             "functionError": error_code if error_code is not None else "Unhandled"},
         "version": "1.0",
         "timestamp": iso(now),
-        "KinesisBatchInfo": {"shardId": shard, "startSequenceNumber": records[0].sequence_number,
-                             "endSequenceNumber": records[-1].sequence_number,
-                             "approximateArrivalOfFirstRecord": iso(records[0].arrival_ts),
-                             "approximateArrivalOfLastRecord": iso(records[-1].arrival_ts),
-                             "batchSize": len(records), "streamArn": source_arn("stream", mapping.source)},
+        ("DDBStreamBatchInfo" if mapping.source_kind == "table" else "KinesisBatchInfo"): {
+            "shardId": shard, "startSequenceNumber": records[0].sequence_number,
+            "endSequenceNumber": records[-1].sequence_number,
+            "approximateArrivalOfFirstRecord": iso(records[0].arrival_ts),
+            "approximateArrivalOfLastRecord": iso(records[-1].arrival_ts),
+            "batchSize": len(records), "streamArn": source_arn(mapping.source_kind, mapping.source)},
     }  # fmt: skip
 
 

@@ -14,6 +14,8 @@ from firebox.runtime.config import arn
 from firebox.runtime.errors import BadRequest
 from firebox.runtime.events.queue import check_public
 from firebox.runtime.events.stream import MAX_READ_LIMIT
+from firebox.runtime.grants import NAME_RE
+from firebox.runtime.storage.changes import table_stream, table_stream_arn
 from firebox.runtime.storage.mappings import MappingRecord
 
 REPORT_FAILURES = "ReportBatchItemFailures"
@@ -137,20 +139,33 @@ class MappingConfig:
 
 
 def parse_source(source: Any) -> tuple[str, str]:
-    """Split `queue:NAME` or `stream:NAME` into (kind, name); raises BadRequest."""
+    """Split `queue:NAME`, `stream:NAME` or `table:NAME` (a table's change stream) into
+    (kind, name); raises BadRequest."""
     kind, _, name = str(source).partition(":")
-    if kind not in ("queue", "stream") or not name or not isinstance(source, str):
-        raise BadRequest(f'source must be "queue:NAME" or "stream:NAME", got {source!r}')
-    if kind == "queue":
-        check_public(name)
+    if kind not in ("queue", "stream", "table") or not name or not isinstance(source, str):
+        raise BadRequest(
+            f'source must be "queue:NAME", "stream:NAME" or "table:NAME", got {source!r}'
+        )
+    if kind in ("queue", "stream"):
+        check_public(name, kind)
+    elif not NAME_RE.match(name):
+        raise BadRequest(f"bad table name {name[:80]!r}: 1-63 letters, digits, '_', '.', '-'")
     return kind, name
 
 
 def source_arn(kind: str, name: str) -> str:
-    """Return the Lambda-style ARN of a queue (SQS) or stream (Kinesis)."""
+    """Return the Lambda-style ARN of a queue (SQS), stream (Kinesis) or table's stream
+    (DynamoDB Streams)."""
     if kind == "queue":
         return arn("sqs", name)
+    if kind == "table":
+        return table_stream_arn(name)
     return arn("kinesis", f"stream/{name}")
+
+
+def stream_of(kind: str, name: str) -> str:
+    """Return the firebox stream a stream or table mapping reads."""
+    return table_stream(name) if kind == "table" else name
 
 
 def describe(record: MappingRecord) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from firebox.runtime.events.shard_leases import ShardLeases
 from firebox.runtime.events.stream import StreamBackend
 from firebox.runtime.events.stream_poller import StreamPoller
 from firebox.runtime.storage.backends import open_shard_leases
+from firebox.runtime.storage.changes import DEFAULT_VIEW_TYPE, table_stream
 from firebox.runtime.storage.mappings import DISABLED, ENABLED, MappingRecord, MappingStore
 
 if TYPE_CHECKING:
@@ -169,8 +170,18 @@ class MappingManager:
         for kind, name in sources:
             if kind == "queue":
                 await self.q(self.queues.get_attributes, name)  # QueueNotFound
+            elif kind == "table":
+                await self.q(self._table_stream, name)
             else:
                 await self.q(self.streams.describe_stream, name)  # StreamNotFound
+
+    def _table_stream(self, table: str) -> None:
+        """Turn on a table's change stream (DynamoDB's NEW_AND_OLD_IMAGES unless it has
+        one), as a DynamoDB mapping needs the table's stream enabled first."""
+        outbox = self.node.data().changes
+        if outbox.table_stream(table) is None:
+            outbox.put_table_stream(table, DEFAULT_VIEW_TYPE)
+        self.streams.create_stream(table_stream(table), 1)
 
     async def create(
         self,
@@ -181,7 +192,7 @@ class MappingManager:
         qualifier: str | None = None,
         enabled: bool = True,
     ) -> MappingRecord:
-        """Create a mapping from `queue:NAME` or `stream:NAME` to `function[:qualifier]` and
+        """Create a mapping from `queue:NAME`, `stream:NAME` or `table:NAME` to `function[:qualifier]` and
         start delivering if enabled; returns it.
 
         Raises BadRequest (a bad setting), FunctionNotFound, QueueNotFound, StreamNotFound.

@@ -26,8 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from firebox.runtime.errors import FireboxError
-from firebox.runtime.events.batch_shapes import failed_items, kinesis_event, kinesis_failure_record
-from firebox.runtime.events.mapping_config import LATEST
+from firebox.runtime.events.batch_shapes import (
+    dynamodb_event,
+    failed_items,
+    kinesis_event,
+    kinesis_failure_record,
+)
+from firebox.runtime.events.mapping_config import LATEST, stream_of
 from firebox.runtime.events.poller import Poller
 from firebox.runtime.events.retry import retries_exhausted, too_old
 from firebox.runtime.events.shard_leases import plan
@@ -88,6 +93,13 @@ class StreamPoller(Poller):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.held: dict[str, _Held] = {}
+        #: The firebox stream read: the source's own, or a table's change stream.
+        self.stream = stream_of(self.record.source_kind, self.record.source)
+
+    def _event(self, shard: str, records: Sequence[Record]) -> dict[str, Any]:
+        if self.record.source_kind == "table":
+            return dynamodb_event(self.record.source, shard, records)
+        return kinesis_event(self.record.source, shard, records)
 
     def start(self) -> None:
         self.spawn(self._coordinate())
@@ -96,7 +108,7 @@ class StreamPoller(Poller):
         """Stop as every poller does, then free the leases still held so that other nodes
         take the shards at once instead of after the lease period."""
         await super().stop(grace_s)
-        manager, name = self.manager, self.record.source
+        manager, name = self.manager, self.stream
         for shard, held in list(self.held.items()):
             try:
                 await manager.q(manager.leases.release, self.record.id, name, shard,
@@ -106,7 +118,7 @@ class StreamPoller(Poller):
         self.held.clear()
 
     async def _coordinate(self) -> None:
-        manager, name = self.manager, self.record.source
+        manager, name = self.manager, self.stream
         while True:
             try:
                 shards = await manager.q(manager.streams.shards, name)
@@ -130,7 +142,7 @@ class StreamPoller(Poller):
 
     async def _balance(self, shards: list[str]) -> None:
         """One round: renew what is held, adopt what was handed over, take or ask per `plan`."""
-        manager, name, me = self.manager, self.record.source, self.manager.node_id
+        manager, name, me = self.manager, self.stream, self.manager.node_id
         leases = manager.leases
         for shard, held in list(self.held.items()):
             kept, wanted = await manager.q(
@@ -169,7 +181,7 @@ class StreamPoller(Poller):
     async def _hand_over(self, shard: str, held: _Held) -> None:
         """Give the lease to the node that asked for it (between batches)."""
         manager = self.manager
-        given = await manager.q(manager.leases.release, self.record.id, self.record.source,
+        given = await manager.q(manager.leases.release, self.record.id, self.stream,
                                 shard, manager.node_id, held.counter, held.wanted_by,
                                 manager.lease_s)  # fmt: skip
         if self.held.get(shard) is held:
@@ -206,7 +218,7 @@ class StreamPoller(Poller):
     async def _position(self, shard: str, held: _Held) -> str | None:
         """Return the shard's checkpoint; for LATEST without one, first skip (and checkpoint)
         the records that arrived before the mapping was created."""
-        q, streams, name = self.manager.q, self.manager.streams, self.record.source
+        q, streams, name = self.manager.q, self.manager.streams, self.stream
         checkpoint = await q(streams.get_checkpoint, self.record.id, name, shard)
         if checkpoint is not None or self.config.starting_position != LATEST:
             return checkpoint
@@ -219,7 +231,7 @@ class StreamPoller(Poller):
                 return checkpoint
 
     async def _fill(self, shard: str, after: str | None) -> list[Record]:
-        q, read, name = self.manager.q, self.manager.streams.read, self.record.source
+        q, read, name = self.manager.q, self.manager.streams.read, self.stream
         size = self.config.batch_size
         batch = await q(read, name, shard, after, size)
         deadline = time.monotonic() + self.config.maximum_batching_window_s
@@ -232,7 +244,7 @@ class StreamPoller(Poller):
     async def _commit(self, shard: str, record: Record, held: _Held) -> str:
         """Move the checkpoint past `record` through the lease; raises _Lost if it is gone."""
         manager = self.manager
-        written = await manager.q(manager.leases.checkpoint, self.record.id, self.record.source,
+        written = await manager.q(manager.leases.checkpoint, self.record.id, self.stream,
                                   shard, manager.node_id, held.counter,
                                   record.sequence_number)  # fmt: skip
         if not written:
@@ -257,7 +269,7 @@ class StreamPoller(Poller):
                     continue
             if self.stopping.is_set():
                 return checkpoint
-            outcome = await self.invoke(kinesis_event(self.record.source, shard, records))
+            outcome = await self.invoke(self._event(shard, records))
             if isinstance(outcome, FireboxError) and outcome.code in (
                 "Throttled",
                 "FunctionNotFound",

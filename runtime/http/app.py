@@ -15,6 +15,7 @@ from firebox.runtime.errors import (
 from firebox.runtime.http import (
     auth,
     buckets_api,
+    changes_api,
     console,
     event_configs_api,
     lambda_routes,
@@ -110,6 +111,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
             *schedules_api.routes(),
             *tables_api.routes(),
             *buckets_api.routes(),
+            *changes_api.routes(),
             *secrets_api.routes(),
             *auth.routes(),
             *lambda_routes.routes(),

@@ -24,7 +24,7 @@ from starlette.routing import Route
 RANGE_RE = re.compile(r"^bytes=(\d{0,18})-(\d{0,18})$")
 
 
-def _bucket(request: Request) -> str:
+def bucket_name(request: Request) -> str:
     name: str = request.path_params["bucket"]
     if not NAME_RE.match(name):
         raise BadRequest(f"bad bucket name {name[:80]!r}: 1-63 letters, digits, '_', '.', '-'")
@@ -51,7 +51,7 @@ async def list_objects(request: Request) -> Response:
     params = request.query_params
     found, cursor = await run(
         data_of(request).buckets.list_objects,
-        _bucket(request),
+        bucket_name(request),
         params.get("prefix", ""),
         limit=query_int(request, "limit"),
         cursor=params.get("cursor") or None,
@@ -64,7 +64,7 @@ async def put_object(request: Request) -> Response:
     data = await read_body(request, config.FIREBOX_BLOB_MAX_OBJECT_BYTES.get())
     info = await run(
         data_of(request).buckets.put,
-        _bucket(request),
+        bucket_name(request),
         request.path_params["key"],
         data,
         request.headers.get("content-type"),
@@ -74,7 +74,7 @@ async def put_object(request: Request) -> Response:
 
 async def get_object(request: Request) -> Response:
     """GET /v1/buckets/{bucket}/objects/{key}: the bytes (206 for a `Range: bytes=a-b`)."""
-    bucket, key = _bucket(request), request.path_params["key"]
+    bucket, key = bucket_name(request), request.path_params["key"]
     start = end = None
     wanted = request.headers.get("range")
     if wanted:
@@ -101,7 +101,7 @@ async def get_object(request: Request) -> Response:
 
 async def head_object(request: Request) -> Response:
     """HEAD /v1/buckets/{bucket}/objects/{key}: the object's headers, or 404."""
-    bucket, key = _bucket(request), request.path_params["key"]
+    bucket, key = bucket_name(request), request.path_params["key"]
     info = await run(data_of(request).buckets.head, bucket, key)
     if info is None:
         return Response(status_code=404)
@@ -111,7 +111,7 @@ async def head_object(request: Request) -> Response:
 
 async def delete_object(request: Request) -> Response:
     """DELETE /v1/buckets/{bucket}/objects/{key}: 204, or 404 if absent."""
-    bucket, key = _bucket(request), request.path_params["key"]
+    bucket, key = bucket_name(request), request.path_params["key"]
     if not await run(data_of(request).buckets.delete, bucket, key):
         raise ItemNotFound(f"no object {key!r} in bucket {bucket!r}")
     return Response(status_code=204)

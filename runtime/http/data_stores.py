@@ -4,29 +4,18 @@ the node's registry URL and data dir (front-end layer)."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import weakref
 from typing import Any
 
 from firebox.runtime.errors import BadRequest
 from firebox.runtime.http.native import node_of
-from firebox.runtime.storage.data import DataStores, open_data_stores
+from firebox.runtime.storage.data import DataStores
 from starlette.requests import Request
-
-_lock = threading.Lock()
-_stores: weakref.WeakKeyDictionary[Any, DataStores] = weakref.WeakKeyDictionary()
 
 
 def data_of(request: Request) -> DataStores:
     """Return the data stores of the node serving `request` (the same database its
     workers use: SQLite in its data dir, or its PostgreSQL registry database)."""
-    node = node_of(request)
-    with _lock:
-        stores = _stores.get(node)
-        if stores is None:
-            stores = open_data_stores(node.registry.url, node.config.data_dir)
-            _stores[node] = stores
-        return stores
+    return node_of(request).data()
 
 
 async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:

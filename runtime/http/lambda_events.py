@@ -3,7 +3,8 @@ machinery, and event source mappings over firebox's mappings (front-end layer).
 
 Destinations and sources are named by ARN as in Lambda: a function
 (`arn:aws:lambda:REGION:ACCOUNT:function:NAME`), a firebox queue
-(`arn:aws:sqs:REGION:ACCOUNT:NAME`) or stream (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`).
+(`arn:aws:sqs:REGION:ACCOUNT:NAME`), stream (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`) or
+table's stream (`arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL`).
 """
 
 from __future__ import annotations
@@ -261,16 +262,24 @@ def _mapping_settings(names: Names, data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# A DynamoDB stream's resource: table/NAME/stream/LABEL (any label: a table has one stream).
+DYNAMODB_STREAM = re.compile(r"^table/([A-Za-z0-9_.-]{1,255})/stream/[^/]+$")
+
+
 def source_of(names: Names, arn: Any) -> str:
-    """Return firebox's `queue:NAME` / `stream:NAME` for an sqs or kinesis ARN."""
+    """Return firebox's `queue:NAME` / `stream:NAME` / `table:NAME` for an sqs, kinesis or
+    dynamodb stream ARN."""
     service, resource = _parse_arn(names, arn, "EventSourceArn")
     if service == "sqs":
         return f"queue:{resource}"
     if service == "kinesis" and resource.startswith("stream/"):
         return f"stream:{resource[len('stream/') :]}"
+    table = DYNAMODB_STREAM.match(resource) if service == "dynamodb" else None
+    if table is not None:
+        return f"table:{table.group(1)}"
     raise invalid_parameter(
-        f"EventSourceArn {arn}: firebox maps its own queues (sqs ARNs) and streams"
-        " (kinesis stream ARNs) only"
+        f"EventSourceArn {arn}: firebox maps its own queues (sqs ARNs), streams"
+        " (kinesis stream ARNs) and tables' streams (dynamodb table/NAME/stream/LABEL ARNs) only"
     )
 
 

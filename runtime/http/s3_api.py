@@ -268,7 +268,7 @@ _SUBRESOURCES = {
     "replication": "Replication", "requestPayment": "RequestPayment", "restore": "Restore",
     "retention": "Retention", "select": "Content", "tagging": "Tagging",
     "torrent": "Torrent", "versions": "Versions", "website": "Website",
-    "attributes": "Attributes", "notification": "NotificationConfiguration",
+    "attributes": "Attributes",
 }  # fmt: skip
 _VERBS = {"GET": "Get", "PUT": "Put", "DELETE": "Delete", "POST": "Post", "HEAD": "Head"}
 
@@ -278,7 +278,7 @@ def route(
 ) -> tuple[str, Operation]:
     """Return the S3 operation's name and handler for a request; raises S3Error
     (NotImplemented naming the operation) for operations firebox does not serve."""
-    from firebox.runtime.http import s3_buckets, s3_multipart, s3_objects
+    from firebox.runtime.http import s3_buckets, s3_multipart, s3_notifications, s3_objects
 
     copy = any(k == b"x-amz-copy-source" for k, _ in scope["headers"])
     table: dict[tuple[str, str], tuple[str, Operation]]
@@ -296,6 +296,14 @@ def route(
             ("GET", "versioning"): ("GetBucketVersioning", s3_buckets.get_bucket_versioning),
             ("GET", "uploads"): ("ListMultipartUploads", s3_multipart.list_uploads),
             ("POST", "delete"): ("DeleteObjects", s3_objects.delete_objects),
+            ("GET", "notification"): (
+                "GetBucketNotificationConfiguration",
+                s3_notifications.get_notification,
+            ),
+            ("PUT", "notification"): (
+                "PutBucketNotificationConfiguration",
+                s3_notifications.put_notification,
+            ),
         }
         level = "Bucket"
     else:
@@ -319,7 +327,8 @@ def route(
             raise not_implemented(f"{verb}{kind}{_SUBRESOURCES[name]}")
     if "uploadId" in query and method == "PUT" and copy:
         raise not_implemented("UploadPartCopy")
-    for sub in ("list-type", "location", "versioning", "uploads", "delete", "uploadId"):
+    for sub in ("list-type", "location", "versioning", "uploads", "delete", "uploadId",
+                "notification"):  # fmt: skip
         if sub in query and (method, sub) in table:
             return table[(method, sub)]
     if copy and (method, "copy") in table:

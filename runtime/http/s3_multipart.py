@@ -108,7 +108,10 @@ async def complete_upload(s3: S3Request) -> Response:
                     f"The object would be {built.size} bytes, past the limit of"
                     f" {s3.max_object_bytes} bytes.",
                 )
-            store_file(s3, upload.key, path, built.digest, built.etag, content_type, headers)
+            store_file(
+                s3, upload.key, path, built.digest, built.etag, content_type, headers,
+                "ObjectCreated:CompleteMultipartUpload",
+            )  # fmt: skip
         except PartsRejected as exc:
             raise S3Error(exc.code, exc.message) from None
         finally:

@@ -79,11 +79,17 @@ def store_file(
     etag: str,
     content_type: str | None,
     headers: dict[str, str],
+    event: str = "ObjectCreated:Put",
 ) -> ObjectInfo:
-    """Store the file `path` (sha256 `digest`) as `key` with its S3 ETag and headers."""
-    info = s3.stores.objects.put_file(s3.bucket, key, path, digest, content_type)
+    """Store the file `path` (sha256 `digest`) as `key` with its S3 ETag and headers;
+    `event` names the creation for the bucket's notifications.
+
+    The metadata goes first: it is valid only for the content it names, and a function
+    the object's event wakes then finds its ETag and headers already there."""
     s3.stores.meta.put(s3.bucket, key, digest, ObjectMeta(etag, headers))
-    return info
+    return s3.stores.objects.put_file(
+        s3.bucket, key, path, digest, content_type, event=event, etag=etag
+    )
 
 
 async def put_object(s3: S3Request) -> Response:
@@ -331,7 +337,9 @@ async def copy_object(s3: S3Request) -> Response:
         try:
             with handle, open(fd, "wb") as out:
                 shutil.copyfileobj(handle, out, _CHUNK)
-            return store_file(s3, key, path, info.etag, meta.etag, ctype, headers)
+            return store_file(
+                s3, key, path, info.etag, meta.etag, ctype, headers, "ObjectCreated:Copy"
+            )
         finally:
             path.unlink(missing_ok=True)
 

@@ -2,7 +2,9 @@
 
 Create, describe and delete streams; put and read records.
 
-Record data is bytes (see `event_bodies`).
+Record data is bytes (see `event_bodies`). Streams named `firebox-...` are the node's own
+(a table's change stream, `firebox-table-NAME`): they can be read, not created, written
+or deleted here.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import asdict
 from typing import Any
 
 from firebox.runtime.errors import BadRequest
+from firebox.runtime.events.queue import check_public
 from firebox.runtime.http.event_bodies import (
     MAX_MESSAGE_BYTES,
     body_bytes,
@@ -31,6 +34,7 @@ async def create_stream(request: Request) -> Response:
     shards = data.get("shards", 1)
     if not isinstance(name, str) or not isinstance(shards, int):
         raise BadRequest("`name` (text) is required and `shards` must be an integer")
+    check_public(name, "stream")
     kwargs: dict[str, Any] = {"shard_count": shards}
     if "retention_s" in data:
         kwargs["retention_s"] = number_field(data, "retention_s")
@@ -53,6 +57,7 @@ async def get_stream(request: Request) -> Response:
 
 async def delete_stream(request: Request) -> Response:
     """DELETE /v1/streams/{stream}."""
+    check_public(request.path_params["stream"], "stream")
     await call_backend(node_of(request).streams.delete_stream, request.path_params["stream"])
     return Response(status_code=204)
 
@@ -62,6 +67,7 @@ async def put_records(request: Request) -> Response:
     data = await read_object(request, 16 * MAX_MESSAGE_BYTES)
     streams = node_of(request).streams
     name = request.path_params["stream"]
+    check_public(name, "stream")  # a table's change stream is written by its table only
     items = data.get("records", [data])
     if not isinstance(items, list) or not items or len(items) > 500:
         raise BadRequest("`records` must be a list of 1 to 500 records")

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 
-def _table(request: Request) -> str:
+def table_name(request: Request) -> str:
     name: str = request.path_params["table"]
     if not NAME_RE.match(name):
         raise BadRequest(f"bad table name {name[:80]!r}: 1-63 letters, digits, '_', '.', '-'")
@@ -33,7 +33,7 @@ async def list_items(request: Request) -> Response:
     params = request.query_params
     page = await run(
         data_of(request).kv.query,
-        _table(request),
+        table_name(request),
         params.get("prefix", ""),
         limit=query_int(request, "limit"),
         cursor=params.get("cursor") or None,
@@ -43,7 +43,7 @@ async def list_items(request: Request) -> Response:
 
 async def get_item(request: Request) -> Response:
     """GET /v1/tables/{table}/items/{key}: the item, or 404."""
-    table, key = _table(request), request.path_params["key"]
+    table, key = table_name(request), request.path_params["key"]
     item = await run(data_of(request).kv.get, table, key)
     if item is None:
         raise ItemNotFound(f"no item {key!r} in table {table!r}")
@@ -63,7 +63,7 @@ async def put_item(request: Request) -> Response:
         raise BadRequest("`if_version` must be an integer")
     item = await run(
         data_of(request).kv.put,
-        _table(request),
+        table_name(request),
         request.path_params["key"],
         data["value"],
         ttl_s=data.get("ttl"),
@@ -75,7 +75,7 @@ async def put_item(request: Request) -> Response:
 
 async def delete_item(request: Request) -> Response:
     """DELETE /v1/tables/{table}/items/{key}?if_version=: 204, or 404 if absent."""
-    table, key = _table(request), request.path_params["key"]
+    table, key = table_name(request), request.path_params["key"]
     found = await run(
         data_of(request).kv.delete, table, key, if_version=query_int(request, "if_version")
     )

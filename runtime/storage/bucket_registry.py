@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from firebox.runtime.storage.buckets import BucketStore, objects
-from firebox.runtime.storage.kv import data_metadata
+from firebox.runtime.storage.data_meta import data_metadata
 
 registered = sa.Table(
     "fb_s3_buckets",

@@ -23,8 +23,10 @@ from typing import Any, BinaryIO
 import sqlalchemy as sa
 from firebox.runtime import config
 from firebox.runtime.errors import BadRequest, ItemNotFound, PayloadTooLarge
+from firebox.runtime.storage import changes
 from firebox.runtime.storage.blobs import BlobStore
-from firebox.runtime.storage.kv import DEFAULT_PAGE, MAX_PAGE, data_metadata
+from firebox.runtime.storage.data_meta import data_metadata
+from firebox.runtime.storage.kv import DEFAULT_PAGE, MAX_PAGE
 
 objects = sa.Table(
     "fb_bucket_objects",
@@ -169,13 +171,24 @@ class BucketStore:
     def __init__(self, engine: sa.Engine, content: BlobStore) -> None:
         self.engine = engine
         self.content = content
-        data_metadata.create_all(engine, tables=[objects, contents], checkfirst=True)
+        data_metadata.create_all(
+            engine, tables=[objects, contents, *changes.TABLES], checkfirst=True
+        )
 
     def put(
-        self, bucket: str, key: str, data: bytes, content_type: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        content_type: str | None = None,
+        *,
+        event: str = "ObjectCreated:Put",
+        etag: str | None = None,
     ) -> ObjectInfo:
         """Store `data` as `bucket/key` (replacing any object there); return its metadata.
 
+        The bucket's notifications matching `event` get a record (with `etag`, the
+        content's sha256 by default) committed with the object (runtime/storage/changes.py).
         Raises PayloadTooLarge past FIREBOX_BLOB_MAX_OBJECT_BYTES, BadRequest for a bad key.
         """
         check_object_key(key)
@@ -200,6 +213,7 @@ class BucketStore:
                         )
                     else:
                         conn.execute(objects.update().where(where).values(updated_at=now, **values))
+                    changes.capture_object(conn, bucket, key, event, now, len(data), etag or digest)
                 break
             except sa.exc.IntegrityError:
                 continue
@@ -237,7 +251,15 @@ class BucketStore:
         return info, data[first:last]
 
     def put_file(
-        self, bucket: str, key: str, source: Path, digest: str, content_type: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        source: Path,
+        digest: str,
+        content_type: str | None = None,
+        *,
+        event: str = "ObjectCreated:Put",
+        etag: str | None = None,
     ) -> ObjectInfo:
         """Store the file `source` (sha256 `digest`) as `bucket/key`, moving it into a file
         content store (read into memory for the database one); return its metadata.
@@ -265,6 +287,7 @@ class BucketStore:
                     conn.execute(
                         objects.insert().values(bucket=bucket, key=key, updated_at=now, **values)
                     )
+                    changes.capture_object(conn, bucket, key, event, now, size, etag or digest)
                 break
             except sa.exc.IntegrityError:
                 continue
@@ -287,6 +310,8 @@ class BucketStore:
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(objects.c.digest).where(where)).first()
             conn.execute(objects.delete().where(where))
+            if row is not None:
+                changes.capture_object(conn, bucket, key, "ObjectRemoved:Delete", time.time())
         if row is not None:
             self._release(row.digest)
         return row is not None

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from firebox.runtime.storage.backends import registry_url
 from firebox.runtime.storage.blobs import BlobStore
 from firebox.runtime.storage.buckets import BucketStore, FileContents, SqlContents
+from firebox.runtime.storage.changes import ChangeOutbox
 from firebox.runtime.storage.kv import KvStore
 from firebox.runtime.storage.secrets import SecretStore, load_key
 
@@ -29,12 +30,14 @@ STATEMENT_TIMEOUT_MS = 10_000
 
 @dataclass(frozen=True)
 class DataStores:
-    """The tables, buckets and secrets functions are granted, and the engine they share."""
+    """The tables, buckets and secrets functions are granted, the change capture of
+    buckets and tables, and the engine they share."""
 
     engine: sa.Engine
     kv: KvStore
     buckets: BucketStore
     secrets: SecretStore
+    changes: ChangeOutbox
 
     def close(self) -> None:
         """Release the database connections."""
@@ -90,4 +93,5 @@ def open_data_stores(database_url: str | None, data_dir: Path) -> DataStores:
         KvStore(engine),
         BucketStore(engine, contents),
         SecretStore(engine, load_key(data_dir)),
+        ChangeOutbox(engine),
     )

@@ -18,8 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from firebox.runtime import config
 from firebox.runtime.errors import BadRequest, ConditionFailed, PayloadTooLarge
-
-data_metadata = sa.MetaData()
+from firebox.runtime.storage import changes
+from firebox.runtime.storage.data_meta import data_metadata
 
 kv_items = sa.Table(
     "fb_kv_items",
@@ -104,7 +104,7 @@ class KvStore:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
-        data_metadata.create_all(engine, tables=[kv_items], checkfirst=True)
+        data_metadata.create_all(engine, tables=[kv_items, *changes.TABLES], checkfirst=True)
 
     def _live(self, now: float) -> Any:
         return sa.or_(kv_items.c.expires_at.is_(None), kv_items.c.expires_at > now)
@@ -178,6 +178,8 @@ class KvStore:
                         )
                         if done.rowcount != 1:
                             raise sa.exc.IntegrityError("kv put", None, Exception("raced"))
+                    before = row.value if row is not None and live else None
+                    changes.capture_item(conn, table, key, before, text, now)
                 return Item(key=key, value=json.loads(text), version=version, expires_at=expires)
             except sa.exc.IntegrityError:
                 continue
@@ -194,11 +196,16 @@ class KvStore:
             where.append(kv_items.c.version == if_version)
         now = time.time()
         with self.engine.begin() as conn:
-            row = conn.execute(sa.select(kv_items.c.expires_at).where(*where)).first()
+            row = conn.execute(
+                sa.select(kv_items.c.expires_at, kv_items.c.value).where(*where)
+            ).first()
             conn.execute(kv_items.delete().where(*where))
+            live = row is not None and (row.expires_at is None or row.expires_at > now)
+            if row is not None and live:
+                changes.capture_item(conn, table, key, row.value, None, now)
         if row is None and if_version is not None:
             raise ConditionFailed(f"{table}/{key} is not at version {if_version}")
-        return row is not None and (row.expires_at is None or row.expires_at > now)
+        return live
 
     def query(
         self, table: str, prefix: str = "", *, limit: int | None = None, cursor: str | None = None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from firebox.runtime.storage.kv import data_metadata
+from firebox.runtime.storage.data_meta import data_metadata
 
 uploads = sa.Table(
     "fb_s3_uploads",

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from firebox.runtime.storage.kv import data_metadata
+from firebox.runtime.storage.data_meta import data_metadata
 
 object_meta = sa.Table(
     "fb_s3_object_meta",

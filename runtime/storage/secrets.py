@@ -22,7 +22,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from firebox.runtime import config
 from firebox.runtime.errors import BadRequest, HostCallFailed, InvalidSetting, PayloadTooLarge
 from firebox.runtime.grants import SECRET_RE
-from firebox.runtime.storage.kv import data_metadata
+from firebox.runtime.storage.data_meta import data_metadata
 
 secrets_table = sa.Table(
     "fb_secrets",
