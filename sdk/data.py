@@ -9,6 +9,7 @@ bodies are bytes.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 from urllib.parse import quote
 
@@ -163,12 +164,12 @@ class Buckets(_Part):
     def set_notifications(
         self,
         bucket: str,
-        functions: list[dict[str, Any]] | None = None,
-        queues: list[dict[str, Any]] | None = None,
+        functions: builtins.list[dict[str, Any]] | None = None,
+        queues: builtins.list[dict[str, Any]] | None = None,
     ) -> Any:
         """Replace the bucket's notifications: entries {function|queue, events?, prefix?,
         suffix?, id?} (S3's event notifications); none removes them. Returns them."""
-        body = {"functions": functions or [], "queues": queues or []}
+        body: dict[str, Any] = {"functions": functions or [], "queues": queues or []}
         return self._call("PUT", f"/v1/buckets/{bucket}/notifications", body)
 
 
