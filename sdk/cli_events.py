@@ -211,7 +211,9 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["create", "ls", "get", "enable", "disable", "rm"],
                    help="what to do")  # fmt: skip
     p.add_argument("function", nargs="?", help="function (create, ls) or mapping id")
-    p.add_argument("source", nargs="?", help="queue:NAME or stream:NAME")
+    p.add_argument(
+        "source", nargs="?", help="queue:NAME, stream:NAME or table:NAME (a table's change stream)"
+    )
     p.add_argument("--batch-size", type=int, help="records per invocation")
     p.add_argument("--window", type=float, help="maximum batching window in seconds")
     p.add_argument("--report-failures", action="store_true", help="ReportBatchItemFailures")

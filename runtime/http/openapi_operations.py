@@ -247,6 +247,43 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ),
     ("PUT", "/v1/buckets/{bucket}/objects/{key:path}"): Operation("data", ok=201, raw_body=True),
     ("DELETE", "/v1/buckets/{bucket}/objects/{key:path}"): Operation("data", ok=204, result=None),
+    ("GET", "/v1/buckets/{bucket}/notifications"): Operation("data"),
+    ("PUT", "/v1/buckets/{bucket}/notifications"): Operation(
+        "data",
+        body=obj(
+            functions=array(
+                obj(
+                    "function",
+                    id=STRING,
+                    function=STRING,
+                    events=array(STRING),
+                    prefix=STRING,
+                    suffix=STRING,
+                )
+            ),
+            queues=array(
+                obj(
+                    "queue",
+                    id=STRING,
+                    queue=STRING,
+                    events=array(STRING),
+                    prefix=STRING,
+                    suffix=STRING,
+                )
+            ),
+        ),
+    ),  # fmt: skip
+    ("GET", "/v1/tables/{table}/stream"): Operation("data"),
+    ("PUT", "/v1/tables/{table}/stream"): Operation(
+        "data",
+        body=obj(
+            view_type={
+                "type": "string",
+                "enum": ["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"],
+            }
+        ),
+    ),  # fmt: skip
+    ("DELETE", "/v1/tables/{table}/stream"): Operation("data", ok=204, result=None),
     ("GET", "/v1/secrets"): Operation("data"),
     ("PUT", "/v1/secrets/{name}"): Operation(
         "data", body=obj("value", value=STRING), body_required=True

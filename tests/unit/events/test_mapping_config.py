@@ -132,7 +132,9 @@ def test_sources_name_a_queue_or_a_stream(source: str, expected: tuple[str, str]
 
 @pytest.mark.parametrize("source", ["topic:t", "queue:", "orders", "", None, 7])
 def test_other_sources_are_refused(source: Any) -> None:
-    with pytest.raises(BadRequest, match='source must be "queue:NAME" or "stream:NAME"'):
+    with pytest.raises(
+        BadRequest, match='source must be "queue:NAME", "stream:NAME" or "table:NAME"'
+    ):
         parse_source(source)
 
 
