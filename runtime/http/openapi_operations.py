@@ -272,7 +272,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 )
             ),
         ),
-    ),  # fmt: skip
+    ),
     ("GET", "/v1/tables/{table}/stream"): Operation("data"),
     ("PUT", "/v1/tables/{table}/stream"): Operation(
         "data",
@@ -282,7 +282,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
                 "enum": ["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"],
             }
         ),
-    ),  # fmt: skip
+    ),
     ("DELETE", "/v1/tables/{table}/stream"): Operation("data", ok=204, result=None),
     ("GET", "/v1/secrets"): Operation("data"),
     ("PUT", "/v1/secrets/{name}"): Operation(
