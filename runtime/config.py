@@ -225,6 +225,8 @@ FIREBOX_TMP_WATCH_INTERVAL_S = number("FIREBOX_TMP_WATCH_INTERVAL_S", 0.2)
 FIREBOX_SANDBOX_DIR = optional_text("FIREBOX_SANDBOX_DIR")
 # Python instances restore from their version's post-init snapshot (docs/snapshots.md).
 FIREBOX_SNAPSHOTS = flag("FIREBOX_SNAPSHOTS", True)
+# Reset a Python instance in place to its snapshot after each invocation (docs/snapshots.md).
+FIREBOX_SNAPSHOT_RESET = flag("FIREBOX_SNAPSHOT_RESET", True)
 FIREBOX_SNAPSHOT_RESTORE_FUEL = integer(
     "FIREBOX_SNAPSHOT_RESTORE_FUEL", DEFAULT_SNAPSHOT_RESTORE_FUEL
 )

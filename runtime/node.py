@@ -52,6 +52,10 @@ T = TypeVar("T")
 BLOCKING_THREADS = 8
 
 
+#: The per-pool counters a node sums over its workers (`GET /v1/functions/{f}/provisioned`).
+POOL_COUNTS = ("ready", "leased", "cold_starts", "warm_starts", "recycled")
+
+
 class Node:
     """Deploys, versions, routes and invokes functions on this node."""
 
@@ -356,19 +360,15 @@ class Node:
         total: dict[str, dict[str, int]] = {}
         for worker in await self.supervisor.stats():
             for key, pool in worker["pools"].items():
-                into = total.setdefault(
-                    key, {"ready": 0, "leased": 0, "cold_starts": 0, "warm_starts": 0}
-                )
+                into = total.setdefault(key, dict.fromkeys(POOL_COUNTS, 0))
                 for k in into:
-                    into[k] += pool[k]
+                    into[k] += pool.get(k, 0)
         return total
 
     async def pool_stats(self, name: str) -> dict[str, int]:
         """Return the ready/leased counts of a function's $LATEST pools."""
         deployed = await self.run_blocking(self.catalog.version, name, LATEST)
-        return (await self.pool_stats_by_key()).get(
-            deployed.key, {"ready": 0, "leased": 0, "cold_starts": 0, "warm_starts": 0}
-        )
+        return (await self.pool_stats_by_key()).get(deployed.key, dict.fromkeys(POOL_COUNTS, 0))
 
     def workers_alive(self) -> int:
         """Return how many worker processes are running now."""

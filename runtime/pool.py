@@ -66,6 +66,8 @@ class PoolStats:
     # Instances made (cold leases and refills) and the seconds they took (GET /metrics).
     inits: int = 0
     init_s: float = 0.0
+    # Used instances put back in their post-init state instead of made anew.
+    recycled: int = 0
 
 
 class InstancePool:
@@ -95,6 +97,10 @@ class InstancePool:
         self.reuse = reuse
         self.idle_shrink_s = idle_shrink_s
         self._ready: collections.deque[GuestInstance] = collections.deque()
+        #: Used instances of a fresh pool waiting to be recycled (reset in place).
+        self._used: collections.deque[GuestInstance] = collections.deque()
+        #: Called when an instance was put in `_used` (the PoolFiller wakes up).
+        self.on_used: Callable[[], None] = _nothing
         self._lock = threading.Lock()
         self._target = self.min_ready
         self._last_lease = clock()
@@ -124,6 +130,12 @@ class InstancePool:
                 # Most recently used first: in reuse mode that is the warmest instance
                 # (new instances are added on the left by the filler).
                 return self._ready.pop(), True
+            used = self._used.pop() if self._used else None
+        if used is not None and self._recycle(used):
+            with self._lock:
+                self.stats.warm_starts += 1
+            return used, True
+        with self._lock:
             self.stats.cold_starts += 1
         try:
             started = time.monotonic()
@@ -136,20 +148,58 @@ class InstancePool:
             raise
 
     def release(self, instance: GuestInstance) -> None:
-        """Give an instance back: kept if the pool reuses healthy instances, else closed."""
+        """Give an instance back: kept if the pool reuses healthy instances; with fresh
+        isolation kept for recycling (reset to its post-init state before its next call)
+        when it can be; else closed."""
         with self._lock:
             self.stats.leased -= 1
-            keep = (
-                self.reuse
-                and instance.reusable
-                and not self._closed
-                and len(self._ready) < self.max_ready
+            healthy = instance.reusable and not self._closed
+            keep = self.reuse and healthy and len(self._ready) < self.max_ready
+            recycle = (
+                not self.reuse
+                and healthy
+                and getattr(instance, "recyclable", False)
+                and len(self._ready) + len(self._used) < max(self._target, 1)
             )
             if keep:
                 self._ready.append(instance)
-        if not keep:
+            elif recycle:
+                self._used.append(instance)
+        if recycle:
+            self.on_used()
+        elif not keep:
             self.stats.discarded += 1
             self.reaper(instance)
+
+    def _recycle(self, instance: GuestInstance) -> bool:
+        """Reset a used instance for its next call; close it (and return False) if it cannot."""
+        try:
+            ok = bool(instance.recycle())  # type: ignore[attr-defined]
+        except Exception:
+            ok = False
+        if ok:
+            with self._lock:
+                self.stats.recycled += 1
+            return True
+        with self._lock:
+            self.stats.discarded += 1
+        self.reaper(instance)
+        return False
+
+    def recycle_one(self) -> bool:
+        """Recycle one used instance into the ready ones; return True if one was added."""
+        with self._lock:
+            if not self._used:
+                return False
+            used = self._used.popleft()
+        if not self._recycle(used):
+            return False
+        with self._lock:
+            if not self._closed and len(self._ready) < max(self._target, 1):
+                self._ready.append(used)  # next in line: its pages are resident
+                return True
+        self.reaper(used)
+        return False
 
     def deficit(self) -> int:
         """Return how many instances the pool should make now to reach its target."""
@@ -164,6 +214,8 @@ class InstancePool:
         """Instantiate one instance into the pool if it is short; return True if one was added."""
         if self.deficit() <= 0:
             return False
+        if self.recycle_one():
+            return True
         started = time.monotonic()
         instance = self.program.instantiate()
         self._count_init(time.monotonic() - started)
@@ -189,6 +241,8 @@ class InstancePool:
         with self._lock:
             while len(self._ready) > self._target:
                 closed.append(self._ready.popleft())
+            while self._used and len(self._ready) + len(self._used) > self._target:
+                closed.append(self._used.popleft())
         for instance in closed:
             instance.close()
         return len(closed)
@@ -211,20 +265,26 @@ class InstancePool:
                 discarded=self.stats.discarded,
                 inits=self.stats.inits,
                 init_s=self.stats.init_s,
+                recycled=self.stats.recycled,
             )
 
     def close(self) -> None:
         """Close every ready instance; leased ones are closed when released."""
         with self._lock:
             self._closed = True
-            ready = list(self._ready)
+            ready = [*self._ready, *self._used]
             self._ready.clear()
+            self._used.clear()
         for instance in ready:
             instance.close()
 
 
 def _close(instance: GuestInstance) -> None:
     instance.close()
+
+
+def _nothing() -> None:
+    return None
 
 
 class PoolFiller:
@@ -255,6 +315,7 @@ class PoolFiller:
     def add(self, key: str, pool: InstancePool) -> None:
         """Start keeping `pool` filled (and closing what it discards), and fill it now."""
         pool.reaper = self.reap
+        pool.on_used = self.poke
         with self._lock:
             self._pools[key] = pool
         self.poke()

@@ -159,9 +159,15 @@ class _TmpWatch:
 
     def _empty(self, path: Path) -> None:
         self.exceeded.add(path)
+        self.empty(path)
+
+    def empty(self, path: Path) -> None:
+        """Remove everything in `path` (files truncated first: open descriptors keep blocks)."""
         for child in list(path.iterdir()) if path.is_dir() else ():
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child, ignore_errors=True)
+            elif child.is_symlink() or not child.is_file():
+                child.unlink(missing_ok=True)  # never follow a guest's link out of /tmp
             else:
                 # Truncate before unlinking: an open descriptor keeps an unlinked file's blocks.
                 try:
@@ -229,6 +235,21 @@ _tmp_of: dict[int, Path] = {}
 def _release(key: int, tmp: Path) -> None:
     _tmp_of.pop(key, None)
     _watch.remove(tmp)
+
+
+def empty_tmp(store: wasmtime.Store) -> bool:
+    """Empty `store`'s /tmp for its next invocation; return False if it could not be."""
+    tmp = _tmp_of.get(id(store))
+    if tmp is None:
+        return False
+    try:
+        with os.scandir(tmp) as entries:
+            if next(entries, None) is None:
+                return True
+        _watch.empty(tmp)
+    except OSError:
+        return False
+    return True
 
 
 def check_tmp(store: wasmtime.Store) -> None:

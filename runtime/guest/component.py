@@ -21,6 +21,7 @@ from firebox.runtime.errors import (
     GuestTrap,
     HandlerError,
     InvalidArtifact,
+    InvocationError,
     ResponseTooLarge,
     TimedOut,
 )
@@ -38,6 +39,9 @@ from wasmtime.component import Component, Func, Linker, Variant
 #: 10 s for its init phase; importing a large vendored package in the guest takes ~1e8 fuel.
 LOAD_FUEL = config.FIREBOX_PYTHON_LOAD_FUEL.get()
 LOAD_TIMEOUT_S = config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get()
+#: Fuel and wall time allowed for `restore` (reseeding and the after-restore hooks).
+RESTORE_FUEL = config.FIREBOX_SNAPSHOT_RESTORE_FUEL.get()
+RESTORE_TIMEOUT_S = config.FIREBOX_SNAPSHOT_RESTORE_TIMEOUT_S.get()
 
 #: Log text the host accepts per call beyond the guest's own budget (the marker, a last
 #: partial line); the guest enforces `max_log_bytes`, this bounds a guest that does not.
@@ -236,6 +240,8 @@ def start_instance(
     state.log = NullSink()
     ready = PythonInstance(store, key, state, (prepare, handle), memory_limit, config.max_log_bytes)
     ready.init_log = "".join(init_log.parts)
+    if init == "restore":
+        ready.restore = start
     return ready
 
 
@@ -263,6 +269,44 @@ class PythonInstance:
         self.last_fuel_used = 0
         #: What `load` logged; written to the first call's log, as Lambda logs INIT output.
         self.init_log = ""
+        #: The `restore` export of an instance made from a snapshot (run again on recycle).
+        self.restore: Func | None = None
+        #: Puts the memory back to the snapshot's (snapshot/reset.py); False if it cannot.
+        self.resetter: Callable[[], bool] | None = None
+
+    @property
+    def recyclable(self) -> bool:
+        """Whether `recycle` may bring this instance back to its post-init state."""
+        return self.reusable and self.resetter is not None and self.restore is not None
+
+    def recycle(self) -> bool:
+        """Put a used instance back in the state a new one starts in; False if it cannot be.
+
+        Its memory goes back to the snapshot's (the pages its calls wrote), its /tmp is
+        emptied and `restore` runs again (random reseeded, after-restore hooks, their
+        output kept for the next call's log), on the restore budgets. An instance that
+        trapped, grew its memory or fails to restore is not recycled (close it).
+        """
+        store, restore, resetter = self._store, self.restore, self.resetter
+        if store is None or restore is None or resetter is None or not self.reusable:
+            return False
+        if not resetter() or not sandbox.empty_tmp(store):
+            self.reusable = False
+            return False
+        init_log = _InitLog()
+        self._state.log = init_log
+        self._state.log_budget = self._max_log_bytes + LOG_SLACK_BYTES
+        self._state.deadline = time.monotonic() + RESTORE_TIMEOUT_S
+        self._state.expired = False
+        try:
+            self._run(restore, (), RESTORE_FUEL, RESTORE_TIMEOUT_S, None)
+        except InvocationError:
+            self.reusable = False
+            return False
+        finally:
+            self._state.log = NullSink()
+        self.init_log = "".join(init_log.parts)
+        return True
 
     def call(
         self,
@@ -413,6 +457,15 @@ class PythonGuest:
     def reusable(self) -> bool:
         """False once the instance trapped."""
         return self.instance.reusable
+
+    @property
+    def recyclable(self) -> bool:
+        """Whether `recycle` may put the instance back in its post-init state."""
+        return self.instance.recyclable
+
+    def recycle(self) -> bool:
+        """Put the used instance back in the state a new one starts in (False: close it)."""
+        return self.instance.recycle()
 
     def call(self, export: str, payload: bytes, ctx: CallContext) -> tuple[bytes, CallStats]:
         """Run the handler (a Python function has one entry point, whatever `export` says)."""

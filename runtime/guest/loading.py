@@ -6,12 +6,12 @@ import logging
 
 import wasmtime
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
-from firebox.runtime.errors import InvalidArtifact
+from firebox.runtime.errors import FireboxError, InvalidArtifact
 from firebox.runtime.guest.component import PythonGuestProgram, PythonInstances, PythonProgram
 from firebox.runtime.guest.core import CoreProgram
-from firebox.runtime.guest.function_config import python_config
+from firebox.runtime.guest.function_config import PythonFunctionConfig, python_config
 from firebox.runtime.guest.protocol import GuestProgram
-from firebox.runtime.snapshot.store import SnapshotIndex, load_snapshot_program
+from firebox.runtime.snapshot.store import SnapshotIndex, SnapshotRef, load_snapshot_program
 from firebox.runtime.specs import FunctionSpec
 
 log = logging.getLogger("firebox.loading")
@@ -51,6 +51,9 @@ def _python_program(
     if spec.snapshot is not None:
         ref = SnapshotIndex(artifacts.root.parent).get(spec.snapshot)
         if ref is not None:
+            reset = _reset_program(artifacts, cache, ref, config, spec.bundle_digest)
+            if reset is not None:
+                return reset
             return load_snapshot_program(
                 engine, artifacts, cache, ref.split, ref.digest, config, spec.bundle_digest,
                 ref.memory_bytes,
@@ -60,3 +63,29 @@ def _python_program(
         )
     component = cache.load_component(engine, spec.digest, artifacts.path(spec.digest))
     return PythonProgram(engine, component, artifacts.get(spec.bundle_digest), spec.handler, config)
+
+
+def _reset_program(
+    artifacts: ArtifactStore,
+    cache: CompiledCache,
+    ref: SnapshotRef,
+    config: PythonFunctionConfig,
+    bundle_digest: str,
+) -> PythonInstances | None:
+    """The version's instances reset in place between calls (snapshot/reset.py), or None
+    when that route is off or cannot serve it (its instances are then new per call)."""
+    from firebox.runtime.snapshot import reset
+
+    if not reset.enabled():
+        return None
+    for digest in (ref.component, ref.main_module, ref.digest, bundle_digest):
+        if not artifacts.exists(digest):
+            raise InvalidArtifact(f"artifact {digest} is missing from the store")
+    try:
+        return reset.load_reset_program(
+            artifacts, cache.root, ref.component, ref.main_module, ref.import_name, ref.digest,
+            config, artifacts.get(bundle_digest),
+        )  # fmt: skip
+    except (OSError, ValueError, RuntimeError, wasmtime.WasmtimeError, FireboxError) as exc:
+        log.warning("instances of snapshot %s are not reset in place: %s", ref.digest[:12], exc)
+        return None

@@ -22,7 +22,11 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
+import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +42,98 @@ _libc.mmap.argtypes = [
 _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 _MAP_NORESERVE = 0x4000
+_MAP_FIXED = 0x10
 _MAP_FAILED = ctypes.c_void_p(-1).value
+PAGE_4K = 4096
+
+
+class MemoryImage:
+    """A linear memory's initial contents in a file, mapped copy-on-write into memories.
+
+    The file (exactly `size` bytes, sparse where the memory is zero) is mapped read-only
+    once more, shared, so that `reset` can copy pages back from it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        self.size = os.fstat(self.fd).st_size
+        if self.size == 0 or self.size % PAGE_4K:
+            os.close(self.fd)
+            raise ValueError(f"a memory image is whole pages, not {self.size} bytes")
+        address = _libc.mmap(None, self.size, mmap.PROT_READ, mmap.MAP_SHARED, self.fd, 0)
+        if address in (None, _MAP_FAILED):
+            os.close(self.fd)
+            raise OSError(ctypes.get_errno(), f"mmap of the memory image {path} failed")
+        self.address: int = address
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Unmap the image and close its file; memories mapped from it keep their pages."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        _libc.munmap(self.address, self.size)
+        os.close(self.fd)
+
+    def __del__(self) -> None:
+        with suppress(Exception):
+            self.close()
+
+
+# /proc/self/pagemap: one 64-bit entry per page; in its top byte, bit 7 = present,
+# bit 6 = swapped, bit 5 = a file page (or shared anonymous). A page of a private file
+# mapping that was written is no longer a file page: present and not file, or swapped.
+_DIRTY = bytes(1 if (b & 0xA0) == 0x80 or b & 0x40 else 0 for b in range(256))
+_RUNS = re.compile(b"\x01+")
+_pagemap: int | None = None
+_pagemap_lock = threading.Lock()
+
+
+def _pagemap_fd() -> int | None:
+    global _pagemap
+    with _pagemap_lock:
+        if _pagemap is None:
+            try:
+                _pagemap = os.open("/proc/self/pagemap", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                _pagemap = -1
+        return _pagemap if _pagemap >= 0 else None
+
+
+def pagemap_available() -> bool:
+    """Whether this process can read its own page map (Linux with /proc)."""
+    return _pagemap_fd() is not None
+
+
+def reset_memory(memory: HostMemory, image: MemoryImage) -> int | None:
+    """Put `memory` (mapped from `image`) back to the image's contents; return the pages copied.
+
+    Only the pages written since the mapping was made are private copies (the others are
+    still the image's own pages): those are found in /proc/self/pagemap and copied back
+    from the image, and stay resident, so the next call does not fault on them again.
+    Returns None (nothing changed) when the memory grew past the image (its size is
+    visible to the guest and cannot shrink) or the page map cannot be read.
+    """
+    fd = _pagemap_fd()
+    if fd is None or memory.size != image.size or memory.image is not image:
+        return None
+    pages = image.size // PAGE_4K
+    try:
+        raw = os.pread(fd, pages * 8, (memory.base // PAGE_4K) * 8)
+    except OSError:
+        return None
+    if len(raw) != pages * 8:
+        return None
+    copied = 0
+    for run in _RUNS.finditer(raw[7::8].translate(_DIRTY)):
+        start, end = run.span()
+        ctypes.memmove(memory.base + start * PAGE_4K, image.address + start * PAGE_4K,
+                       (end - start) * PAGE_4K)  # fmt: skip
+        copied += end - start
+    return copied
 
 
 @dataclass
@@ -49,6 +144,8 @@ class HostMemory:
     size: int
     maximum: int
     reserved: int
+    #: The image the memory was mapped from (None: it started as zeros).
+    image: MemoryImage | None = None
 
     def read(self) -> bytes:
         """Return a copy of the memory's current contents (`size` bytes)."""
@@ -96,6 +193,17 @@ class HostMemoryCreator:
         """Stop recording on this thread."""
         self._local.created = None
 
+    @contextmanager
+    def mapping(self, image: MemoryImage) -> Iterator[list[HostMemory]]:
+        """Map `image` into the memories this thread creates meanwhile; yield them."""
+        created = self.record()
+        self._local.image = image
+        try:
+            yield created
+        finally:
+            self._local.image = None
+            self.stop_recording()
+
     # -- callbacks (run by wasmtime, must not raise) --------------------------------
 
     def _new_memory(
@@ -121,7 +229,15 @@ class HostMemoryCreator:
             if minimum and _libc.mprotect(base, minimum, rw) != 0:
                 _libc.munmap(base, span)
                 return _error("mprotect failed")
-            memory = HostMemory(base, minimum, limit, span)
+            image: MemoryImage | None = getattr(self._local, "image", None)
+            if image is not None and image.size <= minimum:
+                got = _libc.mmap(base, image.size, rw, mmap.MAP_PRIVATE | _MAP_FIXED, image.fd, 0)
+                if got != base:
+                    _libc.munmap(base, span)
+                    return _error(f"mapping the memory image failed (errno {ctypes.get_errno()})")
+            else:
+                image = None
+            memory = HostMemory(base, minimum, limit, span, image)
             with self._lock:
                 key = self._next
                 self._next += 1

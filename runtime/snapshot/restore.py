@@ -12,16 +12,17 @@ from __future__ import annotations
 import math
 
 import wasmtime
-from firebox.runtime import config
 from firebox.runtime.config import MiB
 from firebox.runtime.errors import MemoryLimitExceeded
-from firebox.runtime.guest.component import PythonInstance, component_linker, start_instance
+from firebox.runtime.guest.component import (
+    RESTORE_FUEL,
+    RESTORE_TIMEOUT_S,
+    PythonInstance,
+    component_linker,
+    start_instance,
+)
 from firebox.runtime.guest.function_config import PythonFunctionConfig
 from wasmtime.component import Component
-
-#: Fuel and wall time allowed for `restore` (reseeding and the after-restore hooks).
-RESTORE_FUEL = config.FIREBOX_SNAPSHOT_RESTORE_FUEL.get()
-RESTORE_TIMEOUT_S = config.FIREBOX_SNAPSHOT_RESTORE_TIMEOUT_S.get()
 
 
 class SnapshotProgram:
@@ -55,16 +56,7 @@ class SnapshotProgram:
         after-restore hook raises (`Runtime.AfterRestoreError`), and TimedOut/OutOfFuel/
         GuestTrap when restoring traps.
         """
-        memory_limit = self.config.memory_mb * MiB
-        if self.memory_bytes > memory_limit:
-            error = MemoryLimitExceeded(memory_limit)
-            error.message = (
-                f"the function's initialized state needs {math.ceil(self.memory_bytes / MiB)}"
-                f" MiB of memory, above its memory setting of {self.config.memory_mb} MiB;"
-                " raise the function's memory"
-            )
-            error.args = (error.message,)
-            raise error
+        self.check_memory()
         return start_instance(
             self._linker,
             self.component,
@@ -75,3 +67,16 @@ class SnapshotProgram:
             fuel=RESTORE_FUEL,
             timeout_s=RESTORE_TIMEOUT_S,
         )
+
+    def check_memory(self) -> None:
+        """Raise MemoryLimitExceeded when the function's memory cannot hold the snapshot."""
+        memory_limit = self.config.memory_mb * MiB
+        if self.memory_bytes > memory_limit:
+            error = MemoryLimitExceeded(memory_limit)
+            error.message = (
+                f"the function's initialized state needs {math.ceil(self.memory_bytes / MiB)}"
+                f" MiB of memory, above its memory setting of {self.config.memory_mb} MiB;"
+                " raise the function's memory"
+            )
+            error.args = (error.message,)
+            raise error

@@ -83,6 +83,9 @@ def test_snapshot_state_isolation_uniqueness_and_hooks(
             assert result["hooks"] == ["before", "after"]
         assert len({r["random"] for r in results}) == len(results)
         assert len({r["uuid"] for r in results}) == len(results)
+        # Instances are reset in place between invocations (snapshot/reset.py), not remade.
+        pools = [p for w in client.node()["workers"] for p in w["pools"].values()]
+        assert sum(p["recycled"] for p in pools) >= 3, pools
         log = node.log_text()
         assert "module init ran" not in log or log.count("module init ran") <= 1
 
