@@ -241,6 +241,7 @@ def summary_ratios(cases: list[CaseResult]) -> list[tuple[str, str, float, str]]
             "throughput firebox-wat/wasmtime-serve (c=64)",
         ),
         "python": ("pooled/floor", "first invocation ms (cache present)", "http warm/pooled"),
+        "glue": ("function/boto3", "function reuse/boto3", "calls in function/boto3"),
     }
     found: list[tuple[str, str, float, str]] = []
     for case in cases:

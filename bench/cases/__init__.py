@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.measure import Row
 
-CASES = ("startup", "limits", "http", "python", "scale")
+CASES = ("startup", "limits", "http", "python", "glue", "scale")
 
 
 @dataclass

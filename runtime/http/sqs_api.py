@@ -522,7 +522,8 @@ async def list_queues(request: Request, data: dict[str, Any]) -> dict[str, Any]:
     if limit is not None and len(names) > limit:
         names = names[:limit]
         out["NextToken"] = names[-1]
-    out["QueueUrls"] = [_queue_url(request, n) for n in names]
+    if names:  # SQS leaves the key out when nothing matches (boto3 code checks .get)
+        out["QueueUrls"] = [_queue_url(request, n) for n in names]
     return out
 
 

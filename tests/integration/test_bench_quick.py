@@ -14,6 +14,16 @@ REPO = Path(__file__).resolve().parents[2]
 ROWS = {"compile", "cached", "fresh", "pooled", "floor", "worker"}
 C_ROWS = {f"c/{key}" for key in ("compile", "cached", "fresh", "pooled", "floor")}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY_CASES = ("startup", "limits", "http", "glue")
+GLUE_ROWS = {
+    "function",
+    "function_reuse",
+    "driver",
+    "empty",
+    "empty_reuse",
+    "inside",
+    "inside_reuse",
+}
 
 
 def _finite(value: object) -> bool:
@@ -22,15 +32,16 @@ def _finite(value: object) -> bool:
 
 @pytest.mark.slow
 def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
-    # startup, limits and http (--tiny: a few requests per phase) end to end; the python
-    # and scale cases have their own test below. This checks the harness, not the speed.
+    # startup, limits, http (--tiny: a few requests per phase) and glue (a few invocations)
+    # end to end; the python and scale cases have their own test below. This checks the
+    # harness, not the speed.
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "startup", "limits", "http", "--tiny", "--out", str(out)],
+        [sys.executable, "-m", "bench", *TINY_CASES, "--tiny", "--out", str(out)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((out / "results.json").read_text())
@@ -67,17 +78,28 @@ def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
     assert all(r["errors"] == 0 for r in table), [r for r in table if r["errors"]]
     assert "latency process/firebox-py (c=1)" in http["ratios"]
 
+    glue = results["cases"]["glue"]
+    assert {row["key"] for row in glue["rows"]} == GLUE_ROWS
+    for row in glue["rows"]:
+        assert _finite(row["median_us"]) and row["iterations"] >= 6, row["key"]
+    assert {"function/boto3", "function reuse/boto3", "calls in function/boto3"} <= set(
+        glue["ratios"]
+    )
+    assert _finite(glue["ratios"]["function/boto3"]["value"])
+    (calls,) = glue["tables"].values()
+    assert len(calls) == 3 and all(_finite(v) for r in calls for k, v in r.items() if k != "calls")
+
     plots = results["plots"]
     assert not results["plot_errors"]
     assert {"startup_ladder.png", "cold_warm.png", "throughput.png", "limits.png"} <= set(plots)
-    assert {"cdf_startup.png", "cdf_limits.png", "cdf_http.png"} <= set(plots)
+    assert {f"cdf_{case}.png" for case in TINY_CASES} <= set(plots)
     for name in plots:
         data = (out / name).read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 2000, name
 
     page = (out / "report.html").read_text()
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
-    for case in ("startup", "limits", "http"):
+    for case in TINY_CASES:
         assert f'id="case-{case}"' in page
     assert page.count('src="data:image/png;base64,') >= len(plots)
     assert "Headline ratios" in page and "pooled/floor" in page
