@@ -6,7 +6,7 @@ How they are applied to a wasmtime Store is the guest layer's business
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from firebox.runtime import config
@@ -58,7 +58,9 @@ class Limits:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the limits as a plain dict (wire and registry form)."""
-        return asdict(self)
+        # Every field is a number: a shallow copy is `asdict` without its deep copy (this
+        # runs once per invocation on the node's event loop).
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Limits:

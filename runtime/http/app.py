@@ -38,11 +38,13 @@ from firebox.runtime.http.s3_api import S3Middleware
 from firebox.runtime.http.triggers import trigger
 from firebox.runtime.metrics import NodeMetrics
 from firebox.runtime.node import Node
+from starlette._utils import get_route_path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route, Router
+from starlette.types import Receive, Scope, Send
 
 log = logging.getLogger("firebox.http")
 
@@ -80,6 +82,39 @@ async def unexpected_error(request: Request, exc: Exception) -> Response:
         return error_response(down, request.headers.get("accept"))
     log.exception("unexpected error serving %s %s", request.method, request.url.path)
     return error_response(FireboxError(f"internal error: {type(exc).__name__}"))
+
+
+def route_triggers_first(router: Router) -> None:
+    """Send a request whose first path segment no API route starts with straight to the
+    trigger catch-all (the router's last route), without matching it against the ~200
+    API routes first (Starlette tries them in order: a tenth of the event loop's time
+    per trigger request). Nothing changes when some API route starts with a parameter."""
+    *api, catch_all = router.routes
+    prefixes: set[str] = set()
+    for route in api:
+        path = getattr(route, "path", None)
+        if not isinstance(path, str) or not path.startswith("/"):
+            return
+        first = path.split("/", 2)[1]
+        if "{" in first:
+            return
+        prefixes.add(first)
+    routed = router.middleware_stack
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            first = get_route_path(scope).split("/", 2)[1]
+            if first and first not in prefixes:
+                match, child = catch_all.matches(scope)
+                if match is Match.FULL:
+                    scope.setdefault("router", router)
+                    scope["route"] = catch_all
+                    scope.update(child)
+                    await catch_all.handle(scope, receive, send)
+                    return
+        await routed(scope, receive, send)
+
+    router.middleware_stack = app
 
 
 def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = None) -> Starlette:
@@ -128,6 +163,7 @@ def create_app(node: Node, on_start: Callable[[Node], Awaitable[None]] | None = 
         },
         lifespan=lifespan,
     )
+    route_triggers_first(app.router)
     app.state.node = node
     app.state.authenticator = Authenticator(node)
     app.state.metrics = NodeMetrics(node)

@@ -108,32 +108,106 @@ def pagemap_available() -> bool:
     return _pagemap_fd() is not None
 
 
-def reset_memory(memory: HostMemory, image: MemoryImage) -> int | None:
-    """Put `memory` (mapped from `image`) back to the image's contents; return the pages copied.
+class _ScanArg(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in (
+        "size", "flags", "start", "end", "walk_end", "vec", "vec_len", "max_pages",
+        "category_inverted", "category_mask", "category_anyof_mask", "return_mask",
+    )]  # fmt: skip
 
-    Only the pages written since the mapping was made are private copies (the others are
-    still the image's own pages): those are found in /proc/self/pagemap and copied back
-    from the image, and stay resident, so the next call does not fault on them again.
-    Returns None (nothing changed) when the memory grew past the image (its size is
-    visible to the guest and cannot shrink) or the page map cannot be read.
-    """
-    fd = _pagemap_fd()
-    if fd is None or memory.size != image.size or memory.image is not image:
+
+class _Region(ctypes.Structure):
+    _fields_ = [
+        ("start", ctypes.c_uint64),
+        ("end", ctypes.c_uint64),
+        ("categories", ctypes.c_uint64),
+    ]
+
+
+# linux/fs.h: PAGEMAP_SCAN = _IOWR('f', 16, struct pm_scan_arg) (Linux 6.7); categories.
+_PAGEMAP_SCAN = (3 << 30) | (ctypes.sizeof(_ScanArg) << 16) | (ord("f") << 8) | 16
+_PAGE_IS_FILE = 1 << 2
+_PAGE_IS_PRESENT = 1 << 3
+_PAGE_IS_SWAPPED = 1 << 4
+_SCAN_REGIONS = 512
+_libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+_scan_ok = True
+_scan_local = threading.local()
+
+
+def _written_runs_scan(fd: int, base: int, size: int) -> list[tuple[int, int]] | None:
+    """The [start, end) address runs of written pages, by the PAGEMAP_SCAN ioctl (the kernel
+    filters: present or swapped, and not a file page); None where the ioctl is missing."""
+    global _scan_ok
+    if not _scan_ok:
         return None
-    pages = image.size // PAGE_4K
+    regions = getattr(_scan_local, "regions", None)
+    if regions is None:
+        regions = _scan_local.regions = (_Region * _SCAN_REGIONS)()
+        # The same array as flat u64s: starts and ends come out by one C-level slice each.
+        _scan_local.flat = (ctypes.c_uint64 * (3 * _SCAN_REGIONS)).from_buffer(regions)
+    flat = _scan_local.flat
+    arg = _ScanArg()
+    arg.size = ctypes.sizeof(_ScanArg)
+    arg.vec = ctypes.addressof(regions)
+    arg.vec_len = _SCAN_REGIONS
+    arg.category_inverted = _PAGE_IS_FILE
+    arg.category_mask = _PAGE_IS_FILE
+    arg.category_anyof_mask = _PAGE_IS_PRESENT | _PAGE_IS_SWAPPED
+    arg.return_mask = _PAGE_IS_FILE | _PAGE_IS_PRESENT | _PAGE_IS_SWAPPED
+    runs: list[tuple[int, int]] = []
+    start, end = base, base + size
+    while start < end:
+        arg.start, arg.end, arg.walk_end = start, end, 0
+        found = _libc.ioctl(fd, _PAGEMAP_SCAN, ctypes.byref(arg))
+        if found < 0:
+            _scan_ok = False
+            return None
+        runs.extend(zip(flat[0 : 3 * found : 3], flat[1 : 3 * found : 3], strict=True))
+        if arg.walk_end <= start:
+            return None
+        start = arg.walk_end
+    return runs
+
+
+def _written_runs_read(fd: int, base: int, size: int) -> list[tuple[int, int]] | None:
+    """The same runs from the page map's entries (one 8-byte entry per page)."""
+    pages = size // PAGE_4K
     try:
-        raw = os.pread(fd, pages * 8, (memory.base // PAGE_4K) * 8)
+        raw = os.pread(fd, pages * 8, (base // PAGE_4K) * 8)
     except OSError:
         return None
     if len(raw) != pages * 8:
         return None
+    return [
+        (base + run.start() * PAGE_4K, base + run.end() * PAGE_4K)
+        for run in _RUNS.finditer(raw[7::8].translate(_DIRTY))
+    ]
+
+
+def reset_memory(memory: HostMemory, image: MemoryImage) -> int | None:
+    """Put `memory` (mapped from `image`) back to the image's contents; return the pages copied.
+
+    Only the pages written since the mapping was made are private copies (the others are
+    still the image's own pages): the kernel's page map names them (the PAGEMAP_SCAN
+    ioctl, else /proc/self/pagemap's entries), and only those are copied back from the
+    image. They stay resident, so the next call does not fault on them again. Returns
+    None (nothing changed) when the memory grew past the image (its size is visible to
+    the guest and cannot shrink) or the page map cannot be read.
+    """
+    fd = _pagemap_fd()
+    if fd is None or memory.size != image.size or memory.image is not image:
+        return None
+    runs = _written_runs_scan(fd, memory.base, memory.size)
+    if runs is None:
+        runs = _written_runs_read(fd, memory.base, memory.size)
+    if runs is None:
+        return None
     copied = 0
-    for run in _RUNS.finditer(raw[7::8].translate(_DIRTY)):
-        start, end = run.span()
-        ctypes.memmove(memory.base + start * PAGE_4K, image.address + start * PAGE_4K,
-                       (end - start) * PAGE_4K)  # fmt: skip
+    delta = image.address - memory.base
+    for start, end in runs:
+        ctypes.memmove(start, start + delta, end - start)
         copied += end - start
-    return copied
+    return copied // PAGE_4K
 
 
 @dataclass
