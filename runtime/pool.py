@@ -314,8 +314,9 @@ class PoolFiller:
 
     def add(self, key: str, pool: InstancePool) -> None:
         """Start keeping `pool` filled (and closing what it discards), and fill it now."""
+        # Used instances are recycled at the filler's next wake-up: the worker pokes it once
+        # the caller has its answer (recycling sooner would contend for the GIL with it).
         pool.reaper = self.reap
-        pool.on_used = self.poke
         with self._lock:
             self._pools[key] = pool
         self.poke()
