@@ -35,6 +35,7 @@ from firebox.runtime.guest.protocol import CallContext
 from firebox.runtime.guest.wasmtime_raw import winch_strategy
 from firebox.runtime.host.log import LogBuffer
 from firebox.runtime.snapshot.capture import CaptureEngine
+from firebox.runtime.snapshot.reset import load_reset_program
 from firebox.runtime.snapshot.store import (
     SnapshotBuilder,
     SnapshotIndex,
@@ -123,6 +124,38 @@ def _floor_and_pooled(program: Any, n: int) -> dict[str, float]:
     return {"floor_ms": _median_ms(floors), "pooled_ms": _median_ms(pooled)}
 
 
+def _per_call_cpu(program: Any, reset: Any, n: int) -> dict[str, float]:
+    """Median CPU ms of one invocation's instance work with fresh isolation, both ways,
+    interleaved: a new instance per call from the snapshot on the serving engine
+    (instantiate + call + close) and one instance reset in place (call + recycle);
+    empty when this platform cannot reset in place (`reset` is None)."""
+    if reset is None:
+        return {}
+    kept = reset.instantiate()
+    fresh, recycled, recycle_only = [], [], []
+    try:
+        for _ in range(n):
+            cpu = time.thread_time()
+            instance = program.instantiate()
+            instance.call(b"{}", "req", time.monotonic() + 5, 10**9, _Sink())
+            instance.close()
+            fresh.append(time.thread_time() - cpu)
+            cpu = time.thread_time()
+            kept.call(b"{}", "req", time.monotonic() + 5, 10**9, _Sink())
+            between = time.thread_time()
+            if not kept.recycle():
+                raise AssertionError("an instance that answered normally was not recycled")
+            recycled.append(time.thread_time() - cpu)
+            recycle_only.append(time.thread_time() - between)
+    finally:
+        kept.close()
+    return {
+        "new_per_call_cpu_ms": _median_ms(fresh),
+        "reset_per_call_cpu_ms": _median_ms(recycled),
+        "recycle_cpu_ms": _median_ms(recycle_only),
+    }
+
+
 def _uss_per_instance(make: Callable[[], PythonInstance], live: int) -> float:
     process = psutil.Process()
     gc.collect()
@@ -176,6 +209,10 @@ def measure(n: int, live: int) -> dict[str, Any]:
             program = load_snapshot_program(
                 serving, artifacts, local_cache, digests, ref.digest, config, bundle_digest
             )
+            reset_program = load_reset_program(
+                artifacts, data, digests.component, digests.main_module, digests.import_name,
+                ref.digest, config, bundle,
+            )  # fmt: skip
             compiled = local_cache.path(ref.digest, "module")
             today = PythonProgram(serving, full, bundle, "main.handler", config)
             results[name] = {
@@ -188,6 +225,7 @@ def measure(n: int, live: int) -> dict[str, Any]:
                     **_fresh(program.instantiate, n),
                     **_floor_and_pooled(program, n),
                     "uss_per_live_instance_mib": _uss_per_instance(program.instantiate, live),
+                    **_per_call_cpu(program, reset_program, n),
                 },
                 "today_instantiate_load": {
                     **_fresh(today.instantiate, max(3, n // 5)),

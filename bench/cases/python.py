@@ -261,6 +261,10 @@ def _snapshot_row(name: str, numbers: dict[str, Any]) -> dict[str, Any]:
         "pooled ms": snap["pooled_ms"],
         "floor ms": snap["floor_ms"],
         "USS MiB per ready instance": snap["uss_per_live_instance_mib"],
+        "instance CPU ms per call, new / reset in place (recycle)": (
+            f"{snap.get('new_per_call_cpu_ms')} / {snap.get('reset_per_call_cpu_ms')}"
+            f" ({snap.get('recycle_cpu_ms')})"
+        ),
         "without snapshot: fresh ms (wall / CPU)": (
             f"{today['fresh_instance_ms']} / {today['fresh_instance_cpu_ms']}"
         ),
