@@ -174,6 +174,31 @@ def _run_hooks(hooks: list[snapshot_restore_py.Hook], error_type: str) -> None:
                 stream.flush()
 
 
+#: Free heap a snapshot keeps for its invocations: a share of the function's memory.
+HEAP_HEADROOM_SHARE = 8
+HEAP_HEADROOM_MAX = 16 << 20
+
+
+def _reserve_heap(memory_limit_mb: int) -> None:
+    """Grow the heap by a block and free it, so the snapshot holds free heap malloc knows.
+
+    An instance is reset in place between invocations only if its linear memory did not
+    grow (the host cannot shrink it back); an invocation that allocates more than the
+    heap's free space would grow it. The freed block stays malloc's (wasi-libc never
+    gives memory back), costs nothing in the snapshot (its pages are zeros, and zero
+    pages are neither stored nor resident until written).
+    """
+    size = min(HEAP_HEADROOM_MAX, (memory_limit_mb << 20) // HEAP_HEADROOM_SHARE)
+    while size >= 1 << 20:
+        try:
+            block = bytearray(size)
+        except MemoryError:
+            size //= 2
+            continue
+        del block
+        return
+
+
 class WitWorld(wit_world.WitWorld):
     """The exports of the `firebox:function/function` world."""
 
@@ -181,6 +206,7 @@ class WitWorld(wit_world.WitWorld):
         if _state is None:
             raise Err(_error("Runtime.NotLoaded", "no function was loaded", []))
         _run_hooks(snapshot_restore_py.get_before_snapshot(), "Runtime.BeforeSnapshotError")
+        _reserve_heap(_state.config.memory_limit_mb)
         # As at the end of the interpreter's own build: keep the collector off the
         # snapshot's heap in every restored instance, so its pages stay shared.
         gc.collect()

@@ -43,7 +43,12 @@ from firebox.runtime.guest.component import (
     start_instance,
 )
 from firebox.runtime.guest.function_config import PythonFunctionConfig
-from firebox.runtime.snapshot.memory import MemoryImage, pagemap_available, reset_memory
+from firebox.runtime.snapshot.memory import (
+    HostMemory,
+    MemoryImage,
+    pagemap_available,
+    reset_memory,
+)
 from firebox.runtime.snapshot.restore import SnapshotProgram
 
 if TYPE_CHECKING:
@@ -116,17 +121,30 @@ class ResetSnapshotProgram(SnapshotProgram):
         if len(memories) != 1:
             instance.close()
             raise RuntimeError(f"a restored instance made {len(created)} memories from its image")
-        memory = memories[0]
-        uses = [0]
-
-        def reset() -> bool:
-            if uses[0] >= MAX_RECYCLES:
-                return False
-            uses[0] += 1
-            return reset_memory(memory, self.image) is not None
-
-        instance.resetter = reset
+        instance.resetter = Resetter(memories[0], self.image)
         return instance
+
+
+class Resetter:
+    """Puts one instance's memory back to its image, at most MAX_RECYCLES times."""
+
+    def __init__(self, memory: HostMemory, image: MemoryImage) -> None:
+        self.memory = memory
+        self.image = image
+        self.uses = 0
+        #: Pages the last reset copied back (what the last call wrote).
+        self.last_pages = 0
+
+    def __call__(self) -> bool:
+        """Reset the memory; False when it cannot be (grown, used up, no page map)."""
+        if self.uses >= MAX_RECYCLES:
+            return False
+        self.uses += 1
+        pages = reset_memory(self.memory, self.image)
+        if pages is None:
+            return False
+        self.last_pages = pages
+        return True
 
 
 def load_reset_program(
