@@ -177,6 +177,7 @@ class Worker:
             "fill_errors": dict(self.filler.errors),
             "stuck": dict(self.watchdog.stuck),
             "threads": self.executor.live,
+            "queued": self.executor.queued,
         }
 
     def watch_invoke(self, msg: dict[str, Any]) -> None:
@@ -203,6 +204,12 @@ class Worker:
             self.watch_invoke(msg)
         if not self.watchdog.start(msg["_ticket"]):
             return {}  # it waited here past its deadline: the watchdog answered it
+        # Before anything of the call runs: if this process is lost from now on, the node
+        # knows the call may have had effects (it fails it) and that the calls it got no
+        # such frame for never ran (it sends those to another worker). One small frame
+        # per call, not waited for: the caller's path gains no round trip.
+        with contextlib.suppress(OSError):
+            self.send({"id": msg.get("id"), "op": "started"})
         request = InvokeRequest.from_wire(msg)
         log: LogBuffer = msg["_log"]
         deadline: float = msg["_deadline"]
