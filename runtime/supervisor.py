@@ -43,6 +43,9 @@ DRAIN_S = 10.0
 #: A call lost with its worker before it started is sent again only with at least this
 #: much of its deadline left: less would end as a TimedOut, where WorkerLost says "retry".
 RESEND_MIN_S = 0.1
+#: On top of the init deadline, how long a pool load may take to compile its code (a
+#: worker missing the compiled cache; the fat Python interpreter takes ~20 s here).
+LOAD_COMPILE_S = 60.0
 
 
 class LostBeforeStart(WorkerLost):
@@ -313,7 +316,9 @@ class Supervisor:
         return worker
 
     async def _load_on(self, worker: WorkerProcess, key: str, spec: FunctionSpec) -> None:
-        await worker.request({"op": "load", "fn": key, "spec": spec.to_wire()}, timeout=600)
+        # The worker answers at the init deadline; compiling (a cache miss) comes first.
+        timeout = spec.init_timeout_s() + LOAD_COMPILE_S
+        await worker.request({"op": "load", "fn": key, "spec": spec.to_wire()}, timeout)
         worker.loaded.add(key)
 
     def alive(self) -> int:
