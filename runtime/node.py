@@ -90,9 +90,8 @@ class Node:
             per_function_bytes=config.log_storage_per_function_mb * MiB,
             total_bytes=config.log_storage_mb * MiB,
         )
-        self.admission = Admission(
-            self.catalog, self.recorder, config.workers * config.worker_threads
-        )
+        # The slots of the workers taking calls now (not all configured ones).
+        self.admission = Admission(self.catalog, self.recorder, self.supervisor.slots)
         self.admission.cluster = open_cluster_concurrency(config.queue_url)
         self.listener = open_registry_listener(
             self.registry.engine, self.catalog.notify, self.stores.keys.forget

@@ -325,6 +325,17 @@ class Supervisor:
         """Return how many worker processes are running now."""
         return sum(1 for w in self.workers if w.alive)
 
+    def usable(self) -> int:
+        """Return how many workers take new calls now (running, not draining)."""
+        return sum(1 for w in self.workers if w.alive and not w.draining)
+
+    def slots(self) -> int:
+        """Return how many invocations the workers taking calls now can run at once (their
+        guest threads): while one restarts or drains, the others' threads are all there
+        is. At least one worker's worth: during a full restart, calls wait for the
+        replacement (`acquire`) instead of being refused, and then run on its threads."""
+        return max(1, self.usable()) * self.config.worker_threads
+
     async def load(self, key: str, spec: FunctionSpec) -> None:
         """Compile a function version on its home worker and fill its ready pool there."""
         self.specs[key] = spec
