@@ -214,6 +214,7 @@ def test_a_slow_provisioned_init_holds_no_lock(node: Server) -> None:
         names = {f.name for f in client.list()}
         quick = time.monotonic() - started
         thread.join(15)
+        print(f"deploy + list {quick:.2f} s, set_provisioned {outcome['elapsed']:.2f} s")
         assert quick < 1.0, f"a deploy and a list waited {quick:.2f}s behind a pool's init"
         assert "meanwhile" in names
         assert outcome["elapsed"] < 1.0, outcome  # answered before the init ended
