@@ -152,12 +152,13 @@ class Functions:
             raise InvalidArtifact(f"the function failed to initialize: {exc.message}") from None
         # Not in the node's pools until committed: the commit's pool sync adopts the
         # pool already filled on its worker (no second init).
-        self.node.loaded.pop(key, None)
+        self.node.pools.trials[key] = self.node.loaded.pop(key)
         return key
 
     async def _drop_trial(self, key: str | None) -> None:
         """Drop a trial pool whose version was not committed (it must not refill forever)."""
         if key is not None and key not in self.node.loaded:
+            self.node.pools.trials.pop(key, None)
             await self.node.unload(key)
 
     async def deploy(
@@ -392,7 +393,7 @@ class Functions:
     async def collect_garbage(self, candidates: set[str | None]) -> None:
         """Delete candidate artifacts no version references; the interpreter stays."""
         keep = await self.run(self.registry.digests_in_use)
-        for spec in self.node.loaded.values():
+        for spec in self.node.held_specs():
             keep.update(spec.digests)
         for digests in self._in_flight:  # deploys between storing their code and the registry
             keep.update(d for d in digests if d)
@@ -403,7 +404,7 @@ class Functions:
     async def _drop_snapshots(self, records: list[FunctionRecord]) -> None:
         """Delete the snapshots of versions no longer served (a snapshot belongs to one
         function version: its name and version are in its key), unless still in use."""
-        in_use = {spec.snapshot for spec in self.node.loaded.values()}
+        in_use = {spec.snapshot for spec in self.node.held_specs()}
         in_use.update(d.spec.snapshot for d in self.catalog.latest.values())
         keys = {self.catalog.deployed(r).spec.snapshot for r in records} - in_use
         doomed = [k for k in keys if k]

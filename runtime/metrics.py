@@ -78,6 +78,7 @@ class NodeState:
     inflight: dict[str, int] = field(default_factory=dict)
     restarts: int = 0
     exits: dict[str, int] = field(default_factory=dict)
+    lost: dict[str, int] = field(default_factory=dict)
     asynchronous: dict[str, int] = field(default_factory=dict)
     deploy_compiles: int = 0
     deploy_compile_s: float = 0.0
@@ -176,6 +177,15 @@ class StateCollector(Collector):
         for reason in sorted({"deadline", "stuck", "exited", *s.exits}):
             exits.add_metric([reason], s.exits.get(reason, 0))
         yield exits
+        lost = CounterMetricFamily(
+            "firebox_worker_lost_invocations",
+            "Invocations whose worker died before answering: resent (had not started, sent"
+            " to another worker once), failed (had started, or too late: WorkerLost).",
+            labels=["outcome"],
+        )
+        for outcome in ("resent", "failed"):
+            lost.add_metric([outcome], s.lost.get(outcome, 0))
+        yield lost
         yield CounterMetricFamily(
             "firebox_deploy_compiles",
             "Artifacts this node compiled at deploy (compiled-cache misses).",
@@ -358,6 +368,7 @@ class NodeMetrics:
             inflight=dict(node.admission.inflight),
             restarts=supervisor.restarts,
             exits=dict(supervisor.exits),
+            lost=dict(supervisor.lost),
             asynchronous=asdict(node.async_invoker.stats),
             deploy_compiles=node.prepare.compiles,
             deploy_compile_s=node.prepare.compile_seconds,

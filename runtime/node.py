@@ -33,6 +33,7 @@ from firebox.runtime.events.mappings import MappingManager
 from firebox.runtime.events.scheduler import Scheduler
 from firebox.runtime.functions import Functions
 from firebox.runtime.invoke import Invoker
+from firebox.runtime.pool_sync import PoolSync
 from firebox.runtime.prepare import Preparer
 from firebox.runtime.roles import role_key
 from firebox.runtime.routing import Route, RouteTable
@@ -93,9 +94,8 @@ class Node:
             per_function_bytes=config.log_storage_per_function_mb * MiB,
             total_bytes=config.log_storage_mb * MiB,
         )
-        self.admission = Admission(
-            self.catalog, self.recorder, config.workers * config.worker_threads
-        )
+        # The slots of the workers taking calls now (not all configured ones).
+        self.admission = Admission(self.catalog, self.recorder, self.supervisor.slots)
         self.admission.cluster = open_cluster_concurrency(config.queue_url)
         self.listener = open_registry_listener(
             self.registry.engine, self.catalog.notify, self.stores.keys.forget
@@ -105,6 +105,9 @@ class Node:
         # so an invocation of a version without a pool checks its files once, not per call.
         self.loaded: dict[str, FunctionSpec] = {}
         self._local: set[str] = set()
+        # Loads and unloads a registry change asks for run in the background, never
+        # under the node's lock (a guest's init may take up to its init deadline).
+        self.pools = PoolSync(self.loaded, self._load_pool, self.supervisor.unload)
         self.queues = self.stores.queues
         self.streams = self.stores.streams
         self.async_invoker = AsyncInvoker(self, self.queues, config.async_concurrency)
@@ -163,6 +166,7 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.pools.stop()
         await self.changes.stop()
         await self.scheduler.stop()
         await self.mappings.stop()
@@ -182,6 +186,7 @@ class Node:
     async def _initial_sync(self) -> None:
         async with self.lock:
             await self._sync_pools()
+        await self.pools.settled()  # outside the lock; `start` bounds this wait
 
     async def _poll(self) -> None:
         """Notice writes by other nodes sharing the registry (and keep pools in step)."""
@@ -204,22 +209,23 @@ class Node:
         await self._sync_pools()
 
     async def _sync_pools(self) -> None:
+        """Compute the wanted pools (lock held) and start their loads and unloads in the
+        background (runtime/pool_sync.py): no guest initializes under the lock."""
         wanted = await self.run_blocking(self.catalog.wanted)
-        for key in [k for k in self.loaded if k not in wanted]:
-            await self.unload(key)
-        for key, spec in wanted.items():
-            if key in self.loaded:
-                continue
-            try:
-                await self.load(key, spec)
-            except Exception as exc:  # one broken function must not stop the others
-                log.warning("could not load %s: %s", key, exc)
+        self.pools.apply(wanted)
 
     async def load(self, key: str, spec: FunctionSpec) -> None:
         """Make a version's artifacts local and fill its ready pool on its home worker."""
+        await self._load_pool(key, spec)
+        self.loaded[key] = spec
+
+    async def _load_pool(self, key: str, spec: FunctionSpec) -> None:
         await self.make_local(spec)
         await self.supervisor.load(key, spec)
-        self.loaded[key] = spec
+
+    def held_specs(self) -> list[FunctionSpec]:
+        """Return the specs of the pools kept ready or being loaded now (GC keeps theirs)."""
+        return [*self.loaded.values(), *self.pools.pending().values(), *self.pools.trials.values()]
 
     async def unload(self, key: str) -> None:
         """Drop a version's pools on every worker."""

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from firebox.runtime import config
 from firebox.runtime.errors import FireboxError, error_from_dict
 from firebox.runtime.grants import Grants, parse_grants
 from firebox.runtime.limits import Limits
@@ -49,6 +50,13 @@ class FunctionSpec:
         """Return the pool key: same code, configuration and version share one pool."""
         blob = json.dumps(self.to_wire(), sort_keys=True).encode()
         return f"{self.name}:{self.version}@{hashlib.sha256(blob).hexdigest()[:12]}"
+
+    def init_timeout_s(self) -> float:
+        """Return how long one instance may take to initialize: a Python version's load
+        budget (FIREBOX_PYTHON_LOAD_TIMEOUT_S, at least its timeout), else its timeout."""
+        if self.kind == "python":
+            return max(config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get(), self.limits.timeout_s)
+        return self.limits.timeout_s
 
     @property
     def digests(self) -> tuple[str, ...]:

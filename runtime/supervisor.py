@@ -40,6 +40,17 @@ log = logging.getLogger("firebox.supervisor")
 WORKER_START_TIMEOUT_S = 30.0
 #: The longest a draining worker (recycled for stuck threads) may finish its calls.
 DRAIN_S = 10.0
+#: A call lost with its worker before it started is sent again only with at least this
+#: much of its deadline left: less would end as a TimedOut, where WorkerLost says "retry".
+RESEND_MIN_S = 0.1
+#: On top of the init deadline, how long a pool load may take to compile its code (a
+#: worker missing the compiled cache; the fat Python interpreter takes ~20 s here).
+LOAD_COMPILE_S = 60.0
+
+
+class LostBeforeStart(WorkerLost):
+    """The worker died before this request began (no "started" frame came): it never ran,
+    so it may be sent to another worker."""
 
 
 class WorkerProcess:
@@ -64,6 +75,8 @@ class WorkerProcess:
         self.draining = False
         self.loaded: set[str] = set()
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        #: Pending invocations the worker said it began running (a "started" frame).
+        self._started: set[int] = set()
         self._ids = itertools.count(1)
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -102,6 +115,7 @@ class WorkerProcess:
         self._writer.write(pack({"role_key": self.role_key}))
         self.exited = asyncio.Event()
         self.draining = False
+        self._started.clear()
         ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[0] = ready
         self._reader_task = asyncio.create_task(self._read(reader))
@@ -118,24 +132,51 @@ class WorkerProcess:
                 header = await reader.readexactly(HEADER.size)
                 (length,) = HEADER.unpack(header)
                 msg = unpack(await reader.readexactly(length))
-                if msg.get("op") == "recycle" and not self.draining:
-                    self.draining = True
-                    self._drain_task = asyncio.create_task(self._drain(msg.get("stuck") or {}))
+                op = msg.get("op")
+                if op is not None:
+                    if op == "started":
+                        request_id = int(msg.get("id") or 0)
+                        if request_id in self._pending:
+                            self._started.add(request_id)
+                    elif op == "recycle" and not self.draining:
+                        self.draining = True
+                        self._drain_task = asyncio.create_task(self._drain(msg.get("stuck") or {}))
                     continue
-                future = self._pending.pop(int(msg.get("id") or 0), None)
+                request_id = int(msg.get("id") or 0)
+                self._started.discard(request_id)
+                future = self._pending.pop(request_id, None)
                 if future is not None and not future.done():
                     future.set_result(msg)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:
             self.alive = False
-            lost = WorkerLost(
+            # Frames the worker wrote before it died are read above before the end of the
+            # stream, so a call without a "started" frame surely did not begin.
+            started = WorkerLost(
                 f"worker process {self.pid} exited while running this invocation; retry"
             )
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(lost)
+            unstarted = 0
+            for request_id, future in self._pending.items():
+                if future.done():
+                    continue
+                if request_id in self._started:
+                    future.set_exception(started)
+                else:
+                    unstarted += 1
+                    future.set_exception(
+                        LostBeforeStart(
+                            f"worker process {self.pid} exited before this request started; retry"
+                        )
+                    )
+            if self._pending:
+                log.warning(
+                    "worker %d (pid %d) lost %d unanswered requests: %d had started, %d had"
+                    " not", self.index, self.pid, len(self._pending),
+                    len(self._pending) - unstarted, unstarted,
+                )  # fmt: skip
             self._pending.clear()
+            self._started.clear()
             if self._writer is not None:
                 self._writer.close()
             if self.proc is not None:
@@ -160,7 +201,7 @@ class WorkerProcess:
     def send(self, msg: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
         """Send a request and return the future of its reply."""
         if not self.alive or self._writer is None:
-            raise WorkerLost(f"worker {self.index} is not running")
+            raise LostBeforeStart(f"worker {self.index} is not running")
         request_id = next(self._ids)
         msg["id"] = request_id
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -199,6 +240,9 @@ class Supervisor:
         #: Worker exits by reason: "deadline" (killed, not answering past one), "stuck"
         #: (recycled: too many threads stuck in host calls), "exited" (on its own).
         self.exits: collections.Counter[str] = collections.Counter()
+        #: Invocations lost with a worker: "resent" (had not started, sent again) and
+        #: "failed" (had started, or too late to resend: answered WorkerLost).
+        self.lost: collections.Counter[str] = collections.Counter()
         self._watchers: list[asyncio.Task[None]] = []
         self._stopping = False
         self._worker_up = asyncio.Event()
@@ -272,12 +316,25 @@ class Supervisor:
         return worker
 
     async def _load_on(self, worker: WorkerProcess, key: str, spec: FunctionSpec) -> None:
-        await worker.request({"op": "load", "fn": key, "spec": spec.to_wire()}, timeout=600)
+        # The worker answers at the init deadline; compiling (a cache miss) comes first.
+        timeout = spec.init_timeout_s() + LOAD_COMPILE_S
+        await worker.request({"op": "load", "fn": key, "spec": spec.to_wire()}, timeout)
         worker.loaded.add(key)
 
     def alive(self) -> int:
         """Return how many worker processes are running now."""
         return sum(1 for w in self.workers if w.alive)
+
+    def usable(self) -> int:
+        """Return how many workers take new calls now (running, not draining)."""
+        return sum(1 for w in self.workers if w.alive and not w.draining)
+
+    def slots(self) -> int:
+        """Return how many invocations the workers taking calls now can run at once (their
+        guest threads): while one restarts or drains, the others' threads are all there
+        is. At least one worker's worth: during a full restart, calls wait for the
+        replacement (`acquire`) instead of being refused, and then run on its threads."""
+        return max(1, self.usable()) * self.config.worker_threads
 
     async def load(self, key: str, spec: FunctionSpec) -> None:
         """Compile a function version on its home worker and fill its ready pool there."""
@@ -301,26 +358,58 @@ class Supervisor:
         Answers TimedOut on time (the request's `limits.timeout_s`) even when the guest is
         stuck in a host call (the worker's watchdog answers then); a worker that does not
         answer at all within `KILL_GRACE_S` more is killed and replaced.
-        Raises WorkerLost if the worker died.
+        A call lost with its worker before it started (the worker sent no "started" frame
+        for it) is sent once more, to another live worker or the replacement, when at
+        least `RESEND_MIN_S` of its deadline is left.
+        Raises WorkerLost if the worker died while running it (or before, too late to resend).
         """
+        timeout_s = request.limits.timeout_s
+        worker = await self.acquire(request.key, WORKER_START_TIMEOUT_S)
+        # The worker keeps the same deadline (one monotonic clock for both processes):
+        # time the call waits in the worker counts, and its watchdog answers on time. A
+        # call sent again keeps it: the time lost with the first worker counts too.
+        deadline = time.monotonic() + timeout_s
+        try:
+            return await self._invoke_on(worker, request, deadline)
+        except LostBeforeStart as lost:
+            left = deadline - time.monotonic()
+            if left < RESEND_MIN_S:
+                self.lost["failed"] += 1
+                raise WorkerLost(lost.message) from None
+        except WorkerLost:
+            self.lost["failed"] += 1
+            raise
+        self.lost["resent"] += 1
+        log.info(
+            "call %s of %s was lost with worker %d before it started; sending it again",
+            request.request_id, request.key, worker.index,
+        )  # fmt: skip
+        try:
+            again = await self.acquire(request.key, left)
+            return await self._invoke_on(again, request, deadline)
+        except WorkerLost as exc:  # once only: a second loss is the caller's to retry
+            self.lost["failed"] += 1
+            raise WorkerLost(exc.message) from None
+
+    async def _invoke_on(
+        self, worker: WorkerProcess, request: InvokeRequest, deadline: float
+    ) -> InvokeReply:
         key = request.key
         timeout_s = request.limits.timeout_s
-        worker = await self.acquire(key, WORKER_START_TIMEOUT_S)
         # Not loaded on this worker yet (a version without ready instances, or the home
         # worker is busy): the worker loads it from the spec on the way.
         msg = request.to_wire(with_spec=key not in worker.loaded)
-        # The worker keeps the same deadline (one monotonic clock for both processes):
-        # time the call waits in the worker counts, and its watchdog answers on time.
-        msg["deadline"] = time.monotonic() + timeout_s
+        msg["deadline"] = deadline
         worker.inflight += 1
         try:
             future = worker.send(msg)
             request_id = msg["id"]
             # A Python guest decodes a large event on a budget of its own (config.py).
             allowance = event_decode_allowance_s(len(request.payload))
-            if not await _wait(future, timeout_s + TIMEOUT_GRACE_S + allowance):
+            wait_s = deadline - time.monotonic() + TIMEOUT_GRACE_S + allowance
+            if not await _wait(future, wait_s):
                 asyncio.get_running_loop().call_later(
-                    KILL_GRACE_S, self._condemn, worker, request_id, key
+                    KILL_GRACE_S, self._condemn, worker, request_id, request
                 )
                 future.add_done_callback(_consume)
                 raise TimedOut(timeout_s)
@@ -329,13 +418,14 @@ class Supervisor:
         finally:
             worker.inflight -= 1
 
-    def _condemn(self, worker: WorkerProcess, request_id: int, key: str) -> None:
+    def _condemn(self, worker: WorkerProcess, request_id: int, request: InvokeRequest) -> None:
         if worker.pending(request_id):
             # The worker's watchdog answers calls stuck in host calls; no answer at all
             # means the whole process is wedged: the last resort.
             log.warning(
-                "worker %d (pid %d) did not answer a call of %s past its deadline; killing it",
-                worker.index, worker.pid, key,
+                "worker %d (pid %d) did not answer call %s of %s (function %s) past its"
+                " deadline; killing it",
+                worker.index, worker.pid, request.request_id, request.key, request.name,
             )  # fmt: skip
             worker.kill_reason = "deadline"
             worker.kill()

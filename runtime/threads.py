@@ -35,6 +35,11 @@ class GuestThreads:
         """Return how many threads exist now (free, busy and stuck)."""
         return self._live
 
+    @property
+    def queued(self) -> int:
+        """Return how many submitted calls wait for a free thread now (approximate)."""
+        return self._queue.qsize()
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run `fn(*args)` on the next free thread (exceptions are the caller's to catch)."""
         self._queue.put((fn, args))

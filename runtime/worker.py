@@ -30,7 +30,6 @@ from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import FireboxError, InvocationError, Throttled, TimedOut
 from firebox.runtime.guest.engine import get_engine
-from firebox.runtime.guest.function_config import python_config
 from firebox.runtime.guest.loading import load_program
 from firebox.runtime.guest.protocol import CallContext
 from firebox.runtime.host import aws, services
@@ -41,13 +40,6 @@ from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
 from firebox.runtime.threads import GuestThreads
 from firebox.runtime.watchdog import Ticket, Watchdog
 from firebox.runtime.wire import pack, recv_frame
-
-
-def init_timeout_s(spec: FunctionSpec) -> float:
-    """Return how long one instance of `spec` may take to initialize (Python: its load)."""
-    if spec.kind == "python":
-        return python_config(spec).load_timeout_s
-    return spec.limits.timeout_s
 
 
 class Worker:
@@ -120,7 +112,7 @@ class Worker:
                 max_ready=min(spec.concurrency, share),
                 reuse=spec.isolation == "reuse",
                 idle_shrink_s=self.idle_shrink_s,
-                init_timeout_s=init_timeout_s(spec),
+                init_timeout_s=spec.init_timeout_s(),
                 memory_mb=spec.limits.memory_mb,
             )
             self.pools[key] = pool
@@ -136,7 +128,7 @@ class Worker:
         # One instance made now proves the function initializes (a Python handler that
         # fails to import fails its deploy) and makes the first invocation warm; under
         # its own deadline, and a version that fails leaves no pool behind to refill.
-        seconds = init_timeout_s(spec)
+        seconds = spec.init_timeout_s()
 
         def overdue() -> dict[str, Any]:
             self.drop(key)
@@ -177,6 +169,7 @@ class Worker:
             "fill_errors": dict(self.filler.errors),
             "stuck": dict(self.watchdog.stuck),
             "threads": self.executor.live,
+            "queued": self.executor.queued,
         }
 
     def watch_invoke(self, msg: dict[str, Any]) -> None:
@@ -203,6 +196,12 @@ class Worker:
             self.watch_invoke(msg)
         if not self.watchdog.start(msg["_ticket"]):
             return {}  # it waited here past its deadline: the watchdog answered it
+        # Before anything of the call runs: if this process is lost from now on, the node
+        # knows the call may have had effects (it fails it) and that the calls it got no
+        # such frame for never ran (it sends those to another worker). One small frame
+        # per call, not waited for: the caller's path gains no round trip.
+        with contextlib.suppress(OSError):
+            self.send({"id": msg.get("id"), "op": "started"})
         request = InvokeRequest.from_wire(msg)
         log: LogBuffer = msg["_log"]
         deadline: float = msg["_deadline"]

@@ -59,7 +59,7 @@ def python_config(spec: FunctionSpec) -> PythonFunctionConfig:
         memory_mb=spec.limits.memory_mb,
         environment=dict(spec.environment),
         max_log_bytes=spec.limits.max_log_bytes,
-        load_timeout_s=max(config.FIREBOX_PYTHON_LOAD_TIMEOUT_S.get(), spec.limits.timeout_s),
+        load_timeout_s=spec.init_timeout_s(),
         load_fuel=max(config.FIREBOX_PYTHON_LOAD_FUEL.get(), spec.limits.fuel),
         grants=spec.grants,
     )

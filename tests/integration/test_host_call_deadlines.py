@@ -18,6 +18,7 @@ import wasmtime
 from firebox.runtime.errors import InvalidArtifact, TimedOut
 
 from tests.conftest import Server, guest_wasm
+from tests.integration.test_metrics import wait_for
 
 # One worker with four guest threads: every call shares the worker; the node has 4 slots
 # (3 for any one function, 1 kept for the others).
@@ -183,3 +184,44 @@ def test_a_big_compile_does_not_hold_other_deploys(node: Server) -> None:
     thread.join(60)
     assert done.is_set() and overlapped
     assert quick < 1.0, f"a small deploy waited {quick:.2f}s behind a big compile"
+
+
+def test_a_slow_provisioned_init_holds_no_lock(node: Server) -> None:
+    # Deployed with a 5 s init (its trial load); a published version made provisioned
+    # is a registry change whose pool load initializes 5 s more on the worker.
+    with node.client() as client:
+        client.deploy({"name": "slowinit", "timeout": 10.0}, guest_wasm("slow_init"))
+        version = client.publish("slowinit").version
+    outcome: dict[str, float] = {}
+
+    def provision() -> None:
+        started = time.monotonic()
+        with node.client() as other:
+            other.set_provisioned("slowinit", 1, qualifier=version)
+        outcome["elapsed"] = time.monotonic() - started
+
+    thread = threading.Thread(target=provision)
+    thread.start()
+    # The pool exists on the worker as soon as its load begins (then 5 s of init).
+    wait_for(
+        lambda: any(k.startswith(f"slowinit:{version}@") for k in _pools(node)),
+        timeout=10,
+        what="the provisioned pool's load to begin",
+    )
+    started = time.monotonic()
+    with node.client() as client:
+        client.deploy({"name": "meanwhile"}, guest_wasm("echo"))
+        names = {f.name for f in client.list()}
+        quick = time.monotonic() - started
+        thread.join(15)
+        print(f"deploy + list {quick:.2f} s, set_provisioned {outcome['elapsed']:.2f} s")
+        assert quick < 1.0, f"a deploy and a list waited {quick:.2f}s behind a pool's init"
+        assert "meanwhile" in names
+        assert outcome["elapsed"] < 1.0, outcome  # answered before the init ended
+        status = wait_for(
+            lambda: (s := client.provisioned("slowinit")).get(version, {}).get("ready") and s,
+            timeout=15,
+            what="the provisioned instance to be ready",
+        )
+        assert status[version] == {"requested": 1, "ready": 1, "version": version}
+        assert client.invoke(f"slowinit:{version}", {"v": 1}).payload == {"v": 1}
