@@ -68,6 +68,13 @@ def enabled() -> bool:
     return config.FIREBOX_SNAPSHOT_RESET.get() and pagemap_available()
 
 
+def serves(memory_mb: int) -> bool:
+    """Whether instances of a function with `memory_mb` of memory are reset in place."""
+    from firebox.runtime.snapshot.capture import CAPTURE_MAX_MEMORY
+
+    return enabled() and memory_mb * MiB <= CAPTURE_MAX_MEMORY
+
+
 def reset_engine(
     component: Path, main_module: Path, import_name: str, digest: str
 ) -> CaptureEngine:
@@ -162,9 +169,8 @@ def load_reset_program(
     version's memory image file and its snapshot module without data, compiled for the
     capture engine (both kept in `cache_root`)."""
     from firebox.compiler.cache_files import file_lock
-    from firebox.runtime.snapshot.capture import CAPTURE_MAX_MEMORY
 
-    if not enabled() or config.memory_mb * MiB > CAPTURE_MAX_MEMORY:
+    if not serves(config.memory_mb):
         return None
     engine = reset_engine(
         artifacts.path(component_digest), artifacts.path(main_digest), import_name,

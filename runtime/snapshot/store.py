@@ -174,7 +174,12 @@ class SnapshotBuilder:
                 self.index.put(ref)
                 capture.seconds["store"] = time.perf_counter() - started
             started = time.perf_counter()
-            if not self.cache.path(ref.digest, "module").exists():
+            from firebox.runtime.snapshot import reset
+
+            if (
+                not reset.serves(config.memory_mb)
+                and not self.cache.path(ref.digest, "module").exists()
+            ):
                 path = self.artifacts.path(ref.digest)
                 self.cache.load_module(self.serving_engine, ref.digest, path)
             if capture is not None:
