@@ -24,6 +24,7 @@ import firebox_guest_context
 import firebox_guest_fs
 import firebox_guest_sdk
 import firebox_guest_stdlib  # noqa: F401 - imported for its effect: the stdlib snapshot
+import firebox_guest_time  # noqa: F401 - imported for its effect: time.sleep through the host
 import snapshot_restore_py
 import wit_world
 from componentize_py_types import Err

@@ -8,12 +8,17 @@ granted capabilities (tables, buckets, outbound HTTP) share one interface,
 
 from __future__ import annotations
 
-from firebox.runtime.host import blobs, capabilities, http, kv, log, queues, secrets
+from firebox.runtime.host import blobs, capabilities, clock, http, kv, log, queues, secrets
 from firebox.runtime.host.api import HostAPI
 
 HOST_APIS: tuple[HostAPI, ...] = (
     log.API,
     capabilities.api(
-        kv.OPERATIONS, blobs.OPERATIONS, http.OPERATIONS, secrets.OPERATIONS, queues.OPERATIONS
+        kv.OPERATIONS,
+        blobs.OPERATIONS,
+        http.OPERATIONS,
+        secrets.OPERATIONS,
+        queues.OPERATIONS,
+        clock.OPERATIONS,
     ),
 )

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Server, ServerFactory, guest_wasm
-from tests.integration.test_python_deadlines import SLEEPER
+from tests.integration.test_python_deadlines import STUCK
 from tests.integration.test_python_server import write_function
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -203,10 +203,10 @@ def test_a_worker_recycled_for_stuck_threads_is_counted_with_its_reason(
     server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     # Its own node (a recycled worker must not disturb the other tests' pools), with one
-    # thread per worker: one Python call stuck in `time.sleep` past its timeout recycles it.
+    # thread per worker: one Python call stuck in a WASI poll past its timeout recycles it.
     node = server_factory(env={"FIREBOX_WORKER_THREADS": "1"}).start()
     with node.client() as client:
-        client.deploy_path(write_function(tmp_path, "m-sleeper", SLEEPER, timeout=0.5))
+        client.deploy_path(write_function(tmp_path, "m-sleeper", STUCK, timeout=0.5))
     with node.http() as http:
         before = scrape(http)
         r = http.post("/v1/functions/m-sleeper/invoke", json={"s": 10**9})

@@ -1,5 +1,6 @@
-"""Containment on a real node (Python functions): `time.sleep` in a handler or at import ends at
-its own deadline, no worker is killed, no deploy waits behind another's init, and a refill
+"""Containment on a real node (Python functions): `time.sleep` in a handler ends at the call's
+deadline (the host's sleep), a handler blocked in a WASI host call is answered at its deadline
+and its thread set aside, an import that sleeps fails its deploy, no worker is killed, no deploy waits behind another's init, and a refill
 stuck in a sleeping import does not stop the other pools' refills."""
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ def handler(event, context):
     return event
 """
 
+# Blocks in a WASI host call the host cannot end (a poll with no descriptors): the worker's
+# watchdog answers the call at its deadline and sets its thread aside.
+STUCK = """
+import select
+
+def handler(event, context):
+    select.select([], [], [], event.get("s", 0))
+    return event
+"""
+
 # Sleeps at import from the given instant on: the deploy's own instance loads fine, and
 # every refill after that instant is stuck in its import.
 LATE_SLEEPER = """
@@ -57,6 +68,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with server.client() as client:
         client.deploy_path(write_function(src, "pysleeper", SLEEPER, timeout=1.0))
         client.deploy_path(write_function(src, "pyquick", SLEEPER, timeout=3.0))
+        client.deploy_path(write_function(src, "pystuck", STUCK, timeout=1.0))
         client.deploy({"name": "napper", "timeout": 5.0}, guest_wasm("nap"))
     yield server
     server.stop()
@@ -68,7 +80,26 @@ def client(node: Server) -> Iterator[Client]:
         yield c
 
 
-def test_sleep_in_a_handler_ends_at_its_deadline_and_the_neighbour_survives(
+def test_sleep_in_a_handler_ends_at_its_deadline_and_frees_its_thread(
+    node: Server, client: Client
+) -> None:
+    restarts = client.node()["restarts"]
+    started = time.monotonic()
+    result = client.invoke("pysleeper", {"s": 30})
+    elapsed = time.monotonic() - started
+    assert isinstance(result.error, TimedOut), result.error
+    assert elapsed < 2.5, f"answered after {elapsed:.2f}s"
+    # The host's sleep ended at the deadline: no thread was left asleep.
+    stuck = {k: v for w in client.node()["workers"] for k, v in w["stuck"].items()}
+    assert not [k for k in stuck if k.startswith("pysleeper:")], stuck
+    assert client.node()["restarts"] == restarts
+    # A sleep inside the deadline sleeps for as long as it was asked.
+    started = time.monotonic()
+    assert client.invoke("pysleeper", {"s": 0.3}).payload == {"s": 0.3}
+    assert time.monotonic() - started >= 0.3
+
+
+def test_a_handler_blocked_in_a_host_call_is_answered_and_the_neighbour_survives(
     node: Server, client: Client
 ) -> None:
     restarts = client.node()["restarts"]
@@ -82,12 +113,12 @@ def test_sleep_in_a_handler_ends_at_its_deadline_and_the_neighbour_survives(
     thread.start()
     time.sleep(0.3)
     started = time.monotonic()
-    result = client.invoke("pysleeper", {"s": 5})
+    result = client.invoke("pystuck", {"s": 5})
     elapsed = time.monotonic() - started
     assert isinstance(result.error, TimedOut), result.error
     assert elapsed < 2.5, f"answered after {elapsed:.2f}s"
     stuck = {k: v for w in client.node()["workers"] for k, v in w["stuck"].items()}
-    assert [k for k in stuck if k.startswith("pysleeper:")], stuck  # set aside, named
+    assert [k for k in stuck if k.startswith("pystuck:")], stuck  # set aside, named
     thread.join(10)
     assert neighbour["result"].payload == {"n": 1}, neighbour["result"].error
     time.sleep(1.5)  # past the node's kill grace
@@ -96,7 +127,7 @@ def test_sleep_in_a_handler_ends_at_its_deadline_and_the_neighbour_survives(
     deadline = time.monotonic() + 10  # the set-aside thread wakes up 5 s in and ends
     while time.monotonic() < deadline and any(w["stuck"] for w in client.node()["workers"]):
         time.sleep(0.2)
-    assert client.invoke("pysleeper", {"s": 0}).payload == {"s": 0}
+    assert client.invoke("pystuck", {"s": 0}).payload == {"s": 0}
 
 
 def test_sleep_at_import_fails_the_deploy_and_other_deploys_do_not_wait(
@@ -155,7 +186,7 @@ def test_threads_stuck_for_good_are_bounded_and_the_worker_recycled_gently(
 ) -> None:
     # One worker of 4 threads: 1 stuck call per function at most, recycled at 4 stuck.
     for i in range(4):
-        client.deploy_path(write_function(tmp_path, f"pyforever{i}", SLEEPER, timeout=1.0))
+        client.deploy_path(write_function(tmp_path, f"pyforever{i}", STUCK, timeout=1.0))
     restarts = client.node()["restarts"]
     assert isinstance(client.invoke("pyforever0", {"s": 10**9}).error, TimedOut)
     with node.http() as http:
