@@ -129,6 +129,7 @@ PYTHON_ROWS = {
     "b2b_heavy",
     "boto3",
     "native",
+    "native_boto3",
 }
 
 
