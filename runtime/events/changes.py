@@ -57,6 +57,10 @@ class ChangeStats:
     failures: int = 0  # batches stopped by an unreachable backend
 
 
+#: Consumer and shard name under which a table stream keeps the last change id appended.
+APPEND_MARK = "firebox-change-appended"
+
+
 class ChangeDispatcher:
     """Moves captured changes from the outbox to their functions, queues and streams."""
 
@@ -113,6 +117,11 @@ class ChangeDispatcher:
         batch = await self.node.run_blocking(outbox.pending, BATCH)
         if not batch:
             return False
+        # Renew the lease before handing anything on: a dispatcher that stalled past it
+        # (a loaded machine) finds another node holding it and stops here.
+        self._held = await self.node.run_blocking(outbox.hold, self.node_id, self.lease_s)
+        if not self._held:
+            return False
         fault_point("change-before-dispatch")
         handed: list[int] = []
         try:
@@ -155,12 +164,23 @@ class ChangeDispatcher:
         if stream not in self._streams:
             await self.node.run_blocking(streams.create_stream, stream, 1)
             self._streams.add(stream)
+        # The last change appended to this stream, kept in the stream store itself: a
+        # dispatcher that took the lease over from one that stalled past it does not
+        # append again what the other already did (rows are appended in id order).
+        mark = await self.node.run_blocking(
+            streams.get_checkpoint, APPEND_MARK, stream, APPEND_MARK
+        )
+        if mark is not None and mark.isdigit() and int(mark) >= change.id:
+            return
         data = encode_record(change.change["record"])
         try:
             await self.node.run_blocking(streams.put, stream, change.change["key"], data)
         except StreamNotFound:  # deleted under us (a test's reset): make it again, once
             await self.node.run_blocking(streams.create_stream, stream, 1)
             await self.node.run_blocking(streams.put, stream, change.change["key"], data)
+        await self.node.run_blocking(
+            streams.set_checkpoint, APPEND_MARK, stream, APPEND_MARK, str(change.id)
+        )
         self.stats.delivered += 1
 
     def describe(self) -> dict[str, Any]:
