@@ -213,8 +213,10 @@ def test_a_worker_recycled_for_stuck_threads_is_counted_with_its_reason(
         assert r.json()["error"]["type"] == "TimedOut"  # answered by the worker's watchdog
 
         def replaced() -> Samples | None:
+            # Restarted, and the replacement up (it counts as restarted while it starts).
             s = scrape(http)
-            return s if value(s, "firebox_worker_restarts_total") > 0 else None
+            done = value(s, "firebox_worker_restarts_total") > 0
+            return s if done and total(s, "firebox_worker_up") == 2 else None
 
         after = wait_for(replaced, what="the worker with a stuck thread to be recycled")
     assert value(after, "firebox_worker_exits_total", reason="stuck") == 1
