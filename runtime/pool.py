@@ -97,10 +97,9 @@ class InstancePool:
         self.reuse = reuse
         self.idle_shrink_s = idle_shrink_s
         self._ready: collections.deque[GuestInstance] = collections.deque()
-        #: Used instances of a fresh pool waiting to be recycled (reset in place).
+        #: Used instances of a fresh pool waiting to be recycled (reset in place) by the
+        #: filler, which the worker pokes once the caller has its answer.
         self._used: collections.deque[GuestInstance] = collections.deque()
-        #: Called when an instance was put in `_used` (the PoolFiller wakes up).
-        self.on_used: Callable[[], None] = _nothing
         self._lock = threading.Lock()
         self._target = self.min_ready
         self._last_lease = clock()
@@ -165,9 +164,7 @@ class InstancePool:
                 self._ready.append(instance)
             elif recycle:
                 self._used.append(instance)
-        if recycle:
-            self.on_used()
-        elif not keep:
+        if not keep and not recycle:
             self.stats.discarded += 1
             self.reaper(instance)
 
@@ -281,10 +278,6 @@ class InstancePool:
 
 def _close(instance: GuestInstance) -> None:
     instance.close()
-
-
-def _nothing() -> None:
-    return None
 
 
 class PoolFiller:
