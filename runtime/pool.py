@@ -97,8 +97,9 @@ class InstancePool:
         self.reuse = reuse
         self.idle_shrink_s = idle_shrink_s
         self._ready: collections.deque[GuestInstance] = collections.deque()
-        #: Used instances of a fresh pool waiting to be recycled (reset in place) by the
-        #: filler, which the worker pokes once the caller has its answer.
+        #: Used instances of a fresh pool waiting to be recycled (reset in place): by the
+        #: worker's thread that ran the call, once the caller has its answer
+        #: (`Worker.after_invoke`), else by the next lease or the filler.
         self._used: collections.deque[GuestInstance] = collections.deque()
         self._lock = threading.Lock()
         self._target = self.min_ready
@@ -182,6 +183,10 @@ class InstancePool:
             self.stats.discarded += 1
         self.reaper(instance)
         return False
+
+    def has_used(self) -> bool:
+        """Whether used instances wait to be reset in place."""
+        return bool(self._used)
 
     def recycle_one(self) -> bool:
         """Recycle one used instance into the ready ones; return True if one was added."""
@@ -307,8 +312,9 @@ class PoolFiller:
 
     def add(self, key: str, pool: InstancePool) -> None:
         """Start keeping `pool` filled (and closing what it discards), and fill it now."""
-        # Used instances are recycled at the filler's next wake-up: the worker pokes it once
-        # the caller has its answer (recycling sooner would contend for the GIL with it).
+        # Used instances are recycled by the worker once the caller has its answer
+        # (recycling sooner would contend for the GIL with the call); what is left over,
+        # at the filler's next wake-up.
         pool.reaper = self.reap
         with self._lock:
             self._pools[key] = pool

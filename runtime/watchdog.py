@@ -39,7 +39,7 @@ class Ticket:
         key: str,
         deadline: float,
         what: str,
-        overdue: Callable[[], dict[str, Any]],
+        overdue: Callable[[], dict[str, Any] | None],
     ) -> None:
         self.frame_id = frame_id
         self.key = key
@@ -83,7 +83,7 @@ class Watchdog:
 
     def watch(
         self, frame_id: Any, key: str, deadline: float, what: str,
-        overdue: Callable[[], dict[str, Any]], *, started: bool = True,
+        overdue: Callable[[], dict[str, Any] | None], *, started: bool = True,
     ) -> Ticket:  # fmt: skip
         """Start watching a request; `overdue()` builds the reply sent if it overstays.
 
@@ -162,7 +162,9 @@ class Watchdog:
                     log.warning("%s of %s waited for a thread past its deadline: answered"
                                 " TimedOut", ticket.what, ticket.key)  # fmt: skip
                 try:
-                    self._send(ticket.overdue())
+                    reply = ticket.overdue()
+                    if reply is not None:  # work after a reply (a reset) has none to send
+                        self._send(reply)
                 except Exception:  # the node is gone: the main loop notices and exits
                     log.debug("could not send the overdue reply", exc_info=True)
                 if ticket.stuck:

@@ -25,11 +25,11 @@ from firebox.runtime.errors import (
     ResponseTooLarge,
     TimedOut,
 )
-from firebox.runtime.guest.function_config import PythonFunctionConfig, wit_record
+from firebox.runtime.guest.function_config import PythonFunctionConfig
 from firebox.runtime.guest.protocol import CallContext, CallStats
 from firebox.runtime.guest.store import arm, limit_memory
 from firebox.runtime.guest.traps import trap_error
-from firebox.runtime.guest.wasmtime_raw import store_key
+from firebox.runtime.guest.wasmtime_raw import ComponentParam, call_component, store_key
 from firebox.runtime.host import HOST_APIS
 from firebox.runtime.host.api import HostState, LogSink, NullSink
 from firebox.runtime.limits import Limits
@@ -223,7 +223,11 @@ def start_instance(
         state.log_budget = config.max_log_bytes + LOG_SLACK_BYTES
         state.log = init_log = _InitLog()
         try:
-            result = start(store, *args)
+            if args:  # `load`: once per deploy, through wasmtime-py's generic lowering
+                result = start(store, *args)
+            else:  # `restore`: every instance made from a snapshot
+                ok, failure = call_component(start, store, [])
+                result = None if ok else Variant("err", failure)
             start.post_return(store)
         except wasmtime.WasmtimeError as exc:
             raise trap_error(
@@ -299,7 +303,10 @@ class PythonInstance:
         self._state.deadline = time.monotonic() + RESTORE_TIMEOUT_S
         self._state.expired = False
         try:
-            self._run(restore, (), RESTORE_FUEL, RESTORE_TIMEOUT_S, None)
+            ok, _ = self._run(restore, [], RESTORE_FUEL, RESTORE_TIMEOUT_S, None)
+            if not ok:  # an after-restore hook failed: a new instance reports it
+                self.reusable = False
+                return False
         except InvocationError:
             self.reusable = False
             return False
@@ -360,17 +367,20 @@ class PythonInstance:
             else:
                 text = decoded
             timeout_s = max(0.0, deadline - time.monotonic())
-            context = wit_record(
-                aws_request_id=request_id,
-                deadline_ms=int(deadline * 1000),
-                invoked_function_arn=invoked_arn,
-                client_context=client_context,
-                identity=identity,
-                max_response_bytes=min(max_response_bytes or U32_MAX, U32_MAX),
-            )
-            result = self._run(self._handle, (text, context), fuel, timeout_s, max_response_bytes)
+            context = [
+                ("aws-request-id", "string", request_id),
+                ("deadline-ms", "u64", int(deadline * 1000)),
+                ("invoked-function-arn", "string", invoked_arn),
+                ("client-context", "option-string", client_context),
+                ("identity", "option-string", identity),
+                ("max-response-bytes", "u32", min(max_response_bytes or U32_MAX, U32_MAX)),
+            ]
+            params = [("option-string", text), ("record", context)]
+            ok, result = self._run(self._handle, params, fuel, timeout_s, max_response_bytes)
         finally:
             self._state.log = NullSink()
+        if not ok:
+            raise self._guest_error(result, max_response_bytes)
         if isinstance(result, str):
             return result.encode()
         self.reusable = False
@@ -384,10 +394,11 @@ class PythonInstance:
         the `Runtime.UnmarshalError` a bad event gets (the instance is discarded).
         """
         try:
-            return self._run(
-                self._prepare, (text,), config.event_decode_fuel(size),
+            ok, error = self._run(
+                self._prepare, [("string", text)], config.event_decode_fuel(size),
                 config.event_decode_allowance_s(size), None,
             )  # fmt: skip
+            return None if ok else error
         except GuestTrap as exc:
             if "call stack exhausted" not in str(exc):
                 raise
@@ -396,17 +407,18 @@ class PythonInstance:
     def _run(
         self,
         func: Func,
-        args: tuple[Any, ...],
+        params: list[ComponentParam],
         fuel: int,
         timeout_s: float,
         max_response_bytes: int | None,
-    ) -> Any:
-        """Call `func` on a fresh budget; return its ok value, raise its err as an error."""
+    ) -> tuple[bool, str | None]:
+        """Call `func` (an export returning a result of strings) on a fresh budget;
+        return (whether it is ok, its payload)."""
         store = self._store
         assert store is not None
         arm(store, fuel=fuel, seconds=timeout_s)
         try:
-            result = func(store, *args)
+            result = call_component(func, store, params)
             func.post_return(store)
         except wasmtime.WasmtimeError as exc:
             self.reusable = False
@@ -426,16 +438,17 @@ class PythonInstance:
         except GuestTrap:
             self.reusable = False
             raise
-        if isinstance(result, Variant):
-            if result.tag == "err":
-                error = handler_error(result.payload)
-                size = error.payload.get("responseBytes")
-                if error.payload.get("errorType") == "Runtime.ResponseTooLarge":
-                    limit = max_response_bytes if max_response_bytes is not None else U32_MAX
-                    raise ResponseTooLarge(size if isinstance(size, int) else None, limit)
-                raise error
-            return result.payload
         return result
+
+    @staticmethod
+    def _guest_error(payload: str | None, max_response_bytes: int | None) -> InvocationError:
+        """Return the error for the `err` a call returned (Lambda's error JSON)."""
+        error = handler_error(payload)
+        size = error.payload.get("responseBytes")
+        if error.payload.get("errorType") == "Runtime.ResponseTooLarge":
+            limit = max_response_bytes if max_response_bytes is not None else U32_MAX
+            return ResponseTooLarge(size if isinstance(size, int) else None, limit)
+        return error
 
     def close(self) -> None:
         """Release the Store (and the instance's memory); idempotent."""
