@@ -29,7 +29,7 @@ def test_the_node_serves_with_httptools_and_uvloop_when_installed() -> None:
     assert config.loop == "uvloop"
     protocol = config.http
     assert isinstance(protocol, type)
-    assert protocol.max_header_bytes == settings.FIREBOX_MAX_HEADER_BYTES.get()
+    assert protocol.__dict__["max_header_bytes"] == settings.FIREBOX_MAX_HEADER_BYTES.get()
     assert "HttpToolsProtocol" in [base.__name__ for base in protocol.__mro__]
 
 
