@@ -105,6 +105,10 @@ class InstancePool:
         self._target = self.min_ready
         self._last_lease = clock()
         self._closed = False
+        #: Whether used instances come back to this pool reset in place (see `release`).
+        self._recycles = False
+        #: Used instances being reset by `recycle_one` now (neither used nor ready).
+        self._resetting = 0
         self.stats = PoolStats(target=self._target)
         #: Where discarded instances go to be closed; the PoolFiller closes them off the
         #: request path (closing a Store costs about as much as making one).
@@ -155,16 +159,20 @@ class InstancePool:
             self.stats.leased -= 1
             healthy = instance.reusable and not self._closed
             keep = self.reuse and healthy and len(self._ready) < self.max_ready
+            # A recycled instance comes back: the target counts every instance the pool
+            # has (ready, waiting to be reset, leased), not only ready ones.
             recycle = (
                 not self.reuse
                 and healthy
                 and getattr(instance, "recyclable", False)
-                and len(self._ready) + len(self._used) < max(self._target, 1)
+                and len(self._ready) + len(self._used) + self._resetting + self.stats.leased
+                < max(self._target, 1)
             )
             if keep:
                 self._ready.append(instance)
             elif recycle:
                 self._used.append(instance)
+                self._recycles = True
         if not keep and not recycle:
             self.stats.discarded += 1
             self.reaper(instance)
@@ -194,12 +202,17 @@ class InstancePool:
             if not self._used:
                 return False
             used = self._used.popleft()
-        if not self._recycle(used):
-            return False
-        with self._lock:
-            if not self._closed and len(self._ready) < max(self._target, 1):
-                self._ready.append(used)  # next in line: its pages are resident
-                return True
+            self._resetting += 1
+        try:
+            if not self._recycle(used):
+                return False
+            with self._lock:
+                if not self._closed and len(self._ready) < max(self._target, 1):
+                    self._ready.append(used)  # next in line: its pages are resident
+                    return True
+        finally:
+            with self._lock:
+                self._resetting -= 1
         self.reaper(used)
         return False
 
@@ -210,7 +223,13 @@ class InstancePool:
                 return 0
             if self.clock() - self._last_lease > self.idle_shrink_s:
                 self._target = self.min_ready
-            return max(0, self._target - len(self._ready))
+            have = len(self._ready)
+            if self._recycles:
+                # Leased instances come back reset (fresh isolation, reset in place):
+                # making more for them would only have them discarded on release (at 8
+                # connections a sixth of the calls made an instance, and one was closed).
+                have += len(self._used) + self._resetting + self.stats.leased
+            return max(0, self._target - have)
 
     def fill_one(self) -> bool:
         """Instantiate one instance into the pool if it is short; return True if one was added."""
