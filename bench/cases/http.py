@@ -481,7 +481,8 @@ def run(quick: bool) -> CaseResult:
             ' guest wraps the event as {"wrapped": <event>, "by": "wat"}',
             "workers": os.environ.get("FIREBOX_WORKERS", f"{os.cpu_count()} (cpu count)"),
             "worker_threads": os.environ.get("FIREBOX_WORKER_THREADS", "48"),
-            "uvicorn": "uvicorn.run(app, log_level='warning'), default loop and HTTP parser",
+            "uvicorn": "runtime/http/server.py: uvloop and httptools (with firebox's header"
+            " deadline and header bound) when installed, as they are with firebox",
         },
         "firebox-py": {
             "command": "the same node",
@@ -502,7 +503,8 @@ def run(quick: bool) -> CaseResult:
             " --port P --log-level warning",
             "route": "POST /echo",
             "work": 'parse the JSON body, answer {"wrapped": <body>, "by": "native"}',
-            "uvicorn": "one process, default loop and HTTP parser",
+            "uvicorn": "one process, uvicorn's defaults: uvloop and httptools when installed"
+            " (they are, with firebox), else asyncio and h11",
         },
         "process": {
             "command": "python -m uvicorn bench.peers.process_per_request:app --host 127.0.0.1"

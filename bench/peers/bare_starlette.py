@@ -1,7 +1,8 @@
 """The HTTP floor: a bare Starlette endpoint doing the echo-wat guest's work natively (bench peer).
 
 Run as `python -m uvicorn bench.peers.bare_starlette:app --host 127.0.0.1 --port P
---log-level warning`, the same uvicorn defaults `firebox serve` uses. `POST /echo` parses
+--log-level warning`: uvicorn's defaults, which are uvloop and httptools when installed
+(they are with firebox, whose node serves on the same two). `POST /echo` parses
 the JSON body and answers `{"wrapped": <body>, "by": "native"}`; there is no routing
 table, no event, no worker hop and no guest, which is exactly what it measures.
 """
