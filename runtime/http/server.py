@@ -30,30 +30,17 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 FAST = all(importlib.util.find_spec(name) for name in ("httptools", "uvloop"))
 
 
-class HeaderDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline on reading each request's headers."""
+class _HeaderDeadline:
+    """The header deadline both protocols share: armed while the connection waits for a
+    request's headers (`_waiting_for_headers`), it closes the connection when it fires."""
 
     header_timeout_s: float = config.DEFAULT_HEADER_TIMEOUT_S
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._header_timer: asyncio.TimerHandle | None = None
-        super().connection_made(transport)
-        self._arm_header_deadline()
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._arm_header_deadline()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._arm_header_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_deadline()
-        super().connection_lost(exc)
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    _header_timer: asyncio.TimerHandle | None
 
     def _waiting_for_headers(self) -> bool:
-        return bool(self.conn.their_state is h11.IDLE)
+        raise NotImplementedError
 
     def _arm_header_deadline(self) -> None:
         if not self._waiting_for_headers():
@@ -72,12 +59,35 @@ class HeaderDeadlineProtocol(H11Protocol):
             self.transport.close()
 
 
+class HeaderDeadlineProtocol(_HeaderDeadline, H11Protocol):
+    """uvicorn's h11 protocol with a deadline on reading each request's headers."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._header_timer = None
+        super().connection_made(transport)
+        self._arm_header_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._arm_header_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm_header_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)
+
+    def _waiting_for_headers(self) -> bool:
+        return bool(self.conn.their_state is h11.IDLE)
+
+
 def _httptools_protocol() -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with the header deadline and a header size bound."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class HttpToolsDeadlineProtocol(HttpToolsProtocol):
-        header_timeout_s: float = config.DEFAULT_HEADER_TIMEOUT_S
+    class HttpToolsDeadlineProtocol(_HeaderDeadline, HttpToolsProtocol):
         max_header_bytes: int = config.DEFAULT_MAX_HEADER_BYTES
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -85,49 +95,38 @@ def _httptools_protocol() -> type[asyncio.Protocol]:
             # connection waits for (the rest of) a request's headers.
             self._parsed = self._answered = 0
             self._header_bytes = 0
-            self._header_timer: asyncio.TimerHandle | None = None
+            self._header_timer = None
             super().connection_made(transport)
-            self._arm()
+            self._arm_header_deadline()
 
         def data_received(self, data: bytes) -> None:
             # A read is at most the loop's buffer (256 KiB), so what the parser holds of
             # unfinished headers stays within the bound plus one read.
-            waiting = self._parsed == self._answered
+            waiting = self._waiting_for_headers()
             if waiting:
                 self._header_bytes += len(data)
             super().data_received(data)
             over = waiting and self._header_bytes > self.max_header_bytes
-            if over and self._parsed == self._answered and not self.transport.is_closing():
+            if over and self._waiting_for_headers() and not self.transport.is_closing():
                 self._refuse_headers()
 
         def on_headers_complete(self) -> None:
             self._parsed += 1
             self._header_bytes = 0
-            self._cancel()
+            self._cancel_header_deadline()
             super().on_headers_complete()
 
         def on_response_complete(self) -> None:
             self._answered += 1
             super().on_response_complete()
-            self._arm()
+            self._arm_header_deadline()
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel()
+            self._cancel_header_deadline()
             super().connection_lost(exc)
 
-        def _arm(self) -> None:
-            if self._parsed == self._answered and self._header_timer is None:
-                self._header_timer = self.loop.call_later(self.header_timeout_s, self._expired)
-
-        def _cancel(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
-
-        def _expired(self) -> None:
-            self._header_timer = None
-            if self._parsed == self._answered and not self.transport.is_closing():
-                self.transport.close()
+        def _waiting_for_headers(self) -> bool:
+            return self._parsed == self._answered
 
         def _refuse_headers(self) -> None:
             message = b"Request headers too large."
