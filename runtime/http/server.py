@@ -42,6 +42,10 @@ class _HeaderDeadline:
     def _waiting_for_headers(self) -> bool:
         raise NotImplementedError
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_deadline()
+        super().connection_lost(exc)  # type: ignore[misc]  # the protocol's, next in the MRO
+
     def _arm_header_deadline(self) -> None:
         if not self._waiting_for_headers():
             self._cancel_header_deadline()
@@ -74,10 +78,6 @@ class HeaderDeadlineProtocol(_HeaderDeadline, H11Protocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         self._arm_header_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_header_deadline()
-        super().connection_lost(exc)
 
     def _waiting_for_headers(self) -> bool:
         return bool(self.conn.their_state is h11.IDLE)
@@ -120,10 +120,6 @@ def _httptools_protocol() -> type[asyncio.Protocol]:
             self._answered += 1
             super().on_response_complete()
             self._arm_header_deadline()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._cancel_header_deadline()
-            super().connection_lost(exc)
 
         def _waiting_for_headers(self) -> bool:
             return self._parsed == self._answered
