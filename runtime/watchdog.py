@@ -155,9 +155,10 @@ class Watchdog:
                     continue
             for ticket in due:
                 if ticket.stuck:
-                    log.warning("%s of %s is stuck in a host call past its deadline:"
-                                " answered TimedOut, its thread set aside", ticket.what,
-                                ticket.key)  # fmt: skip
+                    answered = "" if ticket.frame_id is None else " answered TimedOut,"
+                    log.warning("%s of %s is stuck in a host call past its deadline:%s"
+                                " its thread set aside", ticket.what, ticket.key,
+                                answered)  # fmt: skip
                 else:
                     log.warning("%s of %s waited for a thread past its deadline: answered"
                                 " TimedOut", ticket.what, ticket.key)  # fmt: skip
