@@ -201,7 +201,12 @@ def redis_url() -> str:
 @pytest.fixture
 def pg_schema_url(postgres_url: str) -> Iterator[str]:
     """A PostgreSQL URL on a fresh schema of its own (dropped afterwards), so tests that
-    share the `test` database never see each other's tables."""
+    share the `test` database never see each other's tables.
+
+    Name it before `server_factory` in a test's arguments: fixtures are torn down in the
+    reverse order, so the nodes stop before their schema is dropped (the other way round,
+    a node still writing deadlocked with the DROP, found by CI).
+    """
     import uuid
 
     import sqlalchemy as sa

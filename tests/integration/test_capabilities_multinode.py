@@ -30,7 +30,7 @@ def handler(event, context):
 
 
 def test_two_nodes_share_tables_and_buckets(
-    server_factory: ServerFactory, pg_schema_url: str, tmp_path: Path
+    pg_schema_url: str, server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     shared = {"FIREBOX_DATABASE_URL": pg_schema_url, "FIREBOX_REGISTRY_POLL_S": "0.2"}
     first = server_factory(env={**shared, "FIREBOX_PREPARE_PYTHON": "1"}).start()
@@ -88,7 +88,7 @@ def _wait(client: Client, name: str, count: int, timeout: float = 40) -> list[di
 
 
 def test_change_events_of_both_nodes_are_dispatched_once_and_survive_the_dispatcher(
-    server_factory: ServerFactory, pg_schema_url: str, redis_url: str, tmp_path: Path
+    pg_schema_url: str, server_factory: ServerFactory, redis_url: str, tmp_path: Path
 ) -> None:
     shared = {"FIREBOX_DATABASE_URL": pg_schema_url, "FIREBOX_QUEUE_URL": redis_url,
               "FIREBOX_REGISTRY_POLL_S": "0.2", "FIREBOX_CHANGE_LEASE_S": "2"}  # fmt: skip

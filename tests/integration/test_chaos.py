@@ -196,8 +196,8 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 
 
 def test_nodes_and_redis_killed_under_load_lose_nothing(
-    server_factory: ServerFactory,
     pg_schema_url: str,
+    server_factory: ServerFactory,
     private_redis: PrivateRedis,
     tmp_path: Path,
 ) -> None:

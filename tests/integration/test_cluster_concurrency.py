@@ -98,7 +98,7 @@ def deploy(client: Client, tmp_path: Path, name: str, concurrency: int) -> None:
 
 
 def test_caps_hold_across_nodes_and_a_dead_nodes_slots_come_back(
-    server_factory: ServerFactory, shared: dict[str, str], tmp_path: Path
+    shared: dict[str, str], server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     first = server_factory(env={**shared, "FIREBOX_PREPARE_PYTHON": "1"}).start()
     second = server_factory(env=shared).start()

@@ -77,7 +77,7 @@ def test_an_existing_open_data_dir_is_closed_on_start(
 
 @pytest.mark.services
 def test_nodes_sharing_a_registry_need_the_same_sealing_secret(
-    server_factory: ServerFactory, pg_schema_url: str
+    pg_schema_url: str, server_factory: ServerFactory
 ) -> None:
     shared = {"FIREBOX_DATABASE_URL": pg_schema_url, "FIREBOX_REGISTRY_POLL_S": "0.2"}
     sealing = {**shared, "FIREBOX_KEY_ENCRYPTION_KEY": "one sealing secret for the cluster"}

@@ -41,7 +41,7 @@ def shared(pg_schema_url: str, redis_url: str) -> Iterator[dict[str, str]]:
 
 
 def test_killing_a_node_mid_batch_loses_nothing(
-    server_factory: ServerFactory, shared: dict[str, str], tmp_path: Path
+    shared: dict[str, str], server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     first = server_factory(env={**shared, "FIREBOX_PREPARE_PYTHON": "1"}).start()
     second = server_factory(env=shared).start()

@@ -190,7 +190,7 @@ def test_environment_reaches_only_its_function(node: Server, tmp_path: Path) -> 
 
 
 def test_two_nodes_share_one_postgres_registry(
-    server_factory: ServerFactory, pg_schema_url: str
+    pg_schema_url: str, server_factory: ServerFactory
 ) -> None:
     env = {"FIREBOX_DATABASE_URL": pg_schema_url, "FIREBOX_REGISTRY_POLL_S": "0.2"}
     first = server_factory(env=env).start()

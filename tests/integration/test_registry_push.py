@@ -62,7 +62,7 @@ def lags_of(a: Server, b: Server) -> tuple[list[float], list[float]]:
     return lags, revocations
 
 
-def test_poll_only_is_the_fallback(server_factory: ServerFactory, pg_schema_url: str) -> None:
+def test_poll_only_is_the_fallback(pg_schema_url: str, server_factory: ServerFactory) -> None:
     env = {
         "FIREBOX_DATABASE_URL": pg_schema_url,
         "FIREBOX_REGISTRY_PUSH": "0",
@@ -75,7 +75,7 @@ def test_poll_only_is_the_fallback(server_factory: ServerFactory, pg_schema_url:
 
 
 def test_writes_and_revocations_reach_other_nodes_at_once(
-    server_factory: ServerFactory, pg_schema_url: str
+    pg_schema_url: str, server_factory: ServerFactory
 ) -> None:
     env = {
         "FIREBOX_DATABASE_URL": pg_schema_url,

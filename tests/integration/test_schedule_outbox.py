@@ -51,7 +51,7 @@ def outbox(url: str) -> list[tuple[str, float]]:
 
 @pytest.mark.parametrize("point", ["schedule-claimed", "schedule-enqueued"])
 def test_a_node_killed_mid_firing_loses_no_tick_and_fires_none_twice(
-    server_factory: ServerFactory, shared: dict[str, str], tmp_path: Path, point: str
+    shared: dict[str, str], server_factory: ServerFactory, tmp_path: Path, point: str
 ) -> None:
     doomed = server_factory(
         env={**shared, "FIREBOX_PREPARE_PYTHON": "1", "FIREBOX_FAULT_KILL_AT": point}

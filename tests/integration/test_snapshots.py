@@ -91,7 +91,7 @@ def test_snapshot_state_isolation_uniqueness_and_hooks(
 
 
 def test_snapshot_survives_restart_and_serves_a_second_node(
-    server_factory: ServerFactory, pg_schema_url: str, tmp_path: Path
+    pg_schema_url: str, server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     shared = {
         "FIREBOX_DATABASE_URL": pg_schema_url,

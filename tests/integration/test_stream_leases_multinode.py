@@ -74,7 +74,7 @@ def held(node: Server, mapping_id: str) -> list[str]:
 
 
 def test_shards_are_shared_handed_over_and_taken_over(
-    server_factory: ServerFactory, shared: dict[str, str], tmp_path: Path
+    shared: dict[str, str], server_factory: ServerFactory, tmp_path: Path
 ) -> None:
     first = server_factory(env={**shared, "FIREBOX_PREPARE_PYTHON": "1"}).start()
     src = tmp_path / "sink"
