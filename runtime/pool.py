@@ -165,8 +165,7 @@ class InstancePool:
                 not self.reuse
                 and healthy
                 and getattr(instance, "recyclable", False)
-                and len(self._ready) + len(self._used) + self._resetting + self.stats.leased
-                < max(self._target, 1)
+                and self._held() < max(self._target, 1)
             )
             if keep:
                 self._ready.append(instance)
@@ -191,6 +190,11 @@ class InstancePool:
             self.stats.discarded += 1
         self.reaper(instance)
         return False
+
+    def _held(self) -> int:
+        """Every instance of the pool (ready, waiting to be reset, being reset, leased);
+        call with the lock held."""
+        return len(self._ready) + len(self._used) + self._resetting + self.stats.leased
 
     def has_used(self) -> bool:
         """Whether used instances wait to be reset in place."""
@@ -223,12 +227,10 @@ class InstancePool:
                 return 0
             if self.clock() - self._last_lease > self.idle_shrink_s:
                 self._target = self.min_ready
-            have = len(self._ready)
-            if self._recycles:
-                # Leased instances come back reset (fresh isolation, reset in place):
-                # making more for them would only have them discarded on release (at 8
-                # connections a sixth of the calls made an instance, and one was closed).
-                have += len(self._used) + self._resetting + self.stats.leased
+            # Leased instances come back reset (fresh isolation, reset in place): making
+            # more for them would only have them discarded on release (at 8 connections
+            # a sixth of the calls made an instance, and one was closed).
+            have = self._held() if self._recycles else len(self._ready)
             return max(0, self._target - have)
 
     def fill_one(self) -> bool:

@@ -29,6 +29,7 @@ from firebox.runtime import config
 from firebox.runtime.artifacts import ArtifactStore, CompiledCache
 from firebox.runtime.engine import EngineSettings
 from firebox.runtime.errors import FireboxError, InvocationError, Throttled, TimedOut
+from firebox.runtime.guest.component import RESTORE_TIMEOUT_S
 from firebox.runtime.guest.engine import get_engine
 from firebox.runtime.guest.loading import load_program
 from firebox.runtime.guest.protocol import CallContext
@@ -40,9 +41,6 @@ from firebox.runtime.specs import FunctionSpec, InvokeReply, InvokeRequest
 from firebox.runtime.threads import GuestThreads
 from firebox.runtime.watchdog import Ticket, Watchdog
 from firebox.runtime.wire import pack, recv_frame
-
-#: How long resetting a used instance in place (its `restore` export) may take.
-RESTORE_TIMEOUT_S = config.FIREBOX_SNAPSHOT_RESTORE_TIMEOUT_S.get()
 
 
 class Worker:

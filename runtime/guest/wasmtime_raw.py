@@ -17,6 +17,7 @@ import wasmtime
 from firebox.runtime.config import MiB
 from firebox.runtime.engine import EngineSettings
 from wasmtime import _ffi as ffi
+from wasmtime.component._enter import enter_wasm
 
 # What wasmtime-py accepts as a store (its own `Storelike` alias is not in its type hints).
 _Storelike = wasmtime.Store | wasmtime.Caller | wasmtime.StoreContext
@@ -258,8 +259,6 @@ def call_component(
     Raises wasmtime.WasmtimeError (a trap, or a value of the wrong shape), and what a host
     function of wasmtime-py raised, as `Func.__call__` does.
     """
-    from wasmtime.component._enter import enter_wasm
-
     args = (ffi.wasmtime_component_val_t * max(1, len(params)))()
     lowered = 0
     result = ffi.wasmtime_component_val_t()

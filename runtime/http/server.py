@@ -11,9 +11,8 @@ The node serves with uvloop and httptools (uvicorn's own fast path, `uvicorn[sta
 when they are installed, as they are with firebox: `HttpToolsDeadlineProtocol`. It also
 bounds the bytes of headers still incomplete (`FIREBOX_MAX_HEADER_BYTES`: llhttp has no
 such limit of its own). Without them, uvicorn's h11 protocol with the same deadline
-(`HeaderDeadlineProtocol`; h11 bounds the header size itself). The choice was measured
-(docs/performance.md): a boto3 Invoke through the node took 4.5 ms on h11, 2.9 ms on
-httptools.
+(`HeaderDeadlineProtocol`; h11 bounds the header size itself). Why: h11 was the largest
+single item of the node's event loop (docs/snapshots.md, "The per-call path, cut").
 """
 
 from __future__ import annotations
